@@ -1,0 +1,131 @@
+"""Identity: users, the permission catalog, roles, and API keys."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractUser, _user_has_module_perms, _user_has_perm
+from django.db import models
+from django.utils import timezone
+
+
+class Permission(models.Model):
+    """A catalog permission, ``resource:action`` (e.g. ``agent:create``). Seeded by migration."""
+
+    code = models.CharField(max_length=64, unique=True, help_text="resource:action, e.g. agent:create")
+    description = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["code"]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def resource(self) -> str:
+        return self.code.split(":", 1)[0]
+
+    @property
+    def action(self) -> str:
+        return self.code.split(":", 1)[-1]
+
+
+class Role(models.Model):
+    """A named set of permissions. A role inherits every permission of its parents (no cycles)."""
+
+    name = models.SlugField(max_length=64, unique=True, help_text="Lower-case identifier, e.g. operator.")
+    description = models.CharField(max_length=255, blank=True)
+    permissions = models.ManyToManyField(Permission, blank=True, related_name="roles")
+    parents = models.ManyToManyField(
+        "self", symmetrical=False, blank=True, related_name="children", help_text="Roles this role inherits from."
+    )
+    is_system = models.BooleanField(default=False, help_text="Seeded roles cannot be deleted or renamed.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class User(AbstractUser):
+    """A person or service account. Holds several roles plus extra per-user permissions."""
+
+    roles = models.ManyToManyField(Role, blank=True, related_name="users")
+    extra_permissions = models.ManyToManyField(
+        Permission, blank=True, related_name="users", help_text="Permissions held beyond those of the user's roles."
+    )
+
+    class Meta(AbstractUser.Meta):
+        swappable = "AUTH_USER_MODEL"
+
+    def has_perm(self, perm: str, obj: object = None) -> bool:
+        # Django lets an active superuser do anything; a superuser acting through an API key is
+        # still bound by the key's scopes (the backend intersects them).
+        if getattr(self, "_api_key_scopes", None) is not None:
+            return _user_has_perm(self, perm, obj)
+        return super().has_perm(perm, obj)
+
+    def has_module_perms(self, app_label: str) -> bool:
+        if getattr(self, "_api_key_scopes", None) is not None:
+            return _user_has_module_perms(self, app_label)
+        return super().has_module_perms(app_label)
+
+
+class ApiKeyQuerySet(models.QuerySet):
+    def active(self) -> ApiKeyQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            models.Q(expires_at__isnull=True) | models.Q(expires_at__gt=now)
+        )
+
+
+class ApiKey(models.Model):
+    """An API key. Only the SHA-256 of the whole key is stored; the key is shown once at creation.
+
+    The key acts with ``scopes`` ∩ its owner's current permissions, checked at request time.
+    """
+
+    owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, used to look it up.")
+    key_hash = models.CharField(max_length=64, unique=True, editable=False, help_text="SHA-256 of the whole key.")
+    scopes = models.ManyToManyField(Permission, blank=True, related_name="api_keys")
+    rate_limit = models.CharField(
+        max_length=32, blank=True, help_text="Per-key rate limit such as 100/m or 5000/h; empty uses the default."
+    )
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    rotated_to = models.OneToOneField(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rotated_from",
+        help_text="The key that replaced this one; this one works until expires_at (the grace period).",
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True, help_text="Updated at most once a minute.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=models.Q(revoked_at__isnull=True),
+                name="apikey_unique_active_name_per_owner",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix})"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()

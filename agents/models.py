@@ -1,0 +1,1 @@
+"""Agents, orchestras and tasks."""

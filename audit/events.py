@@ -1,0 +1,70 @@
+"""The catalog of audit event types and their default severities.
+
+``audit.record()`` refuses a type that is not listed here: a typo in an event type would otherwise
+make events invisible to every filter an auditor uses.
+"""
+
+INFO, WARNING, ERROR, CRITICAL = "info", "warning", "error", "critical"
+
+EVENT_TYPES: dict[str, str] = {
+    # authentication
+    "auth.login": INFO,
+    "auth.logout": INFO,
+    "auth.failed": WARNING,
+    # API keys
+    "apikey.created": INFO,
+    "apikey.rotated": INFO,
+    "apikey.revoked": WARNING,
+    "apikey.expired_used": WARNING,
+    # authorization
+    "authz.permission.denied": WARNING,
+    "authz.role.assigned": INFO,
+    "authz.role.revoked": INFO,
+    "authz.permission.granted": INFO,
+    "authz.permission.revoked": INFO,
+    # roles and users
+    "role.created": INFO,
+    "role.updated": INFO,
+    "role.deleted": WARNING,
+    "user.created": INFO,
+    "user.updated": INFO,
+    "user.deleted": WARNING,
+    # generic resources
+    "resource.created": INFO,
+    "resource.updated": INFO,
+    "resource.deleted": WARNING,
+    # agents
+    "agent.created": INFO,
+    "agent.updated": INFO,
+    "agent.deleted": WARNING,
+    "agent.heartbeat_lost": WARNING,
+    "agent.trust.changed": WARNING,
+    # orchestras
+    "orchestra.created": INFO,
+    "orchestra.updated": INFO,
+    "orchestra.deleted": WARNING,
+    "orchestra.started": INFO,
+    "orchestra.paused": INFO,
+    "orchestra.resumed": INFO,
+    "orchestra.stopped": INFO,
+    "orchestra.member.added": INFO,
+    "orchestra.member.removed": INFO,
+    # tasks
+    "task.submitted": INFO,
+    "task.claimed": INFO,
+    "task.completed": INFO,
+    "task.failed": WARNING,
+    "task.cancelled": INFO,
+    "task.retried": INFO,
+    "task.expired": WARNING,
+    # system and security
+    "system.config.changed": WARNING,
+    "system.started": INFO,
+    "security.rate_limit.exceeded": WARNING,
+    "security.suspicious_activity": CRITICAL,
+    # the audit trail itself
+    "audit.exported": INFO,
+    "audit.purged": WARNING,
+}
+
+SEVERITIES = (INFO, WARNING, ERROR, CRITICAL)

@@ -1,0 +1,96 @@
+"""Project-wide pytest fixtures: service markers, cache isolation, clients, browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+REQUIRE_SERVICES = os.environ.get("SYMPHONY_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
+CHROMIUM = os.environ.get("SYMPHONY_CHROMIUM", "/usr/bin/chromium")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Each xdist worker gets its own cache key prefix, so clearing "its" cache between tests never
+    # wipes another worker's keys in the shared Redis database.
+    from django.conf import settings
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    if "KEY_PREFIX" in settings.CACHES["default"] or os.environ.get("REDIS_URL"):
+        settings.CACHES["default"]["KEY_PREFIX"] = f"test-{worker}"
+
+
+def _service_missing(name: str, reason: str) -> None:
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{name} is required (SYMPHONY_REQUIRE_SERVICES=1) but {reason}")
+    pytest.skip(f"{name} not available: {reason}")
+
+
+def _redis_reachable() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=1).ping())
+    except Exception:  # noqa: BLE001 - any failure means unreachable
+        return False
+
+
+@pytest.fixture(autouse=True)
+def _services(request: pytest.FixtureRequest) -> None:
+    from django.db import connection
+
+    if request.node.get_closest_marker("postgres") and connection.vendor != "postgresql":
+        _service_missing("PostgreSQL", "DATABASE_URL does not point at PostgreSQL")
+    if request.node.get_closest_marker("redis"):
+        if not os.environ.get("REDIS_URL"):
+            _service_missing("Redis", "REDIS_URL is not set")
+        elif not _redis_reachable():
+            _service_missing("Redis", f"{os.environ['REDIS_URL']} does not answer")
+    if request.node.get_closest_marker("browser") and not shutil.which(CHROMIUM):
+        _service_missing("Chromium", f"{CHROMIUM} is not installed (apt-get install chromium)")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    """Every test starts with an empty cache (permissions, rate limits), in this worker's prefix."""
+    from django.core.cache import cache
+
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
+
+
+@pytest.fixture
+def browser():
+    """A headless Debian Chromium driven by Playwright (it cannot download its own browser here)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        instance = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--disable-quic",
+            ],
+        )
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()

@@ -1,0 +1,89 @@
+"""One error shape for every API error: ``{"error": {"code", "message", "details", "request_id"}}``.
+
+``api_exception_handler`` wraps DRF's handler, which keeps ``Retry-After``, ``WWW-Authenticate`` and the
+transaction rollback, and reshapes its answer. Django's ``ValidationError``, ``PermissionDenied`` and
+``Http404`` are converted first (HackSoft example, api/exception_handlers.py). Anything else stays an
+unhandled exception: a logged 500, never a 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.serializers import as_serializer_error
+from rest_framework.views import exception_handler
+
+from observability.context import get_request_id
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details, "request_id": get_request_id()}}
+
+
+def _convert(exc: Exception) -> Exception:
+    if isinstance(exc, DjangoValidationError):
+        return exceptions.ValidationError(as_serializer_error(exc))
+    if isinstance(exc, Http404):
+        return exceptions.NotFound()
+    if isinstance(exc, DjangoPermissionDenied):
+        return exceptions.PermissionDenied(str(exc) or None)
+    return exc
+
+
+def _first_message(details: Any) -> str | None:
+    """Find the first human message in a nested DRF error structure, prefixed by its field."""
+    if isinstance(details, dict):
+        for field, value in details.items():
+            message = _first_message(value)
+            if message:
+                return message if field in ("non_field_errors", "detail") else f"{field}: {message}"
+    elif isinstance(details, list):
+        for value in details:
+            message = _first_message(value)
+            if message:
+                return message
+    elif details:
+        return str(details)
+    return None
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    exc = _convert(exc)
+    response = exception_handler(exc, context)
+    if response is None:
+        return None  # unexpected: Django logs it and answers 500 (JSON for /api/, see handler500)
+
+    if isinstance(exc, exceptions.ValidationError):
+        code, details = "validation_error", response.data
+        message = _first_message(details) or "Invalid input."
+    else:
+        detail = getattr(exc, "detail", None)
+        codes = exc.get_codes() if isinstance(exc, exceptions.APIException) else None
+        code = codes if isinstance(codes, str) else getattr(exc, "default_code", "error")
+        message = str(detail) if detail is not None else str(exc)
+        details = getattr(exc, "extra_details", None)
+    response.data = error_body(code, message, details)
+    return response
+
+
+def _is_api(request: HttpRequest) -> bool:
+    return request.path.startswith("/api/")
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if _is_api(request):
+        return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        body = error_body("server_error", "A server error occurred.")
+        return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)

@@ -1,0 +1,8 @@
+"""Default pagination: bounded page sizes, so ``?page_size=<huge>`` cannot ask for the whole table."""
+
+from rest_framework import pagination
+
+
+class PageNumberPagination(pagination.PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 200

@@ -1,0 +1,26 @@
+"""Root URLs. Each app owns its own ``urls.py``; API routes live under ``/api/v1/``."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+admin.site.site_header = "Symphony operator console"
+admin.site.site_title = "Symphony"
+admin.site.index_title = "Fleet administration"
+
+api_v1 = [
+    path("", include("accounts.urls")),
+    path("", include("audit.urls")),
+    path("", include("agents.urls")),
+]
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include(api_v1)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("", include("observability.urls")),
+]
+
+handler404 = "symphony.exceptions.handler404"
+handler500 = "symphony.exceptions.handler500"
