@@ -29,8 +29,11 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
-        db_constraint=False,  # history must survive the user's deletion, and no FK lock on append
+        # DO_NOTHING, not SET_NULL: rows are append-only (the PostgreSQL trigger refuses UPDATE) and
+        # actor_id is covered by the hash. No constraint, so history survives the user's deletion
+        # and appends take no FK lock; actor_name keeps who it was.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
         help_text="The user who acted, while that user exists.",
     )
@@ -45,7 +48,7 @@ class AuditEvent(models.Model):
     resource_type = models.CharField(max_length=64, blank=True, help_text="e.g. agents.task")
     resource_id = models.CharField(max_length=64, blank=True)
     action = models.CharField(max_length=64, blank=True)
-    details = models.JSONField(default=dict, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Event-specific facts (JSON object).")
     request_id = models.CharField(max_length=128, blank=True, db_index=True)
     trace_id = models.CharField(max_length=32, blank=True)
     prev_hash = models.CharField(max_length=64, help_text="Hash of the previous event in the chain.")
@@ -59,6 +62,9 @@ class AuditEvent(models.Model):
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(severity__in=SEVERITIES), name="audit_severity_valid"),
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=["success", "failure", "denied", "error"]), name="audit_outcome_valid"
+            ),
         ]
         permissions = [("export_auditevent", "Can export audit events")]
 
