@@ -117,7 +117,7 @@ def test_it_keeps_events_and_chain_when_the_actor_is_deleted():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_writes_inside_the_callers_transaction_on_postgresql():
     with pytest.raises(RuntimeError), transaction.atomic():
         audit.record("role.created", details={"name": "doomed"})
@@ -139,7 +139,7 @@ def test_it_leaves_no_event_when_a_savepoint_rolls_back():
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_keeps_the_chain_correct_under_concurrent_writers():
     threads, per_thread = 8, 25
     barrier = threading.Barrier(threads)
