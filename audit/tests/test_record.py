@@ -151,7 +151,7 @@ def test_it_keeps_the_chain_correct_under_concurrent_writers():
             for i in range(per_thread):
                 with transaction.atomic():
                     audit.record("task.claimed", resource_type="agents.task", resource_id=f"{n}-{i}")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             connections.close_all()
