@@ -1,7 +1,7 @@
 """Walking the hash chain: the check behind ``manage.py audit_verify`` and ``audit_purge``.
 
-Rows are read in id order, in keyset-paginated chunks of ``values()`` (no ORM instances, no
-server-side cursor), so memory stays bounded whatever the table size.
+Rows are read in chain order (``chain_seq``), in keyset-paginated chunks of ``values()`` (no ORM
+instances, no server-side cursor), so memory stays bounded whatever the table size.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class VerifyResult:
     reason: str = ""
     head_id: int | None = None
     head_hash: str = ""
+    unsealed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -39,33 +40,41 @@ class ChainBroken(Exception):
         self.result = result
 
 
-def iter_chain(*, chunk_size: int = DEFAULT_CHUNK_SIZE, stop_after_id: int | None = None) -> Iterator[dict[str, Any]]:
-    """Every event as a ``values()`` dict of ``CHAIN_VALUES``, in id order, ``chunk_size`` at a time."""
-    last_id = 0
-    base = AuditEvent.objects.order_by("id").values(*CHAIN_VALUES)
-    if stop_after_id is not None:
-        base = base.filter(id__lte=stop_after_id)
+def iter_chain(*, chunk_size: int = DEFAULT_CHUNK_SIZE, stop_after_seq: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every sealed event as a ``values()`` dict, in chain order, ``chunk_size`` rows per query."""
+    last_seq = 0
+    base = AuditEvent.objects.filter(chain_seq__isnull=False).order_by("chain_seq").values("chain_seq", *CHAIN_VALUES)
+    if stop_after_seq is not None:
+        base = base.filter(chain_seq__lte=stop_after_seq)
     while True:
-        rows = list(base.filter(id__gt=last_id)[:chunk_size])
+        rows = list(base.filter(chain_seq__gt=last_seq)[:chunk_size])
         yield from rows
         if len(rows) < chunk_size:
             return
-        last_id = rows[-1]["id"]
+        last_seq = rows[-1]["chain_seq"]
 
 
-def verify_chain(*, chunk_size: int = DEFAULT_CHUNK_SIZE, stop_after_id: int | None = None) -> VerifyResult:
-    """Check every link and every hash, oldest first; stop at the first event that breaks.
+def verify_chain(
+    *, chunk_size: int = DEFAULT_CHUNK_SIZE, stop_after_seq: int | None = None, seal: bool = True
+) -> VerifyResult:
+    """Check every link and every hash, in chain order; stop at the first event that breaks.
 
-    The first event must link to the genesis hash, or to the anchor an ``audit.purged`` event
-    kept (the hash of the last event it purged). An edited event fails its own hash; a deleted
-    event breaks the next event's link; an inserted event breaks its own link (or the next one's).
-    Deleting events from the end cannot be seen from the table alone: compare ``head_hash`` with
-    one kept elsewhere (``audit_verify`` prints it).
+    With ``seal`` (the default), committed events not yet sealed are sealed first (see
+    ``audit.services.audit_seal``), so the walk covers everything committed. The first event must
+    link to the genesis hash, or to the anchor an ``audit.purged`` event kept (the hash of the last
+    event it purged). An edited event fails its own hash; a deleted event breaks the next event's
+    link; an inserted event breaks its own link or the next one's. Deleting events from the end
+    cannot be seen from the table alone: compare ``head_hash`` with one kept elsewhere
+    (``audit_verify`` prints it).
     """
+    if seal:
+        from audit.services import audit_seal  # services imports this module
+
+        audit_seal()
     expected: str | None = None
     checked = 0
     row: dict[str, Any] | None = None
-    for row in iter_chain(chunk_size=chunk_size, stop_after_id=stop_after_id):
+    for row in iter_chain(chunk_size=chunk_size, stop_after_seq=stop_after_seq):
         if expected is None and not _is_valid_head(row["prev_hash"]):
             return VerifyResult(checked, row["id"], "the events before it are missing (no genesis or purge anchor)")
         if expected is not None and row["prev_hash"] != expected:
@@ -74,7 +83,8 @@ def verify_chain(*, chunk_size: int = DEFAULT_CHUNK_SIZE, stop_after_id: int | N
             return VerifyResult(checked, row["id"], "its content does not match its hash")
         expected = row["hash"]
         checked += 1
-    return VerifyResult(checked, head_id=row["id"] if row else None, head_hash=expected or "")
+    unsealed = AuditEvent.objects.filter(chain_seq__isnull=True).count()
+    return VerifyResult(checked, head_id=row["id"] if row else None, head_hash=expected or "", unsealed=unsealed)
 
 
 def _is_valid_head(prev_hash: str) -> bool:

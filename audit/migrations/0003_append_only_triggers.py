@@ -1,6 +1,7 @@
 """On PostgreSQL, make the audit table refuse UPDATE, DELETE and TRUNCATE.
 
-DELETE goes through only when the transaction set ``symphony.audit_purge = 'on'`` (``SET LOCAL``,
+The one UPDATE let through is sealing: on a row not yet sealed (``hash`` NULL), and changing only
+``prev_hash``, ``hash`` and ``chain_seq`` (``audit.services.audit_seal``). DELETE goes through only when the transaction set ``symphony.audit_purge = 'on'`` (``SET LOCAL``,
 done by ``audit_purge`` alone). TRUNCATE goes through only with ``symphony.audit_allow_truncate =
 'on'``, which the test suite sets on its connections so Django can flush between transactional
 tests; nothing in Symphony sets it otherwise. SQLite has no such triggers: this is a no-op there.
@@ -11,6 +12,11 @@ from django.db import migrations
 FORWARD = """
 CREATE OR REPLACE FUNCTION audit_auditevent_append_only() RETURNS trigger AS $$
 BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.hash IS NULL
+       AND (to_jsonb(NEW) - 'prev_hash' - 'hash' - 'chain_seq') = (to_jsonb(OLD) - 'prev_hash' - 'hash' - 'chain_seq')
+    THEN
+        RETURN NEW;
+    END IF;
     IF TG_OP = 'DELETE' AND current_setting('symphony.audit_purge', true) = 'on' THEN
         RETURN OLD;
     END IF;

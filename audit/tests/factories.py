@@ -7,6 +7,7 @@ from django.apps import apps
 from django.contrib.auth import get_user_model
 
 import audit
+from audit.services import audit_seal
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -44,7 +45,11 @@ class AuditEventFactory(factory.Factory):
 
     @classmethod
     def _create(cls, model_class, event_type, **kwargs):
-        return audit.record(event_type, **kwargs)
+        # Sealed at once, as after a commit: tests run inside a transaction that never commits.
+        event = audit.record(event_type, **kwargs)
+        audit_seal()
+        event.refresh_from_db()
+        return event
 
     @classmethod
     def _build(cls, model_class, *args, **kwargs):

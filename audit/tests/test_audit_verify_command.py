@@ -75,14 +75,16 @@ def test_it_names_an_inserted_event_even_with_a_recomputed_hash(chain, tamper):
         event_type="auth.login",
         actor_name="ghost",
         prev_hash=chain[1].hash,
+        chain_seq=chain[-1].chain_seq + 1,
     )
     forged.hash = compute_hash(forged, forged.prev_hash)
     with tamper() as cursor:
         cursor.execute(
-            "INSERT INTO audit_auditevent (id, occurred_at, event_type, severity, outcome, actor_name, api_key_prefix,"
-            " user_agent, resource_type, resource_id, action, details, request_id, trace_id, prev_hash, hash)"
-            " VALUES (%s, %s, 'auth.login', 'info', 'success', 'ghost', '', '', '', '', '', '{}', '', '', %s, %s)",
-            [forged.id, forged.occurred_at, forged.prev_hash, forged.hash],
+            "INSERT INTO audit_auditevent (id, chain_seq, occurred_at, event_type, severity, outcome, actor_name,"
+            " api_key_prefix, user_agent, resource_type, resource_id, action, details, request_id, trace_id,"
+            " prev_hash, hash)"
+            " VALUES (%s, %s, %s, 'auth.login', 'info', 'success', 'ghost', '', '', '', '', '', '{}', '', '', %s, %s)",
+            [forged.id, forged.chain_seq, forged.occurred_at, forged.prev_hash, forged.hash],
         )
     assert f"event {forged.id}:" in str(_broken())
 

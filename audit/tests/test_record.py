@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
 import audit
 from accounts.services import api_key_create
 from audit.chain import GENESIS_HASH
 from audit.models import AuditEvent
-from audit.services import UnknownEventType
+from audit.services import UnknownEventType, audit_seal
 from audit.tests.factories import UserFactory
 from audit.verification import verify_chain
 
@@ -63,6 +63,7 @@ def test_it_records_the_api_key_prefix_never_the_secret(client):
 @pytest.mark.django_db
 def test_it_leaves_request_fields_empty_outside_a_request():
     event = audit.record("system.started")
+    audit_seal()
     event.refresh_from_db()
     assert (event.request_id, event.ip_address, event.user_agent, event.actor_id) == ("", None, "", None)
     assert event.severity == "info"
@@ -92,6 +93,7 @@ def test_it_stores_values_as_the_database_gives_them_back_so_the_hash_holds():
     # PostgreSQL's inet canonicalises IPv6 and jsonb refuses NUL: both would break the hash or the write.
     audit.record("auth.failed", ip_address="2001:0db8:0000::0001", details={"username": "a\x00b", "n": [1, 2.5]})
     audit.record("auth.failed", ip_address="not-an-ip", actor=None)
+    audit_seal()
     stored = AuditEvent.objects.order_by("id").first()
     assert stored.ip_address == "2001:db8::1"
     assert stored.details == {"username": "ab", "n": [1, 2.5]}
@@ -99,17 +101,45 @@ def test_it_stores_values_as_the_database_gives_them_back_so_the_hash_holds():
 
 
 @pytest.mark.django_db
-def test_it_links_each_event_to_the_previous_one():
-    first = audit.record("system.started")
-    second = audit.record("system.config.changed", details={"setting": "X"})
+def test_it_links_each_event_to_the_previous_one(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = audit.record("system.started")
+        second = audit.record("system.config.changed", details={"setting": "X"})
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.chain_seq, second.chain_seq) == (1, 2)
+    assert first.prev_hash == GENESIS_HASH
     assert second.prev_hash == first.hash
-    assert verify_chain().checked == 2
+    assert verify_chain(seal=False).checked == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_seals_after_the_commit_on_postgresql(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        event = audit.record("system.started")
+    assert AuditEvent.objects.get(pk=event.pk).hash is None  # not chained inside the caller's transaction
+    for callback in callbacks:
+        callback()
+    assert AuditEvent.objects.get(pk=event.pk).hash is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_lets_only_the_sealer_touch_an_unsealed_row_on_postgresql():
+    event = audit.record("system.started")  # unsealed: the test transaction never commits
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(actor_name="forged")
+    assert audit_seal() == 1
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(hash="0" * 64)  # sealed now: no more updates
 
 
 @pytest.mark.django_db
 def test_it_keeps_events_and_chain_when_the_actor_is_deleted():
     user = UserFactory(username="leaver")
     audit.record("auth.login", actor=user)
+    audit_seal()
     user.delete()  # with SET_NULL this UPDATE would be refused on PostgreSQL and break the hash
     event = AuditEvent.objects.get()
     assert event.actor_name == "leaver"
@@ -127,7 +157,8 @@ def test_it_writes_inside_the_callers_transaction_on_postgresql():
     with transaction.atomic():
         audit.record("role.created", details={"name": "kept"})
     assert list(AuditEvent.objects.values_list("details__name", flat=True)) == ["kept"]
-    assert verify_chain().ok
+    result = verify_chain(seal=False)  # sealed by the commit itself, not by verify
+    assert result.ok and result.checked == 1 and result.unsealed == 0
 
 
 @pytest.mark.django_db
@@ -164,7 +195,8 @@ def test_it_keeps_the_chain_correct_under_concurrent_writers():
 
     assert errors == []
     assert AuditEvent.objects.count() == threads * per_thread
-    result = verify_chain(chunk_size=17)  # chunk boundaries inside the walk
+    result = verify_chain(chunk_size=17, seal=False)  # chunk boundaries inside the walk
     assert result.ok, result
+    assert result.unsealed == 0  # every commit's own seal ran
     assert result.checked == threads * per_thread
     assert connection.vendor == "postgresql"
