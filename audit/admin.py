@@ -73,6 +73,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         "pretty_details",
         "request_id",
         "trace_id",
+        "chain_seq",
         "prev_hash",
         "hash",
     )

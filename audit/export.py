@@ -36,6 +36,7 @@ FIELDS = (
     "details",
     "request_id",
     "trace_id",
+    "chain_seq",
     "prev_hash",
     "hash",
 )

@@ -87,6 +87,15 @@ def _record(n: int, i: int) -> None:
         audit.record("task.claimed", resource_type="agents.task", resource_id=f"{n}-{i}", details={"attempt": 1})
 
 
+def _record_then_work(n: int, i: int) -> None:
+    # A service that records, then does 5 ms more work in the same transaction (row updates, a
+    # second query...): what a lock held until the caller's commit makes everyone wait for.
+    with transaction.atomic():
+        audit.record("task.claimed", resource_type="agents.task", resource_id=f"{n}-{i}", details={"attempt": 1})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.005)")
+
+
 def _plain_insert(n: int, i: int) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -109,6 +118,8 @@ def bench_writes(per_thread: int) -> dict:
     results["chain_events"] = check.checked
     results["unsealed_after_run"] = check.unsealed
     assert check.ok and check.checked == 8 * per_thread and check.unsealed == 0, check
+    _empty_table()
+    results["record_then_5ms_work_8_writers_per_s"] = _run_writers(8, per_thread // 4, _record_then_work)
     _empty_table()
     results["plain_insert_1_writer_per_s"] = _run_writers(1, per_thread * 2, _plain_insert)
     _empty_table()

@@ -25,6 +25,8 @@ class Command(BaseCommand):
                 f"({result.checked} events before it verified)",
                 returncode=1,
             )
+        if result.unsealed:
+            self.stderr.write(f"{result.unsealed} events are not sealed yet (their transactions are still committing)")
         if result.head_id is None:
             self.stdout.write("audit chain OK: no events")
         else:
