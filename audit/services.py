@@ -1,4 +1,5 @@
-"""Writing to the audit trail: ``record()`` (the one way in) and ``audit_purge()`` (retention)."""
+"""Writing to the audit trail: ``record()`` (the one way in), ``audit_seal()`` (linking events into the
+hash chain after their commit), ``audit_purge()`` (retention) and ``audit_export_start()``."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from observability import context
 
 log = structlog.get_logger(__name__)
 
-# Any constant works: it names the one advisory lock that serialises appends to the chain.
+# Any constant works: it names the one advisory lock that serialises sealers (and purges).
 _CHAIN_LOCK_ID = 0x53594D41  # "SYMA"
 _MAX_DETAILS_BYTES = 64 * 1024
 _OUTCOMES = frozenset(AuditEvent.Outcome.values)
@@ -113,12 +114,13 @@ def audit_seal(*, batch: int = 1000) -> int:
     the chain. Each batch is its own transaction, so a crash leaves a valid, shorter chain.
     """
     total = 0
+    relax = connection.vendor == "postgresql" and not connection.in_atomic_block
     while True:
         with transaction.atomic():
             _lock_chain()
-            if connection.vendor == "postgresql":
+            if relax:
                 with connection.cursor() as cursor:
-                    _relax_commit(cursor)
+                    cursor.execute("SET LOCAL synchronous_commit = off")  # see _try_seal_batch
             count = len(_seal_pending(limit=batch))
         total += count
         if count < batch:
@@ -141,11 +143,22 @@ def _seal_after_commit() -> None:
 
 
 def _try_seal_batch(batch: int = 1000) -> bool:
-    """Seal one batch if the chain lock is free (PostgreSQL); False when another sealer has it."""
+    """Seal one batch if the chain lock is free (PostgreSQL); False when another sealer has it.
+
+    The seal commits with ``synchronous_commit = off`` when it is its own transaction. Safe because
+    a seal is derived data: the events were committed durably by their own transactions, and a
+    seal lost in a crash leaves them unsealed, to be sealed again by the next seal. WAL is written
+    in order, so a later durable commit implies every earlier seal is durable too: no hole in the
+    chain. This saves a WAL flush per audited write. Never inside someone else's transaction,
+    whose own durability it would weaken.
+    """
+    relax = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
-        # One round trip: try the lock, and relax this transaction's commit (see _relax_commit).
+        # One round trip: try the lock, and relax this transaction's commit when it is ours alone.
         cursor.execute(
-            "SELECT pg_try_advisory_xact_lock(%s), set_config('synchronous_commit', 'off', true)", [_CHAIN_LOCK_ID]
+            "SELECT pg_try_advisory_xact_lock(%s), set_config('synchronous_commit',"
+            " CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END, true)",
+            [_CHAIN_LOCK_ID, relax],
         )
         if not cursor.fetchone()[0]:
             return False
@@ -171,17 +184,6 @@ def _seal_pending(*, limit: int | None) -> list[AuditEvent]:
     if events:
         AuditEvent.objects.bulk_update(events, ["prev_hash", "hash", "chain_seq"])
     return events
-
-
-def _relax_commit(cursor: Any) -> None:
-    """Let a seal commit without waiting for its WAL flush (PostgreSQL).
-
-    Safe because a seal is derived data: the events were committed durably by their own
-    transactions, and a seal lost in a crash leaves them unsealed, to be sealed again by the next
-    seal. WAL is written in order, so a later durable commit implies every earlier seal is durable
-    too: no hole in the chain. This halves the fsyncs of an audited write.
-    """
-    cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def _empty_chain_head() -> dict[str, Any]:
