@@ -435,7 +435,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             return  # nothing is editable on an existing key
         key, raw = services.api_key_create(**form.service_kwargs())
-        self.adopt(obj, key)
+        ServiceAdminMixin.adopt(obj, key)
         self.message_user(
             request,
             format_html(

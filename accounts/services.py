@@ -553,6 +553,8 @@ def user_delete(*, actor: Any, user: User) -> None:
     outranks the actor and ``LastSuperAdmin`` for the last active super admin."""
     before_admins = _super_admin_ids()
     _require_outranks(actor, user)
+    if before_admins and not before_admins - {user.pk}:
+        raise LastSuperAdmin("The last active super admin cannot be deleted.", field="username")
     user_id, username = user.pk, user.get_username()
     user.delete()
     audit.record(
