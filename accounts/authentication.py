@@ -15,7 +15,7 @@ from rest_framework.request import Request
 
 import audit
 from accounts import keys
-from accounts.backends import permissions_generation
+from accounts.backends import permissions_generation, user_codes, user_role_names
 from accounts.models import ApiKey
 
 log = structlog.get_logger(__name__)
@@ -106,6 +106,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if key is None:
             return None
         key.scopes_codes = sorted(key.scopes.values_list("code", flat=True))
+        # Memoised on the owner and pickled with the key: a warm request then needs no further
+        # cache round trip for permissions or roles (same generation, so just as fresh).
+        user_codes(key.owner)
+        user_role_names(key.owner)
         cache.set(cache_key, key, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
         return key
 
