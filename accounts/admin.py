@@ -150,7 +150,11 @@ class UserAdminPasswordChangeForm(AdminPasswordChangeForm):
         request = context.get_current_request()
         actor = getattr(request, "user", None)
         password = self.cleaned_data["password1"] if self.cleaned_data.get("set_usable_password", True) else ""
-        return services.user_set_password(actor=actor, user=self.user, password=password)
+        saved = services.user_set_password(actor=actor, user=self.user, password=password)
+        # The view calls update_session_auth_hash(request, form.user): give it the new hash, or an
+        # operator changing their own password would be logged out.
+        self.user.password = saved.password
+        return self.user
 
 
 @admin.register(User)

@@ -608,8 +608,14 @@ def api_key_create(
     requested = set(scopes) if scopes is not None else set(user_codes(owner))
     found = {p.code: p for p in _permissions(requested, field="scopes")}
     _require_held(actor, found, field="scopes", what="scope(s)")
-    if actor.pk != owner.pk and "user:update" not in held_codes(actor):
-        raise EscalationRefused("Creating a key for another user needs user:update.", field="owner")
+    if actor.pk != owner.pk:
+        # A key for someone else acts as them: only for user:update holders who outrank them.
+        if "user:update" not in held_codes(actor):
+            raise EscalationRefused("Creating a key for another user needs user:update.", field="owner")
+        try:
+            _require_outranks(actor, owner)
+        except EscalationRefused as exc:
+            raise EscalationRefused(str(exc.detail), field="owner") from None
     if not name or len(name) > ApiKey._meta.get_field("name").max_length:
         raise ValidationError({"name": ["A name of 1 to 100 characters is required."]})
     try:

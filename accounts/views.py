@@ -33,6 +33,24 @@ from accounts.serializers import (
 )
 
 _FILTERS = [filters.SearchFilter]
+_WRITES = ("POST", "PUT", "PATCH")
+
+
+class InputSerializerMixin:
+    """Answer with the output serializer, but let the browsable API render forms from the input one
+    (it asks ``get_serializer()`` with a cloned POST/PUT request). The schema is explicit on writes."""
+
+    input_serializer_class: type
+
+    def get_serializer_class(self) -> type:
+        request = getattr(self, "request", None)
+        if (
+            request is not None
+            and request.method in _WRITES
+            and self.action in ("create", "update", "partial_update", "list", "retrieve")
+        ):
+            return self.input_serializer_class
+        return self.serializer_class
 
 
 class MeView(APIView):
@@ -71,11 +89,12 @@ class PermissionViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.permission_list()
 
 
-class RoleViewSet(viewsets.ModelViewSet):
+class RoleViewSet(InputSerializerMixin, viewsets.ModelViewSet):
     """Roles, by name. Reading needs user:read; changing them needs system:admin."""
 
     queryset = Role.objects.order_by("name")
     serializer_class = RoleSerializer
+    input_serializer_class = RoleInputSerializer
     lookup_field = "name"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     filterset_class = RoleFilter
@@ -122,11 +141,12 @@ class RoleViewSet(viewsets.ModelViewSet):
         return RoleSerializer(role, context=self.get_serializer_context()).data
 
 
-class UserViewSet(viewsets.ModelViewSet):
+class UserViewSet(InputSerializerMixin, viewsets.ModelViewSet):
     """Users, by username, with their roles and extra permissions."""
 
     queryset = User.objects.order_by("username")
     serializer_class = UserSerializer
+    input_serializer_class = UserInputSerializer
     lookup_field = "username"
     lookup_value_regex = r"[\w.@+-]+"
     filterset_class = UserFilter
@@ -168,12 +188,13 @@ class UserViewSet(viewsets.ModelViewSet):
         return UserSerializer(selectors.user_list().get(pk=user.pk)).data
 
 
-class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ApiKeyViewSet(InputSerializerMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """API keys, by prefix: your own, or everyone's with user:read. Never the secret, except once
     in the response that creates it (or rotates it)."""
 
     queryset = ApiKey.objects.order_by("-created_at")
     serializer_class = ApiKeySerializer
+    input_serializer_class = ApiKeyCreateSerializer
     lookup_field = "prefix"
     lookup_value_regex = r"[a-z0-9]{12}"
     filterset_class = ApiKeyFilter

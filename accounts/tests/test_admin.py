@@ -196,3 +196,34 @@ def test_it_hides_groups_and_keeps_the_catalog_read_only(client, super_admin):
     client.force_login(super_admin)
     assert client.get("/admin/auth/group/").status_code == 404
     assert client.get("/admin/accounts/permission/add/").status_code == 403
+
+
+def test_it_refuses_to_delete_the_last_super_admin_with_a_message(client, super_admin):
+    client.force_login(super_admin)
+    response = client.post(f"/admin/accounts/user/{super_admin.pk}/delete/", {"post": "yes"}, follow=True)
+    assert "no active super admin" in response.content.decode() or "last active super admin" in (
+        response.content.decode()
+    )
+    assert User.objects.filter(pk=super_admin.pk).exists()
+    assert not AuditEvent.objects.filter(event_type="user.deleted").exists()
+
+
+def test_it_deletes_a_user_through_the_service(client, super_admin, user_factory):
+    bob = user_factory(username="bob")
+    client.force_login(super_admin)
+    response = client.post(f"/admin/accounts/user/{bob.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not User.objects.filter(pk=bob.pk).exists()
+    assert AuditEvent.objects.get(event_type="user.deleted").details == {"username": "bob"}
+
+
+def test_it_changes_my_own_password_audited_and_keeps_me_signed_in(client, super_admin):
+    client.force_login(super_admin)
+    response = client.post(
+        f"/admin/accounts/user/{super_admin.pk}/password/",
+        {"usable_password": "true", "password1": "another-long-passphrase-2", "password2": "another-long-passphrase-2"},
+    )
+    assert response.status_code == 302
+    assert User.objects.get(pk=super_admin.pk).check_password("another-long-passphrase-2")
+    assert AuditEvent.objects.get(event_type="user.updated").details["changes"] == {"password": "changed"}
+    assert client.get("/admin/").status_code == 200  # still signed in

@@ -270,3 +270,16 @@ def test_it_stores_only_the_hash_of_a_new_key(user_factory):
         "system:monitor",
         "trust:read",
     ]
+
+
+def test_it_refuses_a_key_for_a_user_who_outranks_the_actor(admin_user, super_admin):
+    with pytest.raises(EscalationRefused) as exc:
+        services.api_key_create(owner=super_admin, name="k", scopes=["agent:read"], actor=admin_user)
+    assert exc.value.field == "owner"
+    assert not ApiKey.objects.exists()
+
+
+def test_it_lets_a_user_manager_create_a_key_for_a_lesser_user(admin_user, user_factory):
+    bob = user_factory(roles=["viewer"])
+    key, _raw = services.api_key_create(owner=bob, name="k", scopes=["agent:read"], actor=admin_user)
+    assert key.owner == bob
