@@ -99,7 +99,8 @@ class ServiceAdminMixin:
     @staticmethod
     def adopt(obj: Any, saved: Any) -> None:
         """Make the admin's unsaved ``obj`` stand for the row a service created."""
-        obj.pk = saved.pk
+        for field in saved._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
         obj._state.adding = False
         obj._state.db = saved._state.db
 

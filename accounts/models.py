@@ -118,6 +118,7 @@ class ApiKey(models.Model):
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "API key"
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(

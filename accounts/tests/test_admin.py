@@ -137,6 +137,7 @@ def test_it_shows_a_new_key_once_and_never_its_hash(client, super_admin):
     (raw,) = re.findall(r"sym_[a-z0-9]{12}_[A-Za-z0-9_\-]{43,}", html)
     key = ApiKey.objects.get(name="deploy")
     assert raw.startswith(f"sym_{key.prefix}_")
+    assert f"deploy ({key.prefix})" in html  # the admin's own "added" message names the saved key
     again = (
         client.get("/admin/accounts/apikey/").content.decode()
         + client.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
