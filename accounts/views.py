@@ -15,8 +15,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+import audit
 from accounts import selectors, services
 from accounts.backends import user_role_names
+from accounts.exceptions import EscalationRefused
 from accounts.filters import ApiKeyFilter, PermissionFilter, RoleFilter, UserFilter
 from accounts.models import ApiKey, Permission, Role, User
 from accounts.permissions import AUTHENTICATED
@@ -34,6 +36,21 @@ from accounts.serializers import (
 
 _FILTERS = [filters.SearchFilter]
 _WRITES = ("POST", "PUT", "PATCH")
+
+
+class AuditRefusalsMixin:
+    """Record escalation attempts. The service rolled its own work back, and requests are not
+    atomic, so this event commits although the request answers 403."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, EscalationRefused):
+            audit.record(
+                "authz.permission.denied",
+                outcome="denied",
+                action=str(getattr(self, "action", "") or self.request.method)[:64],
+                details={"reason": "escalation_refused", "field": exc.field, "message": str(exc.detail)},
+            )
+        return super().handle_exception(exc)
 
 
 class InputSerializerMixin:
@@ -89,7 +106,7 @@ class PermissionViewSet(viewsets.ReadOnlyModelViewSet):
         return selectors.permission_list()
 
 
-class RoleViewSet(InputSerializerMixin, viewsets.ModelViewSet):
+class RoleViewSet(AuditRefusalsMixin, InputSerializerMixin, viewsets.ModelViewSet):
     """Roles, by name. Reading needs user:read; changing them needs system:admin."""
 
     queryset = Role.objects.order_by("name")
@@ -141,7 +158,7 @@ class RoleViewSet(InputSerializerMixin, viewsets.ModelViewSet):
         return RoleSerializer(role, context=self.get_serializer_context()).data
 
 
-class UserViewSet(InputSerializerMixin, viewsets.ModelViewSet):
+class UserViewSet(AuditRefusalsMixin, InputSerializerMixin, viewsets.ModelViewSet):
     """Users, by username, with their roles and extra permissions."""
 
     queryset = User.objects.order_by("username")
@@ -188,7 +205,9 @@ class UserViewSet(InputSerializerMixin, viewsets.ModelViewSet):
         return UserSerializer(selectors.user_list().get(pk=user.pk)).data
 
 
-class ApiKeyViewSet(InputSerializerMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class ApiKeyViewSet(
+    AuditRefusalsMixin, InputSerializerMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet
+):
     """API keys, by prefix: your own, or everyone's with user:read. Never the secret, except once
     in the response that creates it (or rotates it)."""
 

@@ -124,6 +124,10 @@ def test_it_refuses_role_escalation_with_403(client, user_factory, key_for):
     assert response.json()["error"]["code"] == "escalation_refused"
     assert "permissions" in response.json()["error"]["details"]
     assert not Role.objects.filter(name="x").exists()
+    event = AuditEvent.objects.get(event_type="authz.permission.denied")
+    assert event.details["reason"] == "escalation_refused"
+    assert event.actor == actor
+    assert not AuditEvent.objects.filter(event_type="role.created").exists()
 
 
 def test_it_requires_system_admin_to_change_roles(client, admin_user, key_for):
