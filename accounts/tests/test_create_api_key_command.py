@@ -58,13 +58,14 @@ def test_it_accepts_the_documented_rate_formats(user_factory, rate):
     assert ApiKey.objects.get().rate_limit == rate
 
 
-def test_it_exits_non_zero_with_the_error_on_stderr(tmp_path):
+def test_it_exits_non_zero_with_the_error_on_stderr(settings):
     # A real process: the exit status and the streams are what a shell script sees.
     result = subprocess.run(
         [sys.executable, "manage.py", "create_api_key", "bob", "--name", "x", "--expires-in", "zero"],
         capture_output=True,
         text=True,
         check=False,
+        cwd=settings.BASE_DIR,
     )
     assert result.returncode != 0
     assert result.stdout == ""
