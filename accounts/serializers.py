@@ -68,6 +68,8 @@ class RoleSerializer(serializers.ModelSerializer):
 
 
 class UserSerializer(serializers.ModelSerializer):
+    # A plain string: users may have no email, and "" is not a valid "format: email" value.
+    email = serializers.CharField(read_only=True)
     roles = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
     extra_permissions = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
 
@@ -94,7 +96,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
     scopes = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
     rotated_to = serializers.SlugRelatedField(
-        slug_field="prefix", read_only=True, help_text="Prefix of the key that replaced this one."
+        slug_field="prefix", read_only=True, allow_null=True, help_text="Prefix of the key that replaced this one."
     )
     is_active = serializers.SerializerMethodField(help_text="Not revoked and not expired.")
 
