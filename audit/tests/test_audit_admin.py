@@ -33,10 +33,11 @@ def staff_exporter(client):
 @pytest.fixture
 def events(event_factory):
     alice = UserFactory(username="alice")
-    event_factory(event_type="auth.login", actor=alice, resource_id="r-1")
+    event_factory(event_type="user.updated", actor=alice, resource_id="r-1")
     event_factory(event_type="auth.failed", outcome="failure", details={"username": "bob", "reason": "bad password"})
     event_factory(event_type="agent.created", resource_id="r-2")
-    return list(AuditEvent.objects.order_by("id"))
+    # Without the auth.login events of the staff fixtures' own logins.
+    return list(AuditEvent.objects.exclude(event_type="auth.login").order_by("id"))
 
 
 def _csv(response) -> list[dict[str, str]]:
@@ -49,12 +50,12 @@ def test_it_lists_filters_and_searches(staff_auditor, events):
     def shown(query: str = "") -> list[str]:
         response = staff_auditor.get(CHANGELIST + query)
         assert response.status_code == 200
-        return [event.event_type for event in response.context["cl"].result_list]
+        return [e.event_type for e in response.context["cl"].result_list if e.event_type != "auth.login"]
 
-    assert shown() == ["agent.created", "auth.failed", "auth.login"]
+    assert shown() == ["agent.created", "auth.failed", "user.updated"]
     assert shown("?outcome__exact=failure") == ["auth.failed"]
     assert shown("?event_type=agent.created") == ["agent.created"]
-    assert shown("?q=alice") == ["auth.login"]
+    assert shown("?q=alice") == ["user.updated"]
     assert shown("?q=r-2") == ["agent.created"]
     year = events[0].occurred_at.year
     assert len(shown(f"?occurred_at__year={year}")) == 3
