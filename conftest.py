@@ -16,15 +16,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # wipes another worker's keys in the shared Redis database.
     from django.conf import settings
 
-    # The audit table refuses TRUNCATE on PostgreSQL (audit migration 0003); Django flushes with
-    # TRUNCATE after each transactional test, so test connections alone may do it.
     database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("sqlite3"):
-        # pytest-django recognises only Django's own sqlite3 ENGINE; with django_prometheus' it
-        # would name each xdist worker's database "test_/abs/path_gw0" and fail to open it.
-        test = database.setdefault("TEST", {})
-        test["NAME"] = test.get("NAME") or ":memory:"
     if "postgresql" in database["ENGINE"]:
+        # The audit table refuses TRUNCATE on PostgreSQL (audit migration 0003); Django flushes with
+        # TRUNCATE after each transactional test, so test connections alone may do it.
         options = database.setdefault("OPTIONS", {})
         options["options"] = f"{options.get('options', '')} -c symphony.audit_allow_truncate=on".strip()
 
