@@ -14,6 +14,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
+import structlog
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -25,6 +26,7 @@ from observability import health, metrics
 from observability.context import client_ip
 from observability.registry import UNHEALTHY
 
+log = structlog.get_logger(__name__)
 NO_STORE = "no-store"
 # Loopback, RFC 1918 and IPv6 unique-local: where node agents, sidecars and Prometheus live.
 PRIVATE_NETWORKS = tuple(
@@ -70,6 +72,7 @@ def ready(request: HttpRequest) -> HttpResponse:
     results = health.run_checks(health.READY_CHECKS)
     failing = [r.name for r in results if r.status == UNHEALTHY]
     if failing:
+        log.warning("not_ready", failing=failing, checks={r.name: r.message for r in results if r.name in failing})
         body = {"status": "unavailable", "failing": failing}
         if is_private_client(request):  # error texts may name hosts and ports: not for the internet
             body["checks"] = {r.name: r.message for r in results if r.status == UNHEALTHY}
