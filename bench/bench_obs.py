@@ -65,7 +65,7 @@ class OtlpSink:
         self.server.server_close()
 
 
-def base_env(observability: bool, tmp: Path) -> dict[str, str]:
+def base_env(observability: bool, tmp: Path, *, tracing: bool = True) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     env |= {
@@ -84,8 +84,9 @@ def base_env(observability: bool, tmp: Path) -> dict[str, str]:
     if observability:
         prom = tmp / "prometheus"
         prom.mkdir(exist_ok=True)
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(prom)
+    if observability and tracing:
         env |= {
-            "PROMETHEUS_MULTIPROC_DIR": str(prom),
             "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{SINK_PORT}",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         }
@@ -112,7 +113,7 @@ def prepare_database(env: dict[str, str]) -> str:
         "from accounts.services import api_key_create\n"
         "user, _ = get_user_model().objects.get_or_create(username='bench-viewer')\n"
         "user.roles.set(Role.objects.filter(name='viewer'))\n"
-        "_key, raw = api_key_create(owner=user, name='bench')\n"
+        "import uuid\n_key, raw = api_key_create(owner=user, name='bench-' + uuid.uuid4().hex[:8])\n"
         "print('KEY=' + raw)\n"
     )
     match = re.search(r"KEY=(\S+)", manage(env, "shell", "-c", code))
@@ -161,8 +162,21 @@ def status_of(path: str, headers: dict[str, str]) -> int:
         return exc.code
 
 
-def wrk(path: str, duration: int, headers: dict[str, str] | None = None) -> dict[str, float]:
-    """Run wrk (2 threads, 16 connections) and return rps, p50_ms, p99_ms, errors."""
+def worker_cpu_seconds(master_pid: int) -> float:
+    """User+system CPU of gunicorn's workers (all their threads), from /proc."""
+    children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    total = 0
+    for pid in children:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(path: str, duration: int, headers: dict[str, str] | None = None, master_pid: int | None = None) -> dict:
+    """Run wrk (2 threads, 16 connections) and return rps, p50_ms, p99_ms, errors and, given the
+    gunicorn master, the workers' CPU milliseconds per request: unlike throughput, that figure barely
+    moves when other work competes for the same cores."""
+    cpu_before = worker_cpu_seconds(master_pid) if master_pid else 0.0
     command = ["wrk", "-t2", "-c16", f"-d{duration}s", "--latency", "--timeout", "5s"]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
@@ -170,6 +184,11 @@ def wrk(path: str, duration: int, headers: dict[str, str] | None = None) -> dict
         [*command, f"http://127.0.0.1:{PORT}{path}"], capture_output=True, text=True, check=True
     ).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))}
+    requests_done = int(re.search(r"(\d+) requests in", output).group(1))
+    if master_pid:
+        result["worker_cpu_ms_per_request"] = round(
+            (worker_cpu_seconds(master_pid) - cpu_before) * 1000 / max(requests_done, 1), 3
+        )
     for label, key in (("50%", "p50_ms"), ("99%", "p99_ms")):
         value, unit = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.M).groups()
         result[key] = round(float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit], 3)
@@ -197,28 +216,37 @@ def main() -> None:
         raw_key = prepare_database(base_env(True, tmp))
         auth = {"Authorization": f"Bearer {raw_key}"}
 
-        with gunicorn(base_env(True, tmp), tmp / "on-probes.log"):
+        with gunicorn(base_env(True, tmp), tmp / "on-probes.log") as server:
             api_path = "/api/v1/me/" if status_of("/api/v1/me/", auth) == 200 else "/api/v1/bench/whoami/"
             assert status_of(api_path, auth) == 200, f"{api_path} does not answer 200 with the bench key"
             for probe in ("/health/live", "/health/ready"):
                 wrk(probe, 2)  # warm-up: connections, migration graph, caches
-                figures[probe] = wrk(probe, args.duration)
+                figures[probe] = wrk(probe, args.duration, master_pid=server.pid)
         figures["api_path"] = api_path
 
-        runs: dict[str, list[dict[str, float]]] = {"on": [], "off": []}
+        # "untraced": logs and metrics on, no OTEL_* variables: how much of the cost is tracing.
+        envs = {"on": base_env(True, tmp), "off": base_env(False, tmp), "untraced": base_env(True, tmp, tracing=False)}
+        runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in envs}
         for _round in range(args.rounds):
-            for mode in ("on", "off"):
-                with gunicorn(base_env(mode == "on", tmp), tmp / f"{mode}.log"):
+            for mode, env in envs.items():
+                with gunicorn(env, tmp / f"{mode}.log") as server:
                     wrk(api_path, 2, auth)
-                    runs[mode].append(wrk(api_path, args.duration, auth))
+                    runs[mode].append(wrk(api_path, args.duration, auth, master_pid=server.pid))
         access_lines = sum(1 for line in (tmp / "on.log").read_text().splitlines() if '"symphony.access"' in line)
 
     sink.close()
     mean = {mode: sum(r["rps"] for r in results) / len(results) for mode, results in runs.items()}
+    cpu = {mode: sum(r["worker_cpu_ms_per_request"] for r in results) / len(results) for mode, results in runs.items()}
     figures["api"] = {
         "runs": runs,
         "rps_on": round(mean["on"], 1),
         "rps_off": round(mean["off"], 1),
+        "rps_untraced": round(mean["untraced"], 1),
+        "throughput_ratio_untraced_over_off": round(mean["untraced"] / mean["off"], 3),
+        "worker_cpu_ms_per_request": {mode: round(value, 3) for mode, value in cpu.items()},
+        # Throughput a CPU-bound server reaches is inversely proportional to CPU per request.
+        "cpu_capacity_ratio_on_over_off": round(cpu["off"] / cpu["on"], 3),
+        "cpu_capacity_ratio_untraced_over_off": round(cpu["off"] / cpu["untraced"], 3),
         "throughput_ratio_on_over_off": round(mean["on"] / mean["off"], 3),
         "otlp_exports_received": sink.exports,
         "access_lines_last_on_run": access_lines,
@@ -227,11 +255,19 @@ def main() -> None:
     print(json.dumps(figures, indent=2))
     for probe in ("/health/live", "/health/ready"):
         f = figures[probe]
-        print(f"{probe:15} p50 {f['p50_ms']:.2f} ms  p99 {f['p99_ms']:.2f} ms  {f['rps']:.0f} req/s")
+        print(
+            f"{probe:15} p50 {f['p50_ms']:.2f} ms  p99 {f['p99_ms']:.2f} ms  {f['rps']:.0f} req/s  "
+            f"{f['worker_cpu_ms_per_request']} CPU ms/request"
+        )
     api = figures["api"]
     print(
         f"{api_path}: {api['rps_on']} req/s with observability, {api['rps_off']} without: "
-        f"ratio {api['throughput_ratio_on_over_off']}"
+        f"ratio {api['throughput_ratio_on_over_off']} (logs+metrics without tracing: "
+        f"{api['rps_untraced']} req/s, ratio {api['throughput_ratio_untraced_over_off']})"
+    )
+    print(
+        f"worker CPU per request: {api['worker_cpu_ms_per_request']} ms; capacity ratio on/off "
+        f"{api['cpu_capacity_ratio_on_over_off']}, untraced/off {api['cpu_capacity_ratio_untraced_over_off']}"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
