@@ -62,10 +62,9 @@ loglevel = os.environ.get("LOG_LEVEL", "INFO").lower()
 logconfig_dict = logging_config(
     os.environ.get("LOG_LEVEL", "INFO").upper(),
     os.environ.get("LOG_FORMAT") or ("console" if os.environ.get("DEBUG", "").lower() in ("1", "true") else "json"),
+    # With logconfig_dict gunicorn logs access lines whatever accesslog says: silence them there.
+    gunicorn_access=bool(accesslog),
 )
-if not accesslog:
-    # With logconfig_dict gunicorn logs access lines whatever accesslog says: silence them here.
-    logconfig_dict["loggers"]["gunicorn.access"]["level"] = "CRITICAL"
 
 
 def on_starting(server) -> None:

@@ -155,24 +155,31 @@ def make_formatter(fmt: str = JSON) -> structlog.stdlib.ProcessorFormatter:
     return structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared_processors(), processors=final)
 
 
-def logging_config(level: str = "INFO", fmt: str = JSON) -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` dict: one stderr handler with the structlog formatter."""
+def logging_config(level: str = "INFO", fmt: str = JSON, *, gunicorn_access: bool | None = None) -> dict[str, Any]:
+    """A ``logging.config.dictConfig`` dict: one stderr handler with the structlog formatter.
+
+    ``gunicorn_access`` (only the gunicorn config passes it) also configures gunicorn's loggers, its
+    access log on or silenced. Django's own ``LOGGING`` leaves gunicorn's loggers alone, so a worker
+    keeps what the master's configuration decided.
+    """
     if fmt not in (JSON, CONSOLE):
         raise ValueError(f"log format must be {JSON!r} or {CONSOLE!r}, got {fmt!r}")
     handler = {"handlers": ["console"], "level": level, "propagate": False}
+    loggers: dict[str, Any] = {
+        # Django logs every 4xx/5xx on django.request; the access line already says so.
+        "django.request": {**handler, "level": "ERROR"},
+        "django.server": {**handler, "level": "WARNING"},
+    }
+    if gunicorn_access is not None:
+        loggers["gunicorn.error"] = handler
+        loggers["gunicorn.access"] = {**handler, "level": level if gunicorn_access else "CRITICAL"}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"structlog": {"()": "observability.logs.make_formatter", "fmt": fmt}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structlog"}},
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {
-            # Django logs every 4xx/5xx on django.request; the access line already says so.
-            "django.request": {**handler, "level": "ERROR"},
-            "django.server": {**handler, "level": "WARNING"},
-            "gunicorn.error": handler,
-            "gunicorn.access": handler,
-        },
+        "loggers": loggers,
     }
 
 
