@@ -67,6 +67,14 @@ def test_it_does_not_trace_probes_or_scrapes(client, spans):
     assert [s for s in spans.get_finished_spans() if s.kind == trace.SpanKind.SERVER] == []
 
 
+@pytest.mark.django_db
+def test_it_keeps_health_check_queries_out_of_traces(client, spans):
+    assert client.get("/health/ready").status_code == 200
+    assert client.get("/health").status_code == 200
+
+    assert [s.name for s in spans.get_finished_spans() if s.kind != trace.SpanKind.SERVER] == []
+
+
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_it_traces_redis_commands(client, spans):
