@@ -110,8 +110,8 @@ else:
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
-        # In-memory test database. Said explicitly because pytest-django recognises SQLite only by
-        # Django's own ENGINE path and would otherwise derive "test_/abs/path_gw0" under xdist.
+        # Explicit, because pytest-django only recognises the stock sqlite3 ENGINE: with the
+        # django_prometheus wrapper it would derive "test_/abs/path_gw0" under xdist and fail.
         "TEST": {"NAME": ":memory:"},
     }
 DATABASES = {"default": _db}
