@@ -46,6 +46,13 @@ class Gunicorn:
         }
         Path(self.env["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
+    def migrate(self) -> Gunicorn:
+        """Create the server's own SQLite database (rejected keys are audited, so it needs tables)."""
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=self.env, check=True
+        )
+        return self
+
     def __enter__(self) -> Gunicorn:
         port = int(self.url.rsplit(":", 1)[1])
         with socket.socket() as probe:
@@ -104,7 +111,7 @@ def _sample(text: str, name: str, **labels: str) -> float:
 
 @pytest.fixture
 def two_workers(tmp_path) -> Iterator[Gunicorn]:
-    with Gunicorn(BASE_PORT, tmp_path, workers=2) as server:
+    with Gunicorn(BASE_PORT, tmp_path, workers=2).migrate() as server:
         yield server
 
 
