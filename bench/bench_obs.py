@@ -2,11 +2,12 @@
 
 Measures, on PostgreSQL + Redis with 2 sync workers and 16 concurrent connections:
 
-1. p50/p99 latency and throughput of ``/health/live`` and ``/health/ready``;
+1. p50/p99 latency, throughput and worker CPU per request of ``/health/live`` and ``/health/ready``;
 2. the throughput of an authenticated API read (``GET /api/v1/me/`` when the accounts API exists,
    else ``/api/v1/bench/whoami/`` from bench/urls.py, the same kind of request: API-key lookup, DRF,
    JSON) with the whole observability stack on (JSON access log, multiprocess Prometheus metrics,
-   tracing exporting OTLP/HTTP to a local sink) and off (see bench/settings_obs.py), as a ratio.
+   tracing exporting OTLP/HTTP to a local sink) and off (see bench/settings_obs.py), as a ratio; also
+   "untraced" (logs and metrics only) and "sampled" (tracing with a 10 % parent-based ratio sampler).
 
 Usage: ``python bench/bench_obs.py [--duration 10] [--rounds 2]``. Needs PostgreSQL and Redis on
 127.0.0.1 (``BENCH_DATABASE_URL``, ``BENCH_REDIS_URL``) and ``wrk``. wrk, gunicorn and the services
@@ -225,7 +226,17 @@ def main() -> None:
         figures["api_path"] = api_path
 
         # "untraced": logs and metrics on, no OTEL_* variables: how much of the cost is tracing.
-        envs = {"on": base_env(True, tmp), "off": base_env(False, tmp), "untraced": base_env(True, tmp, tracing=False)}
+        # "sampled": everything on, 10 % of new traces kept (the sampling docs/observability.md advises).
+        sampled = base_env(True, tmp) | {
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.1",
+        }
+        envs = {
+            "on": base_env(True, tmp),
+            "off": base_env(False, tmp),
+            "untraced": base_env(True, tmp, tracing=False),
+            "sampled": sampled,
+        }
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in envs}
         for _round in range(args.rounds):
             for mode, env in envs.items():
@@ -247,6 +258,7 @@ def main() -> None:
         # Throughput a CPU-bound server reaches is inversely proportional to CPU per request.
         "cpu_capacity_ratio_on_over_off": round(cpu["off"] / cpu["on"], 3),
         "cpu_capacity_ratio_untraced_over_off": round(cpu["off"] / cpu["untraced"], 3),
+        "cpu_capacity_ratio_sampled_over_off": round(cpu["off"] / cpu["sampled"], 3),
         "throughput_ratio_on_over_off": round(mean["on"] / mean["off"], 3),
         "otlp_exports_received": sink.exports,
         "access_lines_last_on_run": access_lines,
@@ -267,7 +279,8 @@ def main() -> None:
     )
     print(
         f"worker CPU per request: {api['worker_cpu_ms_per_request']} ms; capacity ratio on/off "
-        f"{api['cpu_capacity_ratio_on_over_off']}, untraced/off {api['cpu_capacity_ratio_untraced_over_off']}"
+        f"{api['cpu_capacity_ratio_on_over_off']}, untraced/off {api['cpu_capacity_ratio_untraced_over_off']}, "
+        f"10 %-sampled/off {api['cpu_capacity_ratio_sampled_over_off']}"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
