@@ -17,7 +17,7 @@ from audit.events import EVENT_TYPES, SEVERITIES
 from audit.export import FORMATS
 from audit.models import AuditEvent
 from audit.verification import ChainBroken, verify_chain
-from observability import context
+from observability import context, metrics
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +102,7 @@ def record(
             for sealed in _seal_pending(limit=None):
                 if sealed.pk == event.pk:
                     event.prev_hash, event.hash, event.chain_seq = sealed.prev_hash, sealed.hash, sealed.chain_seq
+    metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc()
     return event
 
 
