@@ -25,6 +25,10 @@ class PriorityField(serializers.ChoiceField):
     def to_representation(self, value: int) -> str:
         return Task.Priority(value).label
 
+    def get_default(self) -> Any:
+        default = super().get_default()
+        return self.to_internal_value(default) if isinstance(default, str) else default
+
 
 class CapabilitiesField(serializers.ListField):
     def __init__(self, **kwargs: Any) -> None:

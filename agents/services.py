@@ -109,6 +109,28 @@ def agent_create(
 
 
 @transaction.atomic
+def agent_key_reissue(*, agent: Agent, actor: Any) -> str:
+    """Revoke the agent's key and issue a new one; return the new raw key (shown once)."""
+    from accounts.models import ApiKey
+
+    now = timezone.now()
+    if agent.api_key_id:
+        ApiKey.objects.filter(pk=agent.api_key_id, revoked_at__isnull=True).update(revoked_at=now)
+        audit.record(
+            "apikey.revoked",
+            actor=actor,
+            resource_type="accounts.apikey",
+            resource_id=agent.api_key_id,
+            details={"reason": "agent key reissued", "agent": agent.name},
+        )
+    key, raw = api_key_create(owner=agent.owner, name=f"agent:{agent.name}"[:100], scopes=AGENT_KEY_SCOPES, actor=actor)
+    agent.api_key = key
+    agent.save(update_fields=["api_key", "updated_at"])
+    audit.record("agent.updated", actor=actor, resource=agent, details={"changed": ["api_key"], "prefix": key.prefix})
+    return raw
+
+
+@transaction.atomic
 def agent_update(*, agent: Agent, actor: Any, data: dict[str, Any]) -> Agent:
     """Change an agent's fields (``AGENT_UPDATABLE_FIELDS``); a trust change is checked and audited apart.
 
