@@ -79,7 +79,9 @@ class DispatchCollector:
 
         depth = GaugeMetricFamily("symphony_task_queue_depth", "Pending tasks per orchestra.", labels=["orchestra"])
         oldest = GaugeMetricFamily(
-            "symphony_task_oldest_pending_age_seconds", "Age of the oldest pending task per orchestra.", ["orchestra"]
+            "symphony_task_oldest_pending_age_seconds",
+            "Age of the oldest pending task per orchestra.",
+            labels=["orchestra"],
         )
         now = timezone.now()
         rows = (
