@@ -12,6 +12,7 @@ from symphony_agent import cli
 
 
 class Command(BaseCommand):
+    requires_system_checks: list[str] = []  # a plain HTTP client: start fast, check nothing server-side
     help = "Run an agent worker: heartbeat, claim, run handlers (echo, word_count, sleep, your own), report."
 
     def add_arguments(self, parser: Any) -> None:
