@@ -584,7 +584,7 @@ def task_complete(*, task_id: int, agent: Agent, result: Any = None, attempt: in
     ):
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
-    task = Task.objects.get(pk=task_id)
+    task = Task.objects.select_related("submitter").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": task.attempts})
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
@@ -611,7 +611,7 @@ def task_fail(*, task_id: int, agent: Agent, error: str, retryable: bool = False
     if not updated:
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.FAILED, now=now)
-    task = Task.objects.get(pk=task_id)
+    task = Task.objects.select_related("submitter").get(pk=task_id)
     requeued = task.status == Task.Status.PENDING
     audit.record(
         "task.failed",
