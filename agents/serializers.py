@@ -203,9 +203,12 @@ class HeartbeatResponseSerializer(serializers.Serializer):
 
 
 class ClaimSerializer(serializers.Serializer):
-    max_tasks = serializers.IntegerField(min_value=1, default=1)
+    max_tasks = serializers.IntegerField(min_value=1, max_value=10**6, default=1)
     lease_seconds = serializers.IntegerField(
-        min_value=1, required=False, help_text="Bounded by the server's SYMPHONY_TASK_MAX_LEASE_SECONDS."
+        min_value=1,
+        max_value=10**7,
+        required=False,
+        help_text="Bounded by the server's SYMPHONY_TASK_MAX_LEASE_SECONDS.",
     )
 
     def validate_max_tasks(self, value: int) -> int:
@@ -241,12 +244,15 @@ class ClaimResponseSerializer(serializers.Serializer):
 
 class _AttemptSerializer(serializers.Serializer):
     attempt = serializers.IntegerField(
-        min_value=1, required=False, help_text="The attempt from the claim; a stale attempt gets 409 lease_lost."
+        min_value=1,
+        max_value=10**6,
+        required=False,
+        help_text="The attempt from the claim; a stale attempt gets 409 lease_lost.",
     )
 
 
 class ExtendSerializer(_AttemptSerializer):
-    lease_seconds = serializers.IntegerField(min_value=1, required=False)
+    lease_seconds = serializers.IntegerField(min_value=1, max_value=10**7, required=False)
 
 
 class LeaseSerializer(serializers.Serializer):

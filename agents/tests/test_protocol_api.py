@@ -267,3 +267,18 @@ def test_it_reaps_expired_leases_from_the_command(make_agent, orchestra, capsys)
         call_command("reap_tasks")
     assert "Reaped 1 expired lease" in capsys.readouterr().out
     assert Task.objects.get().status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/tasks/99999999999999999999999/complete/", {"result": 1}),
+        ("/api/v1/tasks/99999999999999999999999/extend/", {}),
+        ("/api/v1/tasks/1/complete/", {"attempt": 10**30}),
+        ("/api/v1/agent/claim/", {"lease_seconds": 10**30}),
+    ],
+)
+def test_it_answers_huge_numbers_with_a_4xx(make_agent, path, body):
+    r = make_agent().api.post(path, body)
+    assert 400 <= r.status_code < 500
+    assert "error" in r.json()
