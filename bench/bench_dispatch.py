@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=18310)
     parser.add_argument("--tasks", type=int, default=2000, help="Tasks per throughput run.")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--max-tasks", type=int, default=1, help="Tasks asked per claim in the throughput runs.")
     parser.add_argument("--latency-tasks", type=int, default=60)
     parser.add_argument("--poll-interval", type=float, default=1.0)
     return parser.parse_args()
@@ -125,13 +126,13 @@ def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
     raise SystemExit("gunicorn did not start")
 
 
-def drain(base: str, key: str, start: multiprocessing.Event, out: multiprocessing.Queue) -> None:
+def drain(base: str, key: str, max_tasks: int, start: multiprocessing.Event, out: multiprocessing.Queue) -> None:
     session = requests.Session()
     session.headers["Authorization"] = f"Bearer {key}"
     done = 0
     start.wait()
     while True:
-        tasks = session.post(f"{base}/api/v1/agent/claim/", json={"max_tasks": 1}, timeout=30).json()["tasks"]
+        tasks = session.post(f"{base}/api/v1/agent/claim/", json={"max_tasks": max_tasks}, timeout=30).json()["tasks"]
         if not tasks:
             break
         for task in tasks:
@@ -141,13 +142,13 @@ def drain(base: str, key: str, start: multiprocessing.Event, out: multiprocessin
     out.put(done)
 
 
-def throughput(base: str, keys: list[str], orchestra_id: int, tasks: int) -> tuple[float, int]:
+def throughput(base: str, keys: list[str], orchestra_id: int, tasks: int, max_tasks: int) -> tuple[float, int]:
     fill_queue(orchestra_id, tasks)
     from django.db import connections
 
     connections.close_all()  # no connection shared with forked children
     start, out = multiprocessing.Event(), multiprocessing.Queue()
-    procs = [multiprocessing.Process(target=drain, args=(base, key, start, out)) for key in keys]
+    procs = [multiprocessing.Process(target=drain, args=(base, key, max_tasks, start, out)) for key in keys]
     for proc in procs:
         proc.start()
     time.sleep(0.5)  # let every process import and connect before the clock starts
@@ -202,8 +203,13 @@ def main() -> None:
         )
         for concurrency in args.concurrency:
             orchestra_id, keys, _ = setup_fleet(concurrency)
-            rate, total = throughput(base, keys, orchestra_id, args.tasks)
-            print(f"throughput: {concurrency:>2} agents: {total} tasks claimed+completed, {rate:7.1f} tasks/s")
+            rate, total = throughput(base, keys, orchestra_id, args.tasks, args.max_tasks)
+            print(
+                f"throughput: {concurrency:>2} agents, max_tasks={args.max_tasks}: {total} tasks claimed+completed,"
+                f" {rate:7.1f} tasks/s"
+            )
+        if not args.latency_tasks:
+            return
         orchestra_id, keys, submit_key = setup_fleet(8)
         waits = latency(base, keys, submit_key, orchestra_id, args.latency_tasks, args.poll_interval)
         waits.sort()
