@@ -88,22 +88,26 @@ def agent_create(
     return agent, raw
 
 
+def _revoke_agent_key(agent: Agent) -> None:
+    """Revoke the agent's bound key through accounts, so its authentication cache forgets it at commit.
+
+    The revocation is a consequence of an action already authorised on the agent (agent:update or
+    agent:delete), so it runs as a system action; the audit event still names the request's user.
+    """
+    from accounts.services import api_key_revoke
+
+    if agent.api_key is not None and agent.api_key.revoked_at is None:
+        api_key_revoke(actor=None, key=agent.api_key)
+
+
 @transaction.atomic
 def agent_key_reissue(*, agent: Agent, actor: Any) -> str:
-    """Revoke the agent's key and issue a new one; return the new raw key (shown once)."""
-    from accounts.models import ApiKey
+    """Revoke the agent's key and issue a new one; return the new raw key (shown once).
 
-    now = timezone.now()
-    if agent.api_key_id:
-        ApiKey.objects.filter(pk=agent.api_key_id, revoked_at__isnull=True).update(revoked_at=now)
-        audit.record(
-            "apikey.revoked",
-            actor=actor,
-            resource_type="accounts.apikey",
-            resource_id=agent.api_key_id,
-            details={"reason": "agent key reissued", "agent": agent.name},
-        )
-    key, raw = api_key_create(owner=agent.owner, name=f"agent:{agent.name}"[:100], scopes=AGENT_KEY_SCOPES, actor=actor)
+    The new key belongs to the agent's owner, like the first one.
+    """
+    _revoke_agent_key(agent)
+    key, raw = api_key_create(owner=agent.owner, name=f"agent:{agent.name}"[:100], scopes=AGENT_KEY_SCOPES)
     agent.api_key = key
     agent.save(update_fields=["api_key", "updated_at"])
     audit.record("agent.updated", actor=actor, resource=agent, details={"changed": ["api_key"], "prefix": key.prefix})
@@ -143,17 +147,7 @@ def agent_delete(*, agent: Agent, actor: Any) -> None:
     held = list(Task.objects.filter(agent=agent, status=Task.Status.RUNNING).values_list("id", flat=True))
     if held:
         release_running(task_ids=held, now=now, reason=f"agent {agent.name} was deleted")
-    if agent.api_key_id:
-        from accounts.models import ApiKey
-
-        ApiKey.objects.filter(pk=agent.api_key_id, revoked_at__isnull=True).update(revoked_at=now)
-        audit.record(
-            "apikey.revoked",
-            actor=actor,
-            resource_type="accounts.apikey",
-            resource_id=agent.api_key_id,
-            details={"reason": "agent deleted", "agent": agent.name},
-        )
+    _revoke_agent_key(agent)
     audit.record("agent.deleted", actor=actor, resource=agent, details={"name": agent.name, "released": held})
     agent.delete()
 

@@ -17,10 +17,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
-from django.utils import timezone
 
 import audit
-from accounts.services import api_key_create
+from accounts.services import api_key_create, api_key_revoke
 from agents import services
 from agents.models import Agent, Orchestra
 
@@ -89,8 +88,7 @@ class Command(BaseCommand):
         from accounts.models import ApiKey
 
         for old in ApiKey.objects.filter(owner=user, name="demo-submit", revoked_at__isnull=True):
-            ApiKey.objects.filter(pk=old.pk).update(revoked_at=timezone.now())
-            audit.record("apikey.revoked", actor=user, resource=old, details={"reason": "demo keys reissued"})
+            api_key_revoke(actor=user, key=old)
         _, submit_key = api_key_create(owner=user, name="demo-submit", scopes=["agent:execute", "agent:read"])
         return {"orchestra": orchestra.pk, "agents": agents_out, "submit_key": submit_key}
 
