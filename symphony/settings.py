@@ -102,9 +102,6 @@ else:
     _db = {
         "ENGINE": "django_prometheus.db.backends.sqlite3",
         "NAME": VAR_DIR / "symphony.sqlite3",
-        # pytest-django only recognises Django's own sqlite3 ENGINE as SQLite; without this it names the
-        # xdist test databases "test_/abs/path_gw0" (a directory that does not exist).
-        "TEST": {"NAME": ":memory:"},
         "OPTIONS": {
             # IMMEDIATE takes the write lock at BEGIN, so two writers queue on busy_timeout
             # instead of failing with "database is locked" half-way (as healthchecks does).
