@@ -198,9 +198,9 @@ def main() -> None:
     base = f"http://127.0.0.1:{args.port}"
     server = start_gunicorn(env, args.port)
     try:
-        print(
-            f"gunicorn -k sync -w 2 on {base}; PostgreSQL {args.database_url.rsplit('/', 1)[1]}; Redis {args.redis_url}"
-        )
+        database = args.database_url.rsplit("/", 1)[1]
+        print(f"gunicorn -k sync -w 2 on {base}; PostgreSQL {database}; Redis {args.redis_url}")
+        print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (figures scale with idle CPU)")
         for concurrency in args.concurrency:
             orchestra_id, keys, _ = setup_fleet(concurrency)
             rate, total = throughput(base, keys, orchestra_id, args.tasks, args.max_tasks)
