@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the embedded default (SQLite + in-process cache unless DATABASE_URL/REDIS_URL are set),
-# migrated, with an admin user and the demo, served by gunicorn on 127.0.0.1:${PORT:-8000}.
+# migrated, with an admin user and the demo, served by gunicorn on 127.0.0.1:${PORT:-8000}
+# with the production configuration (config/gunicorn.conf.py).
 # Two demo agent workers run beside gunicorn (SYMPHONY_DEMO_WORKERS=0 turns them off) and stop with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,11 @@ if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
   export SECRET_KEY_FILE=var/secret_key
 fi
 export PORT=${PORT:-8000}
+export GUNICORN_BIND=${GUNICORN_BIND:-127.0.0.1:${PORT}}
+export WEB_CONCURRENCY=${WEB_CONCURRENCY:-2}
+# Metrics summed across workers; gunicorn empties this folder when it starts.
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 "$PY" manage.py migrate --noinput
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py ensure_admin
@@ -18,8 +24,7 @@ export PORT=${PORT:-8000}
 "$PY" manage.py seed_demo --submit "${SYMPHONY_DEMO_TASKS:-3}"
 echo "Symphony: http://127.0.0.1:${PORT}/admin/  (API docs: http://127.0.0.1:${PORT}/api/docs/)"
 
-"$PY" -m gunicorn symphony.wsgi --bind "127.0.0.1:${PORT}" --workers "${WEB_CONCURRENCY:-2}" \
-  --worker-tmp-dir /dev/shm &
+"$PY" -m gunicorn -c config/gunicorn.conf.py symphony.wsgi &
 pids=("$!")
 # However this script ends (Ctrl-C, SIGTERM, gunicorn exiting): stop the workers first, so they can hand
 # back unfinished tasks while the server still answers, then the server.
@@ -41,8 +46,9 @@ if [ "${SYMPHONY_DEMO_WORKERS:-1}" = 1 ]; then
   done
   for i in 0 1; do
     # The key goes through the environment, not the command line (which every local user can read).
+    # The workers are HTTP clients: keep them out of the server's multiprocess metrics folder.
     SYMPHONY_AGENT_KEY=$(demo "d['agents'][$i]['key']") \
-      "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" --concurrency 2 &
+      env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" --concurrency 2 &
     pids+=("$!")
   done
   cat <<EOF
