@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models import Count, Min
 from django.utils import timezone
 
@@ -12,8 +13,16 @@ from observability.registry import DEGRADED, HEALTHY, HealthResult
 def agent_orchestra_health() -> HealthResult:
     """Healthy when pending work has online agents and nothing waits too long; degraded otherwise.
 
-    Never unhealthy: an idle or empty fleet does not make the control plane unable to serve.
+    Never unhealthy: an idle or empty fleet does not make the control plane unable to serve, and a
+    database that cannot answer is the ``database`` component's verdict, not this one's.
     """
+    try:
+        return _assess()
+    except DatabaseError as exc:
+        return HealthResult(DEGRADED, f"cannot read the fleet: {exc.__class__.__name__}", {})
+
+
+def _assess() -> HealthResult:
     from agents.metrics import agent_status_counts
     from agents.models import Task
 
