@@ -162,3 +162,16 @@ def test_it_lists_in_a_fixed_number_of_queries(auditor_client, event_factory, dj
     auditor_client.get(URL)  # warm the permission cache
     with django_assert_max_num_queries(4):
         assert len(_types(auditor_client.get(URL))) == 20
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("count", [1, 12])
+def test_it_lists_a_page_in_a_fixed_number_of_queries(count, auditor_client, event_factory, django_assert_num_queries):
+    """Issue 7: no query per event (actor names are stored on the row)."""
+    alice = UserFactory(username="alice")
+    for _ in range(count):
+        event_factory(event_type="agent.created", actor=alice)
+    assert auditor_client.get(URL).status_code == 200  # warms the permission cache
+    with django_assert_num_queries(3):  # the session, its user, the page
+        response = auditor_client.get(URL)
+    assert len([row for row in _rows(response) if row["event_type"] == "agent.created"]) == count
