@@ -94,7 +94,10 @@ def record(
         request_id=_text(context.get_request_id(), 128),
         trace_id=_current_trace_id(),
     )
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (issue 7: two statements per event saved): an
+    # insert that fails propagates and fails the caller's transaction as a whole, as it should, since
+    # a change must not commit without its event. Alone, this is the event's own transaction.
+    with transaction.atomic(savepoint=False):
         event.save(force_insert=True)
         if connection.vendor == "postgresql":
             transaction.on_commit(_seal_after_commit, robust=True)

@@ -161,7 +161,7 @@ def main() -> None:
         n = args.requests
         if name == "dispatch":
             Task.objects.bulk_create(
-                [Task(orchestra=orchestra, kind="echo", input={"n": i}) for i in range(n + 20)], batch_size=1000
+                [Task(orchestra=orchestra, kind="echo", input={"n": i}) for i in range(n + 120)], batch_size=1000
             )
         for _ in range(10 if name != "dispatch" else 5):  # warm imports, connections and caches
             call()
