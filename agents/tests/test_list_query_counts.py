@@ -34,7 +34,8 @@ def test_it_lists_agents_in_three_queries(
     rows = response.json()["results"]
     assert len(rows) == agents
     assert all(row["owner"] == "fleet-owner" and row["api_key_prefix"] for row in rows)
-    assert rows[0]["orchestras"] == sorted(o.pk for o in orchestras if o.agents.filter(name=rows[0]["name"]).exists())
+    by_name = sorted(orchestras, key=lambda o: o.name)
+    assert rows[0]["orchestras"] == [o.pk for o in by_name if o.agents.filter(name=rows[0]["name"]).exists()]
 
 
 @pytest.mark.django_db
