@@ -1,0 +1,42 @@
+"""Fixtures of the hardening tests: users with roles, API keys, the test URLs."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts import ratelimit
+from accounts.models import Role, User
+from accounts.services import api_key_create
+
+
+@pytest.fixture(autouse=True)
+def _forget_key_limits():
+    ratelimit.key_limits.clear()
+    yield
+    ratelimit.key_limits.clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str = "alice", role: str = "viewer", **extra) -> User:
+        user = User.objects.create_user(username=username, password="correct horse battery", **extra)
+        user.roles.add(Role.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_key(make_user):
+    def make(role: str = "viewer", rate_limit: str = "", username: str | None = None) -> str:
+        user = make_user(username=username or f"{role}-owner", role=role)
+        _key, raw = api_key_create(owner=user, name=f"{role} key", rate_limit=rate_limit)
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def api():
+    return APIClient(raise_request_exception=False)
