@@ -70,7 +70,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # unexpected: Django logs it and answers 500 (JSON for /api/, see handler500)
 
     if isinstance(exc, exceptions.ValidationError):
-        code, details = "validation_error", response.data
+        # Subclasses with their own default_code (unknown_query_parameter) keep it.
+        custom = type(exc).default_code != exceptions.ValidationError.default_code
+        code, details = (type(exc).default_code if custom else "validation_error"), response.data
         message = _first_message(details) or "Invalid input."
     else:
         detail = getattr(exc, "detail", None)

@@ -114,6 +114,9 @@ else:
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
+        # pytest-django does not recognise the prometheus wrapper as SQLite and would name the test
+        # database "test_<absolute path>_gw0"; in memory (shared cache, so live_server works) instead.
+        "TEST": {"NAME": ":memory:"},
     }
 DATABASES = {"default": _db}
 

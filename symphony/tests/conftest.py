@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
+import time_machine
 from rest_framework.test import APIClient
 
 from accounts import ratelimit
@@ -40,3 +43,15 @@ def make_key(make_user):
 @pytest.fixture
 def api():
     return APIClient(raise_request_exception=False)
+
+
+@pytest.fixture
+def clock():
+    """Frozen time, so no test straddles a rate-limit window edge; ``clock.shift(seconds)`` moves it."""
+    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC), tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
-def _small_limits(settings):
+def _small_limits(settings, clock, fast_passwords):
     settings.SYMPHONY_RATELIMIT_LOGIN_PER_IP = "5/m"
     settings.SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME = "3/m"
 

@@ -24,7 +24,8 @@ DEAD_REDIS = "redis://127.0.0.1:18601/8"  # a port of our range where nothing li
 
 @pytest.fixture(autouse=True)
 def _small_limits(settings):
-    settings.SYMPHONY_RATELIMIT_DEFAULT = "3/m"
+    # A day-long window: the other process runs in real time, so a short window could turn over mid-test.
+    settings.SYMPHONY_RATELIMIT_DEFAULT = "3/d"
     settings.SYMPHONY_RATELIMIT_OVERRIDES = {}
 
 
@@ -35,7 +36,7 @@ def test_it_counts_in_redis_where_django_ratelimit_reads_it(api, rf):
     api.get(NOT_FOUND)
 
     request = rf.get(NOT_FOUND, REMOTE_ADDR="127.0.0.1")
-    usage = get_usage(request, group="api", key=lambda _group, _request: "ip:127.0.0.1", rate="3/m")
+    usage = get_usage(request, group="api", key=lambda _group, _request: "ip:127.0.0.1", rate="3/d")
     assert usage["count"] == 2
     assert usage["limit"] == 3
 
@@ -55,7 +56,7 @@ def test_it_shares_one_limit_between_processes(api):
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "symphony.settings",
-        "SYMPHONY_RATELIMIT_DEFAULT": "3/m",
+        "SYMPHONY_RATELIMIT_DEFAULT": "3/d",
         "CACHE_KEY_PREFIX": django_settings.CACHES["default"]["KEY_PREFIX"],
         "ALLOWED_HOSTS": "testserver",
     }
