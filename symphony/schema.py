@@ -28,7 +28,7 @@ _RATE_HEADERS = {
     "X-RateLimit-Reset": "Seconds until the window resets.",
 }
 
-# status -> (description, only for operations with a request body)
+# status -> (description, only for writes, which may carry a body)
 ERROR_RESPONSES: dict[str, tuple[str, bool]] = {
     "400": ("Invalid input, an unknown query parameter, or malformed JSON.", False),
     "401": ("Missing or rejected credentials.", False),
@@ -65,7 +65,7 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                     headers = response.setdefault("headers", {})
                     for name, description in _RATE_HEADERS.items():
                         headers.setdefault(name, _header(description))
-            has_body = "requestBody" in operation
+            has_body = method in {"post", "put", "patch"} or "requestBody" in operation
             for code, (description, body_only) in ERROR_RESPONSES.items():
                 if body_only and not has_body:
                     continue
