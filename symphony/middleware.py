@@ -17,8 +17,6 @@ from django.urls import Resolver404, resolve
 from accounts import ratelimit
 from symphony.exceptions import error_body, is_api_path
 
-API_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
 
 def _rate_limited(usage: ratelimit.Usage, *, api: bool) -> HttpResponse:
     retry_after = str(usage.reset)
@@ -98,9 +96,13 @@ class RateLimitMiddleware:
 
 
 class ApiRequestGuardMiddleware:
-    """Refuse, before any view reads it, an ``/api/`` body that is too large (413) or a write whose body is
-    not JSON (415), in the one error shape. ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is the limit; DRF reads the
-    stream itself and would not enforce it (the JSON parser also stops reading past it)."""
+    """Refuse an ``/api/`` body announced larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413, the one error
+    shape) before anything reads it. DRF reads the request stream itself, so Django's own limit does not
+    apply to it; a chunked body without Content-Length is cut off by ``BoundedJSONParser``.
+
+    Content types need no check here: the one parser is JSON, so DRF answers 415 to any view that reads
+    a body of another type, and a body nobody reads does no harm.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -123,10 +125,4 @@ class ApiRequestGuardMiddleware:
         if limit is not None and length > limit:
             message = f"Request body too large: {length} bytes, the limit is {limit}."
             return JsonResponse(error_body("request_too_large", message, {"limit": limit}), status=413)
-        has_body = length > 0 or "HTTP_TRANSFER_ENCODING" in request.META
-        if request.method in API_WRITE_METHODS and has_body:
-            content_type = request.content_type or ""
-            if content_type != "application/json" and not content_type.endswith("+json"):
-                message = f"Unsupported media type {content_type or '(none)'!r}: send application/json."
-                return JsonResponse(error_body("unsupported_media_type", message), status=415)
         return None
