@@ -8,9 +8,13 @@ DRF's ``format``, and any listed in the view's ``extra_query_params``.
 
 from __future__ import annotations
 
+import datetime as dt
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from django import forms
 from django.db.models import QuerySet
+from django_filters import utils
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions
 from rest_framework.filters import BaseFilterBackend
@@ -75,3 +79,54 @@ def _filterset_params(backend: DjangoFilterBackend, view: Any, queryset: QuerySe
         suffixes = getattr(widget, "suffixes", None)
         names.update(f"{name}_{suffix}" if suffix else name for suffix in suffixes or ())
     return names
+
+
+#: The widest integer every supported database stores (PostgreSQL bigint, SQLite INTEGER).
+_INT_LIMIT = 2**63 - 1
+_INTEGER_FIELDS = (forms.IntegerField, forms.DecimalField, forms.ModelChoiceField, forms.ModelMultipleChoiceField)
+
+
+class FilterBackend(DjangoFilterBackend):
+    """django-filter's backend, refusing what the database would answer with a 500.
+
+    - A number beyond 64 bits in an integer or model-choice filter: 400 naming the filter (SQLite raises
+      OverflowError while binding it, even inside form validation of a ModelChoiceField).
+    - An aware datetime is converted to UTC before querying: Python accepts offsets up to ±24 h,
+      PostgreSQL only up to ±15:59 ("time zone displacement out of range").
+    """
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        filterset = self.get_filterset(request, queryset, view)
+        if filterset is None:
+            return queryset
+        _refuse_out_of_range(filterset)
+        if not filterset.is_valid() and self.raise_exception:
+            raise utils.translate_validation(filterset.errors)
+        for name, value in list(filterset.form.cleaned_data.items()):
+            filterset.form.cleaned_data[name] = _to_utc(value)
+        return filterset.qs
+
+
+def _refuse_out_of_range(filterset: Any) -> None:
+    errors = {}
+    for name, filter_ in filterset.filters.items():
+        if not issubclass(filter_.field_class, _INTEGER_FIELDS):
+            continue
+        for raw in filterset.data.getlist(name) if hasattr(filterset.data, "getlist") else []:
+            for part in str(raw).split(","):
+                try:
+                    number = Decimal(part.strip())
+                except InvalidOperation:
+                    continue  # not a number: the form reports it
+                if number.is_finite() and abs(number) > _INT_LIMIT:
+                    errors[name] = [f"Ensure this value is between {-_INT_LIMIT} and {_INT_LIMIT}."]
+    if errors:
+        raise exceptions.ValidationError(errors)
+
+
+def _to_utc(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is not None:
+        return value.astimezone(dt.UTC)
+    if isinstance(value, slice):  # range filters clean to slice(start, stop)
+        return slice(_to_utc(value.start), _to_utc(value.stop))
+    return value

@@ -28,17 +28,21 @@ _RATE_HEADERS = {
     "X-RateLimit-Reset": "Seconds until the window resets.",
 }
 
-# status -> (description, only for writes, which may carry a body)
-ERROR_RESPONSES: dict[str, tuple[str, bool]] = {
-    "400": ("Invalid input, an unknown query parameter, or malformed JSON.", False),
-    "401": ("Missing or rejected credentials.", False),
-    "403": ("Authenticated, but without the permission this action requires.", False),
-    "404": ("No such resource (or not visible to the caller).", False),
-    "405": ("Method not allowed on this resource.", False),
-    "413": ("Request body larger than the configured limit.", True),
-    "415": ("Request body is not application/json.", True),
-    "429": ("Rate limit exceeded; retry after Retry-After seconds.", False),
-    "500": ("Unexpected server error; quote the request_id.", False),
+_BODY = frozenset({"post", "put", "patch"})
+_WRITES = _BODY | {"delete"}
+
+# status -> (description, the methods it applies to; None for all)
+ERROR_RESPONSES: dict[str, tuple[str, frozenset[str] | None]] = {
+    "400": ("Invalid input, an unknown query parameter, or malformed JSON.", None),
+    "401": ("Missing or rejected credentials.", None),
+    "403": ("Authenticated, but without the permission this action requires.", None),
+    "404": ("No such resource (or not visible to the caller).", None),
+    "405": ("Method not allowed on this resource.", None),
+    "409": ("The resource's current state does not allow this change.", _WRITES),
+    "413": ("Request body larger than the configured limit.", _BODY),
+    "415": ("Request body is not application/json.", _BODY),
+    "429": ("Rate limit exceeded; retry after Retry-After seconds.", None),
+    "500": ("Unexpected server error; quote the request_id.", None),
 }
 
 
@@ -65,9 +69,8 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                     headers = response.setdefault("headers", {})
                     for name, description in _RATE_HEADERS.items():
                         headers.setdefault(name, _header(description))
-            has_body = method in {"post", "put", "patch"} or "requestBody" in operation
-            for code, (description, body_only) in ERROR_RESPONSES.items():
-                if body_only and not has_body:
+            for code, (description, methods) in ERROR_RESPONSES.items():
+                if methods is not None and method not in methods:
                     continue
                 response = responses.setdefault(code, {"description": description, "content": ref})
                 if code == "429":

@@ -107,6 +107,24 @@ def test_it_accepts_the_documented_query_parameters(api):
     assert [row["code"] for row in response.json()["results"]] == ["agent:read"]
 
 
+@pytest.mark.parametrize("query", ["owner=99999999999999999999999", "id=-4.9e186", "id__in=1,99999999999999999999"])
+def test_it_refuses_numbers_the_database_cannot_store_with_400(api, query):
+    """Found by fuzzing: SQLite raised OverflowError (500) binding such a number."""
+    name = query.split("=")[0]
+    error = _error(api.get(f"/api/test/keys/?{query}"), 400, "validation_error")
+
+    assert name in error["details"]
+
+
+def test_it_accepts_a_datetime_offset_postgresql_would_refuse(api, make_key):
+    """Found by fuzzing: PostgreSQL refuses offsets past 15:59 ("time zone displacement out of range")."""
+    make_key("viewer")
+    response = api.get("/api/test/keys/", {"created_at__gte": "0718-04-01T10:31:31.1-22:52"})
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == 1
+
+
 def test_it_bounds_the_page_size(api):
     response = api.get("/api/test/catalog/?page_size=100000")
 

@@ -6,7 +6,7 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
-from accounts.models import Permission
+from accounts.models import ApiKey, Permission
 from accounts.permissions import AUTHENTICATED, PUBLIC
 from symphony.urls import urlpatterns as real_urlpatterns
 
@@ -23,6 +23,21 @@ class CatalogViewSet(viewsets.ReadOnlyModelViewSet):
     queryset = Permission.objects.order_by("code")
     serializer_class = PermissionOutSerializer
     filterset_fields = ["code"]
+    required_perms = {"list": PUBLIC, "retrieve": PUBLIC}
+
+
+class KeyProbeOutSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["prefix"]
+
+
+class KeyProbeViewSet(viewsets.ReadOnlyModelViewSet):
+    """A public list with model-choice, integer and datetime filters, to exercise the filter backend."""
+
+    queryset = ApiKey.objects.order_by("pk")
+    serializer_class = KeyProbeOutSerializer
+    filterset_fields = {"owner": ["exact"], "id": ["exact", "in"], "created_at": ["gte", "lte"]}
     required_perms = {"list": PUBLIC, "retrieve": PUBLIC}
 
 
@@ -49,6 +64,7 @@ class BoomView(APIView):
 
 router = SimpleRouter()
 router.register("catalog", CatalogViewSet, basename="test-catalog")
+router.register("keys", KeyProbeViewSet, basename="test-key")
 
 urlpatterns = [
     path("api/test/", include(router.urls)),
