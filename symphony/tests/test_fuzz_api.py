@@ -89,8 +89,14 @@ def _fuzz(schema, raw_key: str, *, read_only: bool) -> tuple[int, dict[str, str]
             try:
                 run()
             except (Exception, BaseExceptionGroup) as exc:  # collect every failure, report them together
-                failures[f"{operation.label} ({mode.value})"] = str(exc)[:1500]
+                failures[f"{operation.label} ({mode.value})"] = _describe(exc)
     return calls, failures
+
+
+def _describe(exc: BaseException) -> str:
+    parts = [str(exc)]
+    parts += [_describe(inner) for inner in getattr(exc, "exceptions", ())]  # Flaky hides the real failure
+    return "\n".join(parts)[:3000]
 
 
 def _report(failures: dict[str, str]) -> str:
