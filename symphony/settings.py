@@ -114,8 +114,8 @@ else:
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
-        # pytest-django does not recognise the prometheus wrapper as SQLite and would name the test
-        # database "test_<absolute path>_gw0"; in memory (shared cache, so live_server works) instead.
+        # Explicit, because pytest-django only recognises the stock sqlite3 ENGINE: with the
+        # django_prometheus wrapper it would derive "test_/abs/path_gw0" under xdist and fail.
         "TEST": {"NAME": ":memory:"},
     }
 DATABASES = {"default": _db}
@@ -213,7 +213,7 @@ SYMPHONY_RATELIMIT_DEFAULT = env_str("SYMPHONY_RATELIMIT_DEFAULT", "moderate")
 SYMPHONY_RATELIMIT_OVERRIDES = env_map("SYMPHONY_RATELIMIT_OVERRIDES")
 SYMPHONY_RATELIMIT_LOGIN_PER_IP = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_IP", "30/15m")
 SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME", "10/15m")
-SYMPHONY_RATELIMIT_LOGIN_VIEWS = env_list("SYMPHONY_RATELIMIT_LOGIN_VIEWS", ["admin:login"])
+SYMPHONY_RATELIMIT_LOGIN_VIEWS = env_list("SYMPHONY_RATELIMIT_LOGIN_VIEWS", ["admin:login", "rest_framework:login"])
 # When the counters' cache is unreachable: serve unlimited (true) or answer 503 (false).
 SYMPHONY_RATELIMIT_FAIL_OPEN = env_bool("SYMPHONY_RATELIMIT_FAIL_OPEN", True)
 for _name, _rate in [
