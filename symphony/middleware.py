@@ -96,9 +96,10 @@ class RateLimitMiddleware:
 
 
 class ApiRequestGuardMiddleware:
-    """Refuse an ``/api/`` body announced larger than ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413, the one error
-    shape) before anything reads it. DRF reads the request stream itself, so Django's own limit does not
-    apply to it; a chunked body without Content-Length is cut off by ``BoundedJSONParser``.
+    """Refuse a NUL character in an ``/api/`` URL (400), and a body announced larger than
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (413), in the one error shape, before anything reads them. DRF reads
+    the request stream itself, so Django's own limit does not apply to it; a chunked body without
+    Content-Length is cut off by ``BoundedJSONParser``.
 
     Content types need no check here: the one parser is JSON, so DRF answers 415 to any view that reads
     a body of another type, and a body nobody reads does no harm.
@@ -116,6 +117,10 @@ class ApiRequestGuardMiddleware:
 
     @staticmethod
     def _refusal(request: HttpRequest) -> HttpResponse | None:
+        if "\x00" in request.path_info or "%00" in request.META.get("QUERY_STRING", ""):
+            # PostgreSQL text cannot hold NUL: a lookup with one would be a DataError 500.
+            message = "NUL (%00) characters are not allowed in the URL."
+            return JsonResponse(error_body("bad_request", message), status=400)
         raw_length = request.META.get("CONTENT_LENGTH") or "0"
         try:
             length = int(raw_length)

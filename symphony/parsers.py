@@ -37,8 +37,12 @@ class BoundedJSONParser(parsers.JSONParser):
             raise exceptions.ParseError(_too_deep()) from None
         except ValueError as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
-        if _depth(data) > settings.SYMPHONY_MAX_JSON_DEPTH:
+        depth, has_nul = _inspect(data)
+        if depth > settings.SYMPHONY_MAX_JSON_DEPTH:
             raise exceptions.ParseError(_too_deep())
+        if has_nul:
+            # PostgreSQL text cannot hold U+0000: refused here, not as a DataError 500 deep in a lookup.
+            raise exceptions.ParseError("JSON strings may not contain NUL (U+0000) characters.")
         return data
 
 
@@ -50,12 +54,17 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _depth(data: Any) -> int:
-    """Nesting depth of parsed JSON (a scalar is 0, ``[]`` is 1), iteratively: no recursion limit."""
-    deepest, stack = 0, [(data, 0)]
+def _inspect(data: Any) -> tuple[int, bool]:
+    """Nesting depth of parsed JSON (a scalar is 0, ``[]`` is 1) and whether any string or key holds
+    a NUL character; iteratively, so no recursion limit applies."""
+    deepest, has_nul, stack = 0, False, [(data, 0)]
     while stack:
         value, level = stack.pop()
+        if isinstance(value, str):
+            has_nul = has_nul or "\x00" in value
+            continue
         if isinstance(value, dict):
+            has_nul = has_nul or any("\x00" in key for key in value)
             children = value.values()
         elif isinstance(value, list):
             children = value
@@ -64,4 +73,4 @@ def _depth(data: Any) -> int:
         level += 1
         deepest = max(deepest, level)
         stack.extend((child, level) for child in children)
-    return deepest
+    return deepest, has_nul

@@ -93,6 +93,20 @@ def test_it_refuses_malformed_json_and_nan_with_400(api):
     _error(api.post(ECHO, '{"a": NaN}', content_type="application/json"), 400, "parse_error")
 
 
+def test_it_refuses_nul_characters_in_json_strings_and_keys(api):
+    """Found by fuzzing on PostgreSQL: a NUL in a looked-up string was a DataError 500."""
+    for body in ('{"name": "a\\u0000b"}', '{"a\\u0000": 1}', '["ok", ["x\\u0000"]]'):
+        error = _error(api.post(ECHO, body, content_type="application/json"), 400, "parse_error")
+        assert "NUL" in error["message"]
+
+
+@pytest.mark.parametrize("url", ["/api/test/catalog/a%00b/", "/api/test/catalog/?code=a%00b"])
+def test_it_refuses_nul_characters_in_the_url(api, url):
+    error = _error(api.get(url), 400, "bad_request")
+
+    assert "NUL" in error["message"]
+
+
 def test_it_refuses_an_unknown_query_parameter_on_a_list_naming_it(api):
     error = _error(api.get("/api/test/catalog/?code=agent:read&stauts=x"), 400, "unknown_query_parameter")
 

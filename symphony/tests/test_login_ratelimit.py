@@ -48,3 +48,12 @@ def test_it_does_not_count_looking_at_the_login_page(client):
     answers = [client.get("/admin/login/") for _ in range(8)]
 
     assert {a.status_code for a in answers} == {200}
+
+
+def test_it_limits_the_browsable_api_login_too(client):
+    answers = [
+        client.post("/api-auth/login/", {"username": "victim", "password": "wrong"}, REMOTE_ADDR=f"192.0.2.{i}")
+        for i in range(1, 5)
+    ]
+
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
