@@ -28,7 +28,7 @@ from django_ratelimit import core as rl_core
 
 from accounts import keys
 from accounts.authentication import ApiKeyAuthentication
-from observability import context
+from observability import context, metrics
 from observability.registry import DEGRADED, HEALTHY, UNHEALTHY, HealthResult
 
 log = structlog.get_logger(__name__)
@@ -271,11 +271,7 @@ def record_rejection(request: HttpRequest, usage: Usage) -> None:
 
 
 def _count_rejection(scope: str) -> None:
-    try:  # the counter belongs to observability (issue 5); count only once it exists
-        from observability.metrics import RATE_LIMIT_REJECTIONS
-    except ImportError:
-        return
-    RATE_LIMIT_REJECTIONS.labels(scope=scope).inc()
+    metrics.RATE_LIMIT_REJECTIONS.labels(scope=scope).inc()  # scope: one of the four SCOPE_* values
 
 
 # --- When the cache is down -------------------------------------------------------------------------

@@ -113,3 +113,11 @@ def test_it_keeps_the_admin_login_working_when_redis_is_down_and_failing_open(cl
 
 def test_it_reports_a_healthy_limiter(settings):
     assert health_checks()["ratelimit"].func().status == "healthy"
+
+
+def test_it_marks_health_degraded_while_failing_open(client, dead_limiter):
+    dead_limiter.SYMPHONY_RATELIMIT_FAIL_OPEN = True
+    component = client.get("/health").json()["components"]["ratelimit"]
+
+    assert component["status"] == DEGRADED
+    assert "unreachable" in component["message"]
