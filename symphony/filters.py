@@ -14,7 +14,6 @@ from typing import Any
 
 from django import forms
 from django.db.models import QuerySet
-from django_filters import utils
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions
 from rest_framework.filters import BaseFilterBackend
@@ -101,7 +100,9 @@ class FilterBackend(DjangoFilterBackend):
             return queryset
         _refuse_out_of_range(filterset)
         if not filterset.is_valid() and self.raise_exception:
-            raise utils.translate_validation(filterset.errors)
+            # Not django-filter's translate_validation: it %-formats each message again, so a message
+            # quoting the input ("'50%j' is not a known event type") raised TypeError, a 500.
+            raise exceptions.ValidationError({name: list(errors) for name, errors in filterset.errors.items()})
         for name, value in list(filterset.form.cleaned_data.items()):
             filterset.form.cleaned_data[name] = _to_utc(value)
         return filterset.qs

@@ -139,6 +139,15 @@ def test_it_accepts_a_datetime_offset_postgresql_would_refuse(api, make_key):
     assert len(response.json()["results"]) == 1
 
 
+def test_it_reports_a_filter_error_that_quotes_a_percent_sign(api, make_key):
+    """Found by fuzzing: django-filter re-formatted messages quoting the input; "%j" raised TypeError."""
+    raw = make_key("super_admin")
+    response = api.get("/api/v1/audit-events/", {"type": "50%j"}, headers={"Authorization": f"Bearer {raw}"})
+    error = _error(response, 400, "validation_error")
+
+    assert "50%j" in error["details"]["type"][0]
+
+
 def test_it_bounds_the_page_size(api):
     response = api.get("/api/test/catalog/?page_size=100000")
 
