@@ -227,7 +227,8 @@ for _name, _rate in [
         raise ImproperlyConfigured(f"{_name}: {_rate!r} is neither strict, moderate, lenient nor a rate like 100/15m")
 
 # Request limits: body size (413), JSON nesting depth (400), JSON-only writes (415); see symphony/parsers.py.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SYMPHONY_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024)
+# Django's default 2.5 MiB: room for a task result of SYMPHONY_TASK_MAX_RESULT_BYTES (1 MiB) and its escaping.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SYMPHONY_MAX_REQUEST_BYTES", 2_621_440, minimum=1024)
 SYMPHONY_MAX_JSON_DEPTH = env_int("SYMPHONY_MAX_JSON_DEPTH", 32, minimum=2)
 REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["symphony.parsers.BoundedJSONParser"]
 REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
@@ -273,6 +274,17 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
+# --- Agents and dispatch ------------------------------------------------------------------------
+# An agent whose last heartbeat is older than this shows as offline.
+SYMPHONY_AGENT_HEARTBEAT_TIMEOUT = env_int("SYMPHONY_AGENT_HEARTBEAT_TIMEOUT", 90, minimum=1)
+SYMPHONY_TASK_MAX_INPUT_BYTES = env_int("SYMPHONY_TASK_MAX_INPUT_BYTES", 262144, minimum=2)
+SYMPHONY_TASK_MAX_RESULT_BYTES = env_int("SYMPHONY_TASK_MAX_RESULT_BYTES", 1048576, minimum=2)
+SYMPHONY_TASK_LEASE_SECONDS = env_int("SYMPHONY_TASK_LEASE_SECONDS", 60, minimum=1)
+SYMPHONY_TASK_MAX_LEASE_SECONDS = env_int("SYMPHONY_TASK_MAX_LEASE_SECONDS", 3600, minimum=1)
+SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
+# The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
+SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
+SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
 
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
