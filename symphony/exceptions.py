@@ -89,12 +89,9 @@ def is_api_path(request: HttpRequest) -> bool:
     return request.path_info.startswith("/api/")
 
 
-_is_api = is_api_path
-
-
 def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
     """Django's own 400s (SuspiciousOperation), e.g. a form body past DATA_UPLOAD_MAX_MEMORY_SIZE: 413."""
-    if _is_api(request):
+    if is_api_path(request):
         if isinstance(exception, RequestDataTooBig):
             body = error_body("request_too_large", "Request body too large.")
             return JsonResponse(body, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
@@ -103,20 +100,20 @@ def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
+    if is_api_path(request):
         body = error_body("permission_denied", "You do not have permission to perform this action.")
         return JsonResponse(body, status=status.HTTP_403_FORBIDDEN)
     return defaults.permission_denied(request, exception)
 
 
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _is_api(request):
+    if is_api_path(request):
         return JsonResponse(error_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
     return defaults.page_not_found(request, exception)
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
-    if _is_api(request):
+    if is_api_path(request):
         body = error_body("server_error", "A server error occurred.")
         return JsonResponse(body, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
     return defaults.server_error(request)
