@@ -195,6 +195,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Group operations by resource (agents, tasks, roles, ...) rather than one "v1" tag.
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
 
 # --- Symphony -----------------------------------------------------------------------------------
