@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
@@ -15,7 +15,7 @@ from rest_framework.request import Request
 
 import audit
 from accounts import keys
-from accounts.backends import permissions_generation, user_codes, user_role_names
+from accounts.backends import GENERATION_KEY, permissions_generation, user_codes, user_role_names
 from accounts.models import ApiKey
 
 log = structlog.get_logger(__name__)
@@ -29,9 +29,16 @@ class ApiKeyAuthFailed(exceptions.AuthenticationFailed):
 
 
 def api_key_cache_key(prefix: str) -> str:
-    """Cache entry of a resolved key. It carries the permission generation, so every change that
-    invalidates permissions (revocation, rotation, the owner's roles or status) also drops it."""
-    return f"rbac:apikey:{prefix}:{permissions_generation()}"
+    """Cache entry of a resolved key: ``(generation, key)``. The permission generation it was loaded
+    under is stored inside the entry and compared on read, so every change that invalidates
+    permissions (revocation, rotation, the owner's roles or status) also drops it."""
+    return f"rbac:apikey:{prefix}"
+
+
+#: Per process: when this process last recorded each key's use (by prefix). It spares the shared
+#: cache's "touched" marker a round trip on every request (issue 7); the marker and the conditional
+#: UPDATE still keep the write to at most once a minute across processes.
+_last_touched: dict[str, datetime] = {}
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -97,11 +104,20 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     @staticmethod
     def lookup(prefix: str) -> ApiKey | None:
-        """The key with this prefix, its owner and ``scopes_codes`` loaded, from the cache when warm."""
+        """The key with this prefix, its owner and ``scopes_codes`` loaded, from the cache when warm.
+
+        A warm lookup is one cache round trip: the generation counter and the entry are read together
+        (``get_many``), and the entry counts only if it was stored under the current generation. So a
+        revocation (which bumps the generation) still takes effect on the very next request.
+        """
         cache_key = api_key_cache_key(prefix)
-        key = cache.get(cache_key)
-        if key is not None:
-            return key
+        found = cache.get_many([GENERATION_KEY, cache_key])
+        generation = found.get(GENERATION_KEY)
+        if generation is None:
+            generation = permissions_generation()  # first use, or evicted: start (or read) a generation
+        entry = found.get(cache_key)
+        if entry is not None and entry[0] == generation:
+            return entry[1]
         key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
         if key is None:
             return None
@@ -110,15 +126,27 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # cache round trip for permissions or roles (same generation, so just as fresh).
         user_codes(key.owner)
         user_role_names(key.owner)
-        cache.set(cache_key, key, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+        # Stored under the generation read *before* the row was loaded: if a change bumped it
+        # meanwhile, the next request sees a newer generation and loads the key again.
+        cache.set(cache_key, (generation, key), timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
         return key
 
     @staticmethod
     def touch(key: ApiKey) -> None:
-        """Record last use at most once a minute, so hot keys do not write on every request."""
+        """Record last use at most once a minute, so hot keys do not write on every request.
+
+        This process remembers its own last write (no round trip at all within the minute); past it,
+        the shared cache's marker makes one process of the fleet write, and the UPDATE is conditional.
+        """
+        now = timezone.now()
+        last = _last_touched.get(key.prefix)
+        if last is not None and last <= now < last + TOUCH_INTERVAL:
+            return
+        if len(_last_touched) > 10_000:  # a long-lived worker seeing many keys: forget the old ones
+            _last_touched.clear()
+        _last_touched[key.prefix] = now
         if not cache.add(f"rbac:apikey-touched:{key.pk}", 1, timeout=int(TOUCH_INTERVAL.total_seconds())):
             return
-        now = timezone.now()
         ApiKey.objects.filter(pk=key.pk).filter(
             Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - TOUCH_INTERVAL)
         ).update(last_used_at=now)

@@ -13,24 +13,25 @@ from accounts import catalog
 
 log = structlog.get_logger(__name__)
 
-_GENERATION_KEY = "rbac:generation"
+#: The cache key of the permission generation counter (read with other entries in one round trip).
+GENERATION_KEY = "rbac:generation"
 
 
 def permissions_generation() -> int:
     """The current generation of cached permissions; bumping it invalidates every user's cache."""
-    generation = cache.get(_GENERATION_KEY)
+    generation = cache.get(GENERATION_KEY)
     if generation is None:
-        cache.add(_GENERATION_KEY, 1, timeout=None)
-        generation = cache.get(_GENERATION_KEY) or 1
+        cache.add(GENERATION_KEY, 1, timeout=None)
+        generation = cache.get(GENERATION_KEY) or 1
     return generation
 
 
 def invalidate_permissions() -> None:
     """Drop every cached permission set. Call after any change to roles, grants or users' roles."""
     try:
-        cache.incr(_GENERATION_KEY)
+        cache.incr(GENERATION_KEY)
     except ValueError:  # not set yet (or evicted): the next read starts a fresh generation
-        cache.set(_GENERATION_KEY, 1, timeout=None)
+        cache.set(GENERATION_KEY, 1, timeout=None)
     except Exception:
         log.warning("permission_cache_invalidation_failed", exc_info=True)
 

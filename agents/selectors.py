@@ -4,23 +4,61 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import F, Prefetch, QuerySet
 
 from agents.models import Agent, Orchestra, Task
 
 
-def agent_list() -> QuerySet[Agent]:
-    """Agents with owner, key and orchestra ids loaded (no query per row)."""
+def agent_list(*, for_listing: bool = False) -> QuerySet[Agent]:
+    """Agents with owner, key and orchestra ids loaded (no query per row).
+
+    ``for_listing`` (the API's list page) annotates the owner's username and the key's prefix instead
+    of building a User and an ApiKey per row, and leaves the orchestra ids to
+    ``agent_attach_orchestra_ids`` on the page: with 50 agents the related model instances and
+    managers were most of the list's CPU (issue 7's benchmark). Single-object reads keep the full
+    rows, because services act on them (revoking the key, auditing the owner).
+    """
+    if for_listing:
+        return Agent.objects.annotate(
+            listed_owner_username=F("owner__username"), listed_api_key_prefix=F("api_key__prefix")
+        ).order_by("name", "id")
     return Agent.objects.select_related("owner", "api_key").prefetch_related("orchestras").order_by("name", "id")
 
 
-def orchestra_list() -> QuerySet[Orchestra]:
+def agent_attach_orchestra_ids(agents: list[Agent]) -> list[Agent]:
+    """Set ``orchestra_ids`` on each of ``agents`` from one query on the membership table; return them."""
+    ids: dict[int, list[int]] = {agent.pk: [] for agent in agents}
+    memberships = (
+        Orchestra.agents.through.objects.filter(agent_id__in=ids)
+        .order_by("orchestra__name", "orchestra_id")
+        .values_list("agent_id", "orchestra_id")
+    )
+    for agent_id, orchestra_id in memberships:
+        ids[agent_id].append(orchestra_id)
+    for agent in agents:
+        agent.listed_orchestra_ids = ids[agent.pk]
+    return agents
+
+
+def orchestra_list(*, for_listing: bool = False) -> QuerySet[Orchestra]:
+    """Orchestras with their member agents prefetched (ids only on the API's list page, which shows
+    nothing else of them: a full Agent row with its JSON fields per member was most of the list's cost)."""
+    if for_listing:
+        return Orchestra.objects.prefetch_related(Prefetch("agents", queryset=Agent.objects.only("id"))).order_by(
+            "name", "id"
+        )
     return Orchestra.objects.prefetch_related("agents").order_by("name", "id")
 
 
-def task_list() -> QuerySet[Task]:
-    """Every task, newest first. Anyone with agent:read sees the whole queue: it is the fleet's."""
-    return Task.objects.select_related("submitter").order_by("-created_at", "-id")
+def task_list(*, for_listing: bool = False) -> QuerySet[Task]:
+    """Every task, newest first. Anyone with agent:read sees the whole queue: it is the fleet's.
+
+    ``for_listing`` loads only the submitter's username (all TaskSerializer shows of it)."""
+    queryset = Task.objects.select_related("submitter").order_by("-created_at", "-id")
+    if for_listing:
+        fields = [field.name for field in Task._meta.concrete_fields]
+        queryset = queryset.only(*fields, "submitter__username")
+    return queryset
 
 
 def agent_for_key(api_key: Any) -> Agent | None:

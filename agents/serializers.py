@@ -52,9 +52,13 @@ def _json_object(value: Any) -> dict[str, Any]:
 
 class AgentSerializer(serializers.ModelSerializer):
     status = serializers.CharField(source="effective_status", read_only=True, help_text="offline when stale.")
-    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    orchestras = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
-    api_key_prefix = serializers.CharField(source="api_key.prefix", read_only=True, allow_null=True, default=None)
+    # Plain values read from Agent properties rather than relation fields over owner, api_key and the
+    # orchestras manager: same shapes, but the list page can fill them in bulk (issue 7, see the model).
+    owner = serializers.CharField(source="owner_username", read_only=True, help_text="Username of who registered it.")
+    orchestras = serializers.ListField(
+        child=serializers.IntegerField(), source="orchestra_ids", read_only=True, help_text="Ids of its orchestras."
+    )
+    api_key_prefix = serializers.CharField(read_only=True, allow_null=True, default=None)
 
     class Meta:
         model = Agent

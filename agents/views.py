@@ -84,7 +84,12 @@ class AgentViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self):
-        return selectors.agent_list()
+        return selectors.agent_list(for_listing=self.action == "list")
+
+    def paginate_queryset(self, queryset: Any) -> list[Agent] | None:
+        page = super().paginate_queryset(queryset)
+        # One query for the page's memberships rather than a prefetch through the M2M manager (issue 7).
+        return selectors.agent_attach_orchestra_ids(page) if page is not None else None
 
     @extend_schema(request=AgentWriteSerializer, responses={201: AgentCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -141,7 +146,7 @@ class OrchestraViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self):
-        return selectors.orchestra_list()
+        return selectors.orchestra_list(for_listing=self.action == "list")
 
     def _answer(self, orchestra: Orchestra, code: int = status.HTTP_200_OK) -> Response:
         return Response(OrchestraSerializer(selectors.orchestra_list().get(pk=orchestra.pk)).data, status=code)
@@ -234,7 +239,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     }
 
     def get_queryset(self):
-        return selectors.task_list()
+        return selectors.task_list(for_listing=self.action == "list")
 
     @extend_schema(request=TaskSubmitSerializer, responses={201: TaskSerializer, 200: TaskSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

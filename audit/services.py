@@ -10,6 +10,7 @@ from typing import Any
 
 import structlog
 from django.db import connection, models, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, compute_hash
@@ -94,7 +95,10 @@ def record(
         request_id=_text(context.get_request_id(), 128),
         trace_id=_current_trace_id(),
     )
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction (issue 7: two statements per event saved): an
+    # insert that fails propagates and fails the caller's transaction as a whole, as it should, since
+    # a change must not commit without its event. Alone, this is the event's own transaction.
+    with transaction.atomic(savepoint=False):
         event.save(force_insert=True)
         if connection.vendor == "postgresql":
             transaction.on_commit(_seal_after_commit, robust=True)
@@ -173,10 +177,21 @@ def _seal_pending(*, limit: int | None) -> list[AuditEvent]:
     Hashes are computed from the rows as read back from the database, so they cover exactly what
     is stored.
     """
-    head = AuditEvent.objects.filter(chain_seq__isnull=False).order_by("-chain_seq").values("chain_seq", "hash")
-    last = head.first() or _empty_chain_head()
-    pending = AuditEvent.objects.filter(chain_seq__isnull=True).order_by("id")
+    # The chain's head comes with the pending events, as two uncorrelated subqueries that PostgreSQL
+    # and SQLite evaluate once: one statement instead of two per seal, and a seal follows every
+    # audited commit (issue 7). Both are read in the same snapshot, under the chain lock.
+    head = AuditEvent.objects.filter(chain_seq__isnull=False).order_by("-chain_seq")
+    pending = (
+        AuditEvent.objects.filter(chain_seq__isnull=True)
+        .annotate(head_seq=Subquery(head.values("chain_seq")[:1]), head_hash=Subquery(head.values("hash")[:1]))
+        .order_by("id")
+    )
     events = list(pending if limit is None else pending[:limit])
+    if not events:
+        return []
+    last = {"chain_seq": events[0].head_seq, "hash": events[0].head_hash}
+    if last["chain_seq"] is None:
+        last = _empty_chain_head()
     prev_hash, seq = last["hash"], last["chain_seq"]
     for event in events:
         seq += 1

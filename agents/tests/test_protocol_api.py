@@ -282,3 +282,29 @@ def test_it_answers_huge_numbers_with_a_4xx(make_agent, path, body):
     r = make_agent().api.post(path, body)
     assert 400 <= r.status_code < 500
     assert "error" in r.json()
+
+
+def test_it_claims_and_completes_a_task_in_a_fixed_number_of_queries(
+    make_agent, orchestra, django_assert_num_queries, django_capture_on_commit_callbacks
+):
+    """Issue 7: the per-task cost of the agent loop, audit seals included (on PostgreSQL they follow
+    each commit; here the captured on-commit callbacks run inside the count)."""
+    from django.db import connection
+
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory.create_batch(2, orchestra=orchestra)
+    with django_capture_on_commit_callbacks(execute=True):
+        claim(worker)  # warms the key cache and starts the chain (an empty one costs one more query)
+    # Seal: SQLite seals inside the transaction (the chain's head with the pending events, the
+    # update); PostgreSQL after the commit (lock, head with pending, update, the check for events
+    # committed meanwhile, and its own transaction: a savepoint inside the test's).
+    seal = 2 if connection.vendor == "sqlite" else 6
+    savepoint = 2  # the service's transaction, inside the test's
+    # the agent, the reap check, the locking select, the update, the attempt, the event
+    with django_assert_num_queries(6 + savepoint + seal), django_capture_on_commit_callbacks(execute=True):
+        (task,) = claim(worker)
+    # the agent, the update, the attempt, the task read back, the event
+    with django_assert_num_queries(5 + savepoint + seal), django_capture_on_commit_callbacks(execute=True):
+        r = worker.api.post(f"/api/v1/tasks/{task['id']}/complete/", {"result": {"ok": True}})
+    assert r.status_code == 200
+    assert AuditEvent.objects.filter(chain_seq__isnull=True).count() == 0
