@@ -194,6 +194,10 @@ SYMPHONY_TRUSTED_PROXIES = env_list("SYMPHONY_TRUSTED_PROXIES")
 SYMPHONY_PERMISSION_CACHE_SECONDS = env_int("SYMPHONY_PERMISSION_CACHE_SECONDS", 300, minimum=0)
 SYMPHONY_API_KEY_ROTATION_GRACE_HOURS = env_int("SYMPHONY_API_KEY_ROTATION_GRACE_HOURS", 24, minimum=0)
 
+# --- deploy -----------------------------------------------------------------------------------
+# Serves /bench/constant, the bare-Django baseline of `make bench`. Never on in production.
+SYMPHONY_BENCH_VIEWS = env_bool("SYMPHONY_BENCH_VIEWS", False)
+
 # --- Logging ------------------------------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
