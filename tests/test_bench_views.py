@@ -9,8 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = (
-    "import django; django.setup();"
-    "from django.test import Client; print(Client().get('/bench/constant').status_code)"
+    "import django; django.setup();from django.test import Client; print(Client().get('/bench/constant').status_code)"
 )
 
 

@@ -71,7 +71,6 @@ def test_it_trusts_only_nginx_as_a_proxy(compose):
     assert compose["services"]["symphony"]["environment"]["SYMPHONY_TRUSTED_PROXIES"] == nginx_ip
 
 
-@pytest.mark.django_db
 def test_it_runs_only_management_commands_that_exist(compose):
     commands = set()
     for name in SYMPHONY_SERVICES:

@@ -198,7 +198,6 @@ def test_it_sets_only_variables_the_code_reads():
     assert not unknown, f"nothing in the code reads {unknown}"
 
 
-@pytest.mark.django_db
 def test_it_runs_only_management_commands_that_exist():
     kinds = _by_kind(render({**SECRETS, **EVERYTHING_ON}))
     commands = set()
