@@ -9,12 +9,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 _CODE_DIRS = ["symphony", "accounts", "audit", "agents", "observability", "config"]
 _ENV_READ = re.compile(
-    r"""(?:env_(?:str|bool|int|float|list|secret)|os\.environ\.get|os\.getenv|environ\.get|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
+    r"""(?:env_(?:str|bool|int|float|list|secret|map)|_int|os\.environ\.get|os\.getenv|environ\.get|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]"""
 )
 # Read by libraries rather than by our code: the OpenTelemetry SDK, prometheus_client, Python itself.
 EXTERNAL_PREFIXES = ("OTEL_", "PYTHON")
-EXTERNAL_NAMES = {"PROMETHEUS_MULTIPROC_DIR", "DJANGO_SETTINGS_MODULE", "TZ"}
+# WEB_CONCURRENCY, GUNICORN_CMD_ARGS and PORT are also read by gunicorn itself.
+EXTERNAL_NAMES = {"PROMETHEUS_MULTIPROC_DIR", "DJANGO_SETTINGS_MODULE", "TZ", "WEB_CONCURRENCY", "GUNICORN_CMD_ARGS"}
 
 
 @cache
