@@ -38,6 +38,7 @@ class Agent(threading.Thread):
         self.cycles: list[float] = []
         self.errors = 0
         self.empty_claims = 0
+        self.first_error = ""
 
     def _post(self, path: str, body: dict) -> tuple[int, dict]:
         self.connection.request("POST", path, body=json.dumps(body), headers=self.headers)
@@ -51,22 +52,26 @@ class Agent(threading.Thread):
             try:
                 status, body = self._post("/api/v1/agent/claim/", {"max_tasks": 1})
                 if status != 200:
-                    self.errors += 1
+                    self._error(f"claim {status} {str(body)[:200]}")
                     continue
                 if not body["tasks"]:
                     self.empty_claims += 1
                     continue
                 task = body["tasks"][0]
-                status, _ = self._post(
-                    f"/api/v1/agent/{task['id']}/complete/", {"attempt": task.get("attempt"), "result": {"ok": True}}
+                status, body = self._post(
+                    f"/api/v1/tasks/{task['id']}/complete/", {"attempt": task.get("attempt"), "result": {"ok": True}}
                 )
                 if status != 200:
-                    self.errors += 1
+                    self._error(f"complete {status} {str(body)[:200]}")
                     continue
                 self.cycles.append(time.monotonic() - started)
-            except (OSError, http.client.HTTPException, ValueError, KeyError):
-                self.errors += 1
+            except (OSError, http.client.HTTPException, ValueError, KeyError) as exc:
+                self._error(repr(exc))
                 self.connection.close()
+
+    def _error(self, what: str) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or what
 
 
 def main() -> None:
@@ -112,6 +117,7 @@ def main() -> None:
                 "read_errors": 0,
                 "timeouts": 0,
                 "empty_claims": sum(a.empty_claims for a in agents),
+                "first_error": next((a.first_error for a in agents if a.first_error), ""),
                 "load_1m": os.getloadavg()[0],
             }
         )

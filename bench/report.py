@@ -11,8 +11,9 @@ def _row(name: str, stats: dict, baseline: float | None) -> str:
     ratio = f"{stats['rps'] / baseline:.2f}" if baseline else "-"
     errors = stats["status_errors"] + stats["connect_errors"] + stats["read_errors"] + stats["timeouts"]
     load = f"{stats['load_1m']:.1f}" if "load_1m" in stats else "-"
+    cpu = f"{stats['server_cpu_ms']:.2f}" if "server_cpu_ms" in stats else "-"
     return (f"| {name} | {stats['rps']:,.0f} | {stats['p50_ms']:.2f} | {stats['p95_ms']:.2f} | {stats['p99_ms']:.2f} "
-            f"| {errors} | {ratio} | {load} |")  # fmt: skip
+            f"| {errors} | {ratio} | {cpu} | {load} |")  # fmt: skip
 
 
 def _baseline(results: list[dict]) -> float | None:
@@ -69,8 +70,9 @@ def targets(report: dict) -> list[str]:
 
 def worker_classes(report: dict) -> list[str]:
     rows = report["worker_classes"]
-    lines = ["| worker class | scenario | req/s | p50 ms | p95 ms | p99 ms | errors | ratio to bare | load |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    header = "| worker class | scenario | req/s | p50 ms | p95 ms | p99 ms | errors | ratio to bare | server CPU ms/req"
+    header += " | load |"
+    lines = [header, "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     verdict = []
     for worker_class in ("sync", "gthread"):
         mine = [r for r in rows if r["worker_class"] == worker_class]
@@ -92,6 +94,43 @@ def worker_classes(report: dict) -> list[str]:
         verdict.append("\nThe authenticated API was not available, so the worker classes were compared on the "
                        "bare view only.")  # fmt: skip
     return lines + verdict
+
+
+def audit_section(audit: dict) -> list[str]:
+    if not audit["available"]:
+        return [f"{NA}: {audit['note']}."]
+    out = []
+    helper = audit.get("helper")
+    if helper and "export_csv" in helper:
+        csv, load, verify = helper["export_csv"], helper.get("load", {}), helper.get("verify", {})
+        out += [
+            "bench/bench_audit.py (the audit helper's benchmark, run by `make bench`):",
+            "",
+            f"- load: {load.get('rows', 0):,} events with a valid chain in {load.get('seconds', 0)} s (COPY); "
+            f"`audit_verify` over them: {verify.get('seconds', '-')} s ({'ok' if verify.get('ok') else 'BROKEN'}).",
+            f"- CSV export through the API (`/api/v1/audit-events/export/?format=csv`): {csv['rows']:,} rows, "
+            f"{csv['bytes'] / 1e6:,.0f} MB in {csv['seconds']} s ({csv['rows_per_s']:,} rows/s), first byte after "
+            f"{csv['first_byte_seconds']} s; peak RSS growth {csv['rss_peak_growth_mb']} MB over a "
+            f"{csv['rss_baseline_mb']} MB process.",
+        ]
+        writes = helper.get("writes", {})
+        if writes:
+            out.append("- `audit.record()` throughput: " + ", ".join(f"{k} {v}" for k, v in writes.items()) + ".")
+        out.append("")
+    elif helper:
+        out += [f"bench/bench_audit.py failed: {helper.get('error', '')}", ""]
+    if audit.get("rows"):
+        out += ["`manage.py audit_export` of the whole trail, per format (bench/audit_export_bench.py; "
+                "peak RSS of the exporting process from wait4):", "",
+                "| events | format | seconds | events/s | peak RSS MiB | bytes |",
+                "| ---: | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for row in audit["rows"]:
+            out.append(f"| {row['events']:,} | {row['format']} | {row['seconds']:.1f} | "
+                       f"{row['events'] / max(row['seconds'], 1e-9):,.0f} | {row['peak_rss_mib']:.0f} | "
+                       f"{row['bytes']:,} |")  # fmt: skip
+    if audit.get("note"):
+        out.append(audit["note"])
+    return out
 
 
 def render(report: dict) -> str:
@@ -130,8 +169,8 @@ def render(report: dict) -> str:
         "",
         "## Results",
         "",
-        "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | ratio to bare | load |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| scenario | req/s | p50 ms | p95 ms | p99 ms | errors | ratio to bare | server CPU ms/req | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for result in report["results"]:
         if result["available"]:
@@ -143,24 +182,15 @@ def render(report: dict) -> str:
     if not dispatch["available"]:
         out.append(f"{NA}: {dispatch['note']}.")
     else:
-        out += ["| agents | tasks/s | p50 ms | p95 ms | p99 ms | errors | ratio to bare | load |",
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        out += ["| agents | tasks/s | p50 ms | p95 ms | p99 ms | errors | ratio to bare | server CPU ms/req | load |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         for row in dispatch["rows"]:
             if "error" in row:
                 out.append(f"| {row['agents']} | failed: {row['error']} | | | | | |")
             else:
                 out.append(_row(str(row["agents"]), row, baseline))
     out += ["", "### Audit export", ""]
-    audit = report["audit_export"]
-    if not audit["available"]:
-        out.append(f"{NA}: {audit['note']}.")
-    else:
-        out.append("| events | format | seconds | events/s | peak RSS MiB | bytes |")
-        out.append("| ---: | --- | ---: | ---: | ---: | ---: |")
-        for row in audit.get("rows", [audit]):
-            out.append(f"| {row.get('events', '-'):,} | {row.get('format', '-')} | {row.get('seconds', 0):.1f} | "
-                       f"{row.get('events', 0) / max(row.get('seconds', 1), 1e-9):,.0f} | "
-                       f"{row.get('peak_rss_mib', 0):.0f} | {row.get('bytes', 0):,} |")  # fmt: skip
+    out += audit_section(report["audit_export"])
     rss = report["rss"]
     out += [
         "",
