@@ -2,18 +2,36 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
 from django.utils import timezone
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+import audit
 from accounts import keys
+from accounts.backends import permissions_generation, user_codes, user_role_names
 from accounts.models import ApiKey
+
+log = structlog.get_logger(__name__)
+
+#: last_used_at is written at most this often per key.
+TOUCH_INTERVAL = timedelta(seconds=60)
 
 
 class ApiKeyAuthFailed(exceptions.AuthenticationFailed):
     """A presented API key was rejected; ``default_code`` says why (never which part was wrong)."""
+
+
+def api_key_cache_key(prefix: str) -> str:
+    """Cache entry of a resolved key. It carries the permission generation, so every change that
+    invalidates permissions (revocation, rotation, the owner's roles or status) also drops it."""
+    return f"rbac:apikey:{prefix}:{permissions_generation()}"
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -21,7 +39,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     Returns ``None`` for requests without one of our headers (so session auth may try), and raises
     ``AuthenticationFailed`` (401 with ``WWW-Authenticate``) for a malformed, unknown, expired or
-    revoked key, or one whose owner is inactive.
+    revoked key, or one whose owner is inactive. Each rejection is audited (``auth.failed``, or
+    ``apikey.expired_used`` for an expired or rotated-out key) with the IP and the key prefix only.
+    A resolved key (with its owner and scopes) is cached, so a warm request makes no query.
     """
 
     keyword = "Bearer"
@@ -50,33 +70,83 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = request.META.get("HTTP_X_API_KEY")
         return api_key.strip() if api_key is not None else None
 
-    @staticmethod
-    def resolve(raw: str) -> ApiKey:
+    @classmethod
+    def resolve(cls, raw: str) -> ApiKey:
         prefix = keys.parse_prefix(raw)
         if prefix is None:
-            raise _fail("api_key_malformed", "Malformed API key.")
-        key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
+            raise _reject("api_key_malformed", "Malformed API key.", prefix="")
+        key = cls.lookup(prefix)
         if key is None or not keys.matches(raw, key.key_hash):
-            raise _fail("api_key_invalid", "Invalid API key.")
+            raise _reject("api_key_invalid", "Invalid API key.", prefix=prefix)
         if key.revoked_at is not None:
-            raise _fail("api_key_revoked", "This API key has been revoked.")
+            raise _reject("api_key_revoked", "This API key has been revoked.", prefix=prefix, owner=key.owner)
         if key.is_expired:
-            raise _fail("api_key_expired", "This API key has expired.")
+            raise _reject(
+                "api_key_expired",
+                "This API key has been rotated and its grace period is over."
+                if key.rotated_to_id
+                else "This API key has expired.",
+                prefix=prefix,
+                owner=key.owner,
+                event="apikey.expired_used",
+                details={"rotated": key.rotated_to_id is not None},
+            )
         if not key.owner.is_active:
-            raise _fail("api_key_owner_inactive", "The owner of this API key is inactive.")
-        key.scopes_codes = list(key.scopes.values_list("code", flat=True))
+            raise _reject("api_key_owner_inactive", "The owner of this API key is inactive.", prefix=prefix)
+        return key
+
+    @staticmethod
+    def lookup(prefix: str) -> ApiKey | None:
+        """The key with this prefix, its owner and ``scopes_codes`` loaded, from the cache when warm."""
+        cache_key = api_key_cache_key(prefix)
+        key = cache.get(cache_key)
+        if key is not None:
+            return key
+        key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
+        if key is None:
+            return None
+        key.scopes_codes = sorted(key.scopes.values_list("code", flat=True))
+        # Memoised on the owner and pickled with the key: a warm request then needs no further
+        # cache round trip for permissions or roles (same generation, so just as fresh).
+        user_codes(key.owner)
+        user_role_names(key.owner)
+        cache.set(cache_key, key, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
         return key
 
     @staticmethod
     def touch(key: ApiKey) -> None:
         """Record last use at most once a minute, so hot keys do not write on every request."""
+        if not cache.add(f"rbac:apikey-touched:{key.pk}", 1, timeout=int(TOUCH_INTERVAL.total_seconds())):
+            return
         now = timezone.now()
-        if key.last_used_at is None or (now - key.last_used_at).total_seconds() >= 60:
-            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
-            key.last_used_at = now
+        ApiKey.objects.filter(pk=key.pk).filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - TOUCH_INTERVAL)
+        ).update(last_used_at=now)
+        key.last_used_at = now
 
 
-def _fail(code: str, message: str) -> ApiKeyAuthFailed:
+def _reject(
+    code: str,
+    message: str,
+    *,
+    prefix: str,
+    owner: Any = None,
+    event: str = "auth.failed",
+    details: dict[str, Any] | None = None,
+) -> ApiKeyAuthFailed:
+    """Audit and log a rejected key (prefix only, never the secret) and build the 401.
+
+    Requests are not atomic (no ATOMIC_REQUESTS), so the event commits although the request fails.
+    """
+    log.warning("api_key_rejected", reason=code, key_prefix=prefix)
+    audit.record(
+        event,
+        actor=owner,
+        outcome="failure",
+        api_key_prefix=prefix,
+        action="api_key_auth",
+        details={"reason": code, "prefix": prefix, **(details or {})},
+    )
     exc = ApiKeyAuthFailed(message, code=code)
     exc.default_code = code
     return exc

@@ -78,6 +78,20 @@ def user_codes(user: Any) -> frozenset[str]:
     return codes
 
 
+def user_role_names(user: Any) -> list[str]:
+    """Cached sorted names of the roles ``user`` holds directly (no query when warm)."""
+    cached = getattr(user, "_rbac_role_names", None)
+    if cached is not None:
+        return cached
+    key = f"rbac:roles:{user.pk}:{permissions_generation()}"
+    names = cache.get(key)
+    if names is None:
+        names = sorted(user.roles.values_list("name", flat=True))
+        cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    user._rbac_role_names = names
+    return names
+
+
 class RBACBackend(ModelBackend):
     """Answers ``has_perm`` from roles for catalog codes and for the Django permissions they map to.
 

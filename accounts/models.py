@@ -6,6 +6,8 @@ from django.contrib.auth.models import AbstractUser, _user_has_module_perms, _us
 from django.db import models
 from django.utils import timezone
 
+from accounts.validators import validate_rate_limit
+
 
 class Permission(models.Model):
     """A catalog permission, ``resource:action`` (e.g. ``agent:create``). Seeded by migration."""
@@ -92,7 +94,10 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True, editable=False, help_text="SHA-256 of the whole key.")
     scopes = models.ManyToManyField(Permission, blank=True, related_name="api_keys")
     rate_limit = models.CharField(
-        max_length=32, blank=True, help_text="Per-key rate limit such as 100/m or 5000/h; empty uses the default."
+        max_length=32,
+        blank=True,
+        validators=[validate_rate_limit],
+        help_text="Per-key rate limit such as 100/m or 5000/h; empty uses the default.",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
@@ -104,17 +109,22 @@ class ApiKey(models.Model):
         related_name="rotated_from",
         help_text="The key that replaced this one; this one works until expires_at (the grace period).",
     )
+    rotated_at = models.DateTimeField(
+        null=True, blank=True, help_text="When this key was replaced by rotation (it works until expires_at)."
+    )
     last_used_at = models.DateTimeField(null=True, blank=True, help_text="Updated at most once a minute.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ApiKeyQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "API key"
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
                 fields=["owner", "name"],
-                condition=models.Q(revoked_at__isnull=True),
+                # A rotated-out key in its grace period shares its name with its replacement.
+                condition=models.Q(revoked_at__isnull=True, rotated_at__isnull=True),
                 name="apikey_unique_active_name_per_owner",
             ),
         ]

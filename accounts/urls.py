@@ -1,5 +1,12 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-router = SimpleRouter(trailing_slash=True)
+from accounts import views
 
-urlpatterns = router.urls
+router = SimpleRouter(trailing_slash=True)
+router.register("permissions", views.PermissionViewSet, basename="permission")
+router.register("roles", views.RoleViewSet, basename="role")
+router.register("users", views.UserViewSet, basename="user")
+router.register("api-keys", views.ApiKeyViewSet, basename="apikey")
+
+urlpatterns = [path("me/", views.MeView.as_view(), name="me"), *router.urls]

@@ -109,6 +109,9 @@ else:
             "timeout": 20,
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
+        # Explicit, because pytest-django only recognises the stock sqlite3 ENGINE: with the
+        # django_prometheus wrapper it would derive "test_/abs/path_gw0" under xdist and fail.
+        "TEST": {"NAME": ":memory:"},
     }
 DATABASES = {"default": _db}
 

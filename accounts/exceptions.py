@@ -1,0 +1,48 @@
+"""Domain errors of identity and access; each maps to one HTTP status and a stable code."""
+
+from __future__ import annotations
+
+from rest_framework import exceptions, status
+
+
+class EscalationRefused(exceptions.PermissionDenied):
+    """Granting a role, permission, key scope or superuser status the actor does not hold (403).
+
+    ``field`` names the input that asked for it, so the API and admin forms can point at it.
+    """
+
+    default_code = "escalation_refused"
+    default_detail = "You cannot grant a permission you do not hold yourself."
+
+    def __init__(self, detail: str | None = None, *, field: str = "non_field_errors") -> None:
+        super().__init__(detail)
+        self.field = field
+        self.extra_details = {field: [str(self.detail)]}
+
+
+class IdentityConflict(exceptions.APIException):
+    """A change the current state forbids (409). Subclasses name the rule in ``default_code``."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+    default_detail = "The change conflicts with the current state."
+
+    def __init__(self, detail: str | None = None, *, field: str = "non_field_errors") -> None:
+        super().__init__(detail)
+        self.field = field
+        self.extra_details = {field: [str(self.detail)]}
+
+
+class LastSuperAdmin(IdentityConflict):
+    default_code = "last_super_admin"
+    default_detail = "The last active super admin cannot be demoted, deactivated or deleted."
+
+
+class SystemRoleProtected(IdentityConflict):
+    default_code = "system_role_protected"
+    default_detail = "System roles cannot be deleted or renamed."
+
+
+class ApiKeyStateConflict(IdentityConflict):
+    default_code = "api_key_state_conflict"
+    default_detail = "This API key cannot change from its current state."
