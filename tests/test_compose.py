@@ -58,7 +58,7 @@ def test_it_sets_only_variables_the_code_reads(compose):
     for name in SYMPHONY_SERVICES:
         for variable in compose["services"][name]["environment"]:
             if variable == "SYMPHONY_AGENT_KEY" and name == "agent":
-                continue  # handed to run_agent on its command line
+                continue  # read by run_agent (agents, issue 4)
             assert references.is_known_env(variable), f"{name}: nothing reads {variable}"
     env = compose["services"]["symphony"]["environment"]
     assert env["DEBUG"] == "false"

@@ -143,6 +143,11 @@ def test_it_renders_every_resource_the_issue_asks_for():
                  "Ingress", "ServiceMonitor", "ConfigMap", "Secret", "Job", "CronJob", "ServiceAccount"]:  # fmt: skip
         assert kind in kinds, kind
     assert len(kinds["Deployment"]) == 2  # web + agent worker
+    worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("agent-worker"))
+    container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert "--key" not in container["args"]  # the key is in the environment, not on the command line
+    key = next(e for e in container["env"] if e["name"] == "SYMPHONY_AGENT_KEY")
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "symphony-agent", "key": "agent-key"}
     assert kinds["HorizontalPodAutoscaler"][0]["apiVersion"] == "autoscaling/v2"
     monitor = kinds["ServiceMonitor"][0]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
@@ -193,7 +198,7 @@ def test_it_sets_only_variables_the_code_reads():
     names = set(kinds["ConfigMap"][0]["data"]) | set(kinds["Secret"][0]["stringData"])
     for deployment in kinds["Deployment"]:
         names |= {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
-    names -= {"SYMPHONY_AGENT_KEY", "GUNICORN_CMD_ARGS"}  # run_agent's --key; read by gunicorn itself
+    names -= {"SYMPHONY_AGENT_KEY"}  # read by run_agent (agents, issue 4)
     unknown = sorted(name for name in names if not references.is_known_env(name))
     assert not unknown, f"nothing in the code reads {unknown}"
 
