@@ -23,6 +23,7 @@ class Server:
     port: int
     started_at: float
     ready_after: float | None = None
+    ready_cpu: float | None = None  # CPU seconds all gunicorn processes had used when ready first answered
 
     @property
     def base(self) -> str:
@@ -71,6 +72,7 @@ def gunicorn(env: dict[str, str], port: int, *, workers: int, worker_class: str 
                 raise RuntimeError(f"gunicorn exited with {process.returncode}; see {log}")
             if status_of(server.base + ready_path, timeout=2) == 200:
                 server.ready_after = time.monotonic() - started
+                server.ready_cpu = cpu_seconds([process.pid, *children(process.pid)])
                 break
             time.sleep(0.01)
         else:

@@ -133,6 +133,27 @@ def audit_section(audit: dict) -> list[str]:
     return out
 
 
+def capacity(report: dict) -> list[str]:
+    """What each scenario could reach with the cores to itself: cores x 1000 / server CPU ms per request."""
+    cores = report["machine"]["cpus"]
+    lines = [
+        f"With the {cores} cores to the server alone, a scenario tops out near {cores} x 1000 / (server CPU ms/req) "
+        "requests a second (the load generator's own CPU comes on top on a shared machine). This is the figure to "
+        "compare with the targets when the run shared the machine:",
+        "",
+        "| scenario | server CPU ms/req | ceiling req/s |",
+        "| --- | ---: | ---: |",
+    ]
+    rows = [(r["scenario"], r["stats"]) for r in report["results"] if r["available"]]
+    rows += [(f"claim + complete, {r['agents']} agents (per task)", r) for r in report["dispatch"].get("rows", [])
+             if "server_cpu_ms" in r]  # fmt: skip
+    for name, stats in rows:
+        cpu = stats.get("server_cpu_ms")
+        if cpu:
+            lines.append(f"| {name} | {cpu:.2f} | {cores * 1000 / cpu:,.0f} |")
+    return lines
+
+
 def render(report: dict) -> str:
     m = report["machine"]
     args = report["args"]
@@ -197,7 +218,8 @@ def render(report: dict) -> str:
         "## Start-up and memory",
         "",
         f"- Cold start: {report['cold_start_s']:.2f} s from launching gunicorn to the first 200 on "
-        f"`{report['ready_path']}`.",
+        f"`{report['ready_path']}`, of which the gunicorn processes used {report.get('cold_start_cpu_s', 0):.2f} s "
+        "of CPU (the wall time grows with the machine's load; the CPU time does not).",
         f"- RSS after the load: master {rss['master_mib']:.0f} MiB, workers "
         + ", ".join(f"{w:.0f}" for w in rss["workers_mib"])
         + " MiB.",
@@ -209,6 +231,10 @@ def render(report: dict) -> str:
         "## Targets",
         "",
         *targets(report),
+        "",
+        "## Capacity from server CPU",
+        "",
+        *capacity(report),
         "",
     ]
     return "\n".join(out)

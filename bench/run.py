@@ -233,6 +233,7 @@ def main() -> int:
         print(f"bench: gunicorn sync x{args.workers}", flush=True)
         with harness.gunicorn(env, next(PORTS), workers=args.workers, log=log, ready_path=ready_path) as server:
             report["cold_start_s"] = round(server.ready_after, 3)
+            report["cold_start_cpu_s"] = round(server.ready_cpu, 3)
             for scenario in SCENARIOS:
                 print("bench:", scenario.name, flush=True)
                 results.append(run_scenario(server, scenario, seed, args))
@@ -286,7 +287,12 @@ def dispatch(env, seed, args, log, ready_path) -> dict:
             print(f"bench: claim-and-complete with {agents} agents", flush=True)
             try:
                 extra = ["--url", server.base, "--agents", str(agents), "--seconds", str(args.duration)]
-                rows.append(run_script(script, env, extra, timeout=args.duration + 300))
+                processes = [server.process.pid, *harness.children(server.process.pid)]
+                cpu_before = harness.cpu_seconds(processes)
+                row = run_script(script, env, extra, timeout=args.duration + 300)
+                # Includes the client's task seeding through Django in its own process: not counted here.
+                row["server_cpu_ms"] = (harness.cpu_seconds(processes) - cpu_before) * 1000 / max(row["requests"], 1)
+                rows.append(row)
             except Exception as exc:  # noqa: BLE001 - one failed scenario must not lose the others
                 rows.append({"agents": agents, "error": str(exc)[-500:]})
     return {"available": True, "rows": rows, "client": script.name}
