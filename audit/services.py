@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.chain import GENESIS_HASH, compute_hash
 from audit.events import EVENT_TYPES
 from audit.models import AuditEvent
-from observability import context
+from observability import context, metrics
 
 # Any constant works: it names the one advisory lock that serialises appends to the chain.
 _CHAIN_LOCK_ID = 0x53594D41  # "SYMA"
@@ -78,6 +78,7 @@ def record(
         event.prev_hash = last or GENESIS_HASH
         event.hash = compute_hash(event, event.prev_hash)
         event.save(force_insert=True)
+    metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc()
     return event
 
 

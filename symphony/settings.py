@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "observability.middleware.ProbeMiddleware",  # first: probes skip everything below (observability docs)
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -206,9 +207,14 @@ LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
 LOG_FORMAT = env_str("LOG_FORMAT", "console" if DEBUG else "json")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-}
+if LOG_FORMAT not in {"json", "console"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be json or console, got {LOG_FORMAT!r}")
+# --- Observability (docs/observability.md) -----------------------------------------------------------
+from observability.logs import logging_config  # noqa: E402 - a plain dict builder, no Django imports
+
+LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT)
+METRICS_TOKEN = env_secret("METRICS_TOKEN")
+SYMPHONY_METRICS_ALLOW_PRIVATE = env_bool("SYMPHONY_METRICS_ALLOW_PRIVATE", True)
+SYMPHONY_HEALTH_DETAILS_ALLOW_PRIVATE = env_bool("SYMPHONY_HEALTH_DETAILS_ALLOW_PRIVATE", True)
+SYMPHONY_MEMORY_LIMIT_MB = env_int("SYMPHONY_MEMORY_LIMIT_MB", 512, minimum=0)
+SYMPHONY_DISK_MIN_FREE_MB = env_int("SYMPHONY_DISK_MIN_FREE_MB", 256, minimum=0)

@@ -1,0 +1,86 @@
+"""config/gunicorn.conf.py read as gunicorn reads it: settings from the environment, and its hooks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "gunicorn.conf.py"
+KNOBS = (
+    "PORT",
+    "GUNICORN_BIND",
+    "WEB_CONCURRENCY",
+    "GUNICORN_THREADS",
+    "GUNICORN_ACCESSLOG",
+    "PROMETHEUS_MULTIPROC_DIR",
+)
+
+
+@pytest.fixture
+def load_config(monkeypatch):
+    for name in KNOBS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SYMPHONY_GUNICORN", "1")  # what the config sets; undone after the test
+
+    def load(**env: str) -> dict:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        return runpy.run_path(str(CONFIG))
+
+    return load
+
+
+def test_it_defaults_to_one_sync_worker_per_cpu(load_config):
+    config = load_config()
+
+    assert config["bind"] == "0.0.0.0:8000"
+    assert config["workers"] == multiprocessing.cpu_count()
+    assert config["threads"] == 1
+    assert config["worker_class"] == "sync"
+    assert config["worker_tmp_dir"] == "/dev/shm"
+    assert config["preload_app"] is False
+
+
+def test_it_reads_bind_and_concurrency_from_the_environment(load_config):
+    config = load_config(PORT="9000", WEB_CONCURRENCY="3", GUNICORN_THREADS="4")
+    assert (config["bind"], config["workers"], config["threads"]) == ("0.0.0.0:9000", 3, 4)
+
+    assert load_config(GUNICORN_BIND="127.0.0.1:18400")["bind"] == "127.0.0.1:18400"
+
+
+def test_it_refuses_a_non_numeric_worker_count(load_config):
+    with pytest.raises(SystemExit, match="WEB_CONCURRENCY"):
+        load_config(WEB_CONCURRENCY="many")
+
+
+def test_it_silences_gunicorns_access_log_unless_asked(load_config):
+    assert load_config()["logconfig_dict"]["loggers"]["gunicorn.access"]["level"] == "CRITICAL"
+
+    config = load_config(GUNICORN_ACCESSLOG="-")
+
+    assert config["logconfig_dict"]["loggers"]["gunicorn.access"]["level"] == "INFO"
+    assert config["logconfig_dict"]["formatters"]["structlog"]["()"] == "observability.logs.make_formatter"
+
+
+def test_it_empties_the_multiprocess_folder_on_start(load_config, tmp_path):
+    (tmp_path / "counter_123.db").write_bytes(b"stale")
+    (tmp_path / "leftover").mkdir()
+    config = load_config(PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+
+    config["on_starting"](SimpleNamespace())
+
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_it_drops_a_dead_workers_live_gauges(load_config, tmp_path):
+    (tmp_path / "gauge_livesum_4242.db").write_bytes(b"")
+    (tmp_path / "counter_4242.db").write_bytes(b"")
+    config = load_config(PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+
+    config["child_exit"](SimpleNamespace(), SimpleNamespace(pid=4242))
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_4242.db"]
