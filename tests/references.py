@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_CODE_DIRS = ["symphony", "accounts", "audit", "agents", "observability", "config"]
+_CODE_DIRS = ["symphony", "accounts", "audit", "agents", "observability", "config", "symphony_agent"]
 _ENV_READ = re.compile(
     r"""(?:env_(?:str|bool|int|float|list|secret|map)|_int|os\.environ\.get|os\.getenv|environ\.get|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]"""

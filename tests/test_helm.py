@@ -176,6 +176,9 @@ def test_it_probes_the_health_endpoints_as_non_root_on_a_read_only_root():
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert mounts[env["PROMETHEUS_MULTIPROC_DIR"]] == "prometheus-multiproc"
     assert "/tmp" in mounts and env["SYMPHONY_VAR_DIR"] in mounts
+    config = kinds["ConfigMap"][0]["data"]
+    assert container["ports"][0]["containerPort"] == int(config["PORT"])  # gunicorn binds 0.0.0.0:$PORT
+    assert config["WEB_CONCURRENCY"] == "2" and config["GUNICORN_WORKER_CLASS"] == "sync"
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert all("emptyDir" in volumes[name] for name in mounts.values())
 

@@ -17,6 +17,7 @@ ALERTS = ROOT / "config" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "config" / "grafana" / "dashboards" / "symphony.json"
 REQUIRE = os.environ.get("SYMPHONY_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
 # Built-ins and the names PromQL expressions use that are not metrics.
+AGENTS_METRICS = {"symphony_agents", "symphony_tasks", "symphony_task_queue_depth", "symphony_tasks_claimed_total"}
 _METRIC = re.compile(r"\b((?:django|symphony)_[a-z0-9_]+)\b")
 
 
@@ -80,6 +81,7 @@ def _exposed(metrics_text: str) -> set[str]:
     return names
 
 
+@pytest.mark.django_db
 def test_it_alerts_and_graphs_only_on_metrics_the_app_exposes(request):
     from django.urls import Resolver404, resolve
 
@@ -87,12 +89,13 @@ def test_it_alerts_and_graphs_only_on_metrics_the_app_exposes(request):
         resolve("/metrics")
     except Resolver404:
         pytest.skip("this branch has no /metrics yet (observability, issue 5)")
-    request.getfixturevalue("db")  # the scrape-time collectors query the database
     client = request.getfixturevalue("client")
-    client.get("/health/live")  # so the request counters and histograms have a sample
+    client.get("/admin/login/")  # probes skip the Prometheus middleware: a real page gives the histograms a sample
     response = client.get("/metrics")
     assert response.status_code == 200
     exposed = _exposed(response.content.decode())
     wanted = _metric_names_in([ALERTS.read_text(), DASHBOARD.read_text()])
+    if not (ROOT / "agents" / "metrics.py").exists():
+        wanted -= AGENTS_METRICS  # agents (issue 4) not merged here yet: its gauges come with it
     missing = sorted(name for name in wanted if name not in exposed)
     assert not missing, f"named in alerts/dashboard but not in /metrics: {missing}"
