@@ -1,1 +1,326 @@
-"""Agents, orchestras and tasks."""
+"""Agents, orchestras and tasks.
+
+The database enforces the invariants of dispatch (see ``Task.Meta.constraints``): a running task always
+has a holder and a lease, a task is addressed to an orchestra or to one agent, attempts never exceed
+their maximum, and an idempotency key is unique per submitter.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from agents.managers import AgentQuerySet, OrchestraQuerySet, TaskQuerySet
+
+CAPABILITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
+MAX_CAPABILITIES = 64
+KIND_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$")
+
+
+def validate_capabilities(value: object) -> None:
+    """A list of at most 64 distinct short names (lower-case letters, digits, ``_ . : -``)."""
+    if not isinstance(value, list):
+        raise ValidationError("Capabilities must be a list of short names.", code="invalid")
+    if len(value) > MAX_CAPABILITIES:
+        raise ValidationError(f"At most {MAX_CAPABILITIES} capabilities are allowed.", code="too_many")
+    for item in value:
+        if not isinstance(item, str) or not CAPABILITY_PATTERN.match(item):
+            raise ValidationError(
+                f"{item!r} is not a capability name: use 1-64 lower-case letters, digits, '_', '.', ':' or '-'.",
+                code="invalid",
+            )
+    if len(set(value)) != len(value):
+        raise ValidationError("Capabilities must not repeat.", code="duplicate")
+
+
+def normalize_capabilities(value: list[str]) -> list[str]:
+    """Sorted and de-duplicated, so equal sets compare equal and read the same in the admin."""
+    return sorted(set(value))
+
+
+def validate_kind(value: str) -> None:
+    if not KIND_PATTERN.match(value or ""):
+        raise ValidationError(
+            "Kind must be 1-100 letters, digits, '_', '.', ':' or '-', starting with a letter or digit.",
+            code="invalid",
+        )
+
+
+class Agent(models.Model):
+    """A worker that claims and runs tasks, authenticated by its agent-bound API key."""
+
+    class Type(models.TextChoices):
+        REPOSITORY_MANAGER = "repository_manager"
+        WEBSITE_MANAGER = "website_manager"
+        CODE_REVIEWER = "code_reviewer"
+        TESTER = "tester"
+        DEPLOYER = "deployer"
+        MONITOR = "monitor"
+        RESEARCHER = "researcher"
+        COORDINATOR = "coordinator"
+        CUSTOM = "custom"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        IDLE = "idle"
+        BUSY = "busy"
+        ERROR = "error"
+        OFFLINE = "offline"
+
+    class TrustLevel(models.TextChoices):
+        UNTRUSTED = "untrusted"
+        LOW = "low"
+        MEDIUM = "medium"
+        HIGH = "high"
+        VERIFIED = "verified"
+
+    name = models.CharField(max_length=100, unique=True, help_text="Unique name of the agent.")
+    type = models.CharField(
+        max_length=32, choices=Type.choices, default=Type.CUSTOM, help_text="What the agent is for."
+    )
+    capabilities = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_capabilities],
+        help_text="Short names of what the agent can do; a task is offered only if it has all required ones.",
+    )
+    status = models.CharField(
+        max_length=16,
+        choices=Status.choices,
+        default=Status.OFFLINE,
+        help_text="Last status the agent reported; shown as offline when its heartbeat is too old.",
+    )
+    trust_level = models.CharField(
+        max_length=16,
+        choices=TrustLevel.choices,
+        default=TrustLevel.UNTRUSTED,
+        help_text="How far the agent is trusted.",
+    )
+    version = models.CharField(max_length=64, blank=True, help_text="Version the agent reports.")
+    metadata = models.JSONField(default=dict, blank=True, help_text="Free-form JSON object (last metrics included).")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agents", help_text="Who registered it."
+    )
+    api_key = models.OneToOneField(
+        "accounts.ApiKey",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="agent",
+        help_text="The agent-bound API key the agent authenticates with.",
+    )
+    last_heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="When the agent last reported in.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AgentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["active", "idle", "busy", "error", "offline"]), name="agent_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(trust_level__in=["untrusted", "low", "medium", "high", "verified"]),
+                name="agent_trust_level_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def heartbeat_cutoff() -> datetime:
+        return timezone.now() - timedelta(seconds=settings.SYMPHONY_AGENT_HEARTBEAT_TIMEOUT)
+
+    @property
+    def is_online(self) -> bool:
+        return self.last_heartbeat_at is not None and self.last_heartbeat_at >= self.heartbeat_cutoff()
+
+    @property
+    def effective_status(self) -> str:
+        """The reported status, or offline when the last heartbeat is older than the timeout."""
+        return self.status if self.is_online else self.Status.OFFLINE
+
+
+class Orchestra(models.Model):
+    """A named ensemble of agents with a lifecycle; only running orchestras dispatch tasks."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft"
+        RUNNING = "running"
+        PAUSED = "paused"
+        STOPPED = "stopped"
+
+    name = models.CharField(max_length=100, unique=True, help_text="Unique name of the orchestra.")
+    description = models.TextField(blank=True, max_length=2000)
+    state = models.CharField(
+        max_length=16, choices=State.choices, default=State.DRAFT, help_text="Only running orchestras dispatch tasks."
+    )
+    agents = models.ManyToManyField(Agent, blank=True, related_name="orchestras", help_text="Member agents.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = OrchestraQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(state__in=["draft", "running", "paused", "stopped"]), name="orchestra_state_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Task(models.Model):
+    """A unit of work: submitted into an orchestra (or to one agent), claimed under a lease, finished once."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    class Priority(models.IntegerChoices):
+        # Stored as an integer so the claim query orders by it; the API speaks the labels.
+        LOW = 0, "low"
+        NORMAL = 1, "normal"
+        HIGH = 2, "high"
+        URGENT = 3, "urgent"
+
+    CANCELLABLE = (Status.PENDING, Status.RUNNING)
+    RETRYABLE = (Status.FAILED, Status.CANCELLED)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=100, validators=[validate_kind], help_text="Which handler runs the task.")
+    input = models.JSONField(default=dict, blank=True, help_text="JSON input given to the handler (size-limited).")
+    required_capabilities = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_capabilities],
+        help_text="Only agents holding every one of these capabilities are offered the task.",
+    )
+    priority = models.PositiveSmallIntegerField(
+        choices=Priority.choices, default=Priority.NORMAL, help_text="Higher priorities are claimed first."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Claims so far (each claim is one attempt).")
+    max_attempts = models.PositiveSmallIntegerField(default=3, help_text="After this many attempts the task fails.")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="The holder must extend, complete or fail the task before this time."
+    )
+    result = models.JSONField(null=True, blank=True, help_text="What the handler returned.")
+    error = models.TextField(blank=True, help_text="Why the last attempt failed.")
+    idempotency_key = models.CharField(
+        max_length=200, blank=True, default="", help_text="Same key from the same submitter returns the same task."
+    )
+    traceparent = models.CharField(max_length=55, blank=True, help_text="W3C traceparent of the submission.")
+    submitter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="submitted_tasks"
+    )
+    orchestra = models.ForeignKey(
+        Orchestra, on_delete=models.CASCADE, null=True, blank=True, related_name="tasks",
+        help_text="The orchestra whose running members may claim the task.",
+    )  # fmt: skip
+    target_agent = models.ForeignKey(
+        Agent, on_delete=models.CASCADE, null=True, blank=True, related_name="addressed_tasks",
+        help_text="The one agent the task is addressed to (agents/{id}/execute/).",
+    )  # fmt: skip
+    agent = models.ForeignKey(
+        Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="held_tasks",
+        help_text="The agent holding (or that last held) the task.",
+    )  # fmt: skip
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="First claim.")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="Latest claim.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    objects = TaskQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["pending", "running", "succeeded", "failed", "cancelled"]),
+                name="task_status_valid",
+            ),
+            models.CheckConstraint(condition=Q(priority__lte=3), name="task_priority_valid"),
+            models.CheckConstraint(
+                condition=Q(max_attempts__gte=1) & Q(max_attempts__lte=100), name="task_max_attempts_range"
+            ),
+            models.CheckConstraint(condition=Q(attempts__lte=models.F("max_attempts")), name="task_attempts_le_max"),
+            models.CheckConstraint(
+                condition=Q(orchestra__isnull=False) | Q(target_agent__isnull=False), name="task_has_destination"
+            ),
+            # A running task always has a holder and a lease: this is what lets a dead agent's work come back.
+            models.CheckConstraint(
+                condition=~Q(status="running") | (Q(agent__isnull=False) & Q(lease_expires_at__isnull=False)),
+                name="task_running_has_lease",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="pending") | Q(lease_expires_at__isnull=True), name="task_pending_has_no_lease"
+            ),
+            models.UniqueConstraint(
+                fields=["submitter", "idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="task_idempotency_key_unique_per_submitter",
+            ),
+        ]
+        indexes = [
+            # The claim query: pending tasks, highest priority first, then oldest.
+            models.Index(
+                models.F("priority").desc(), "created_at", "id", condition=Q(status="pending"), name="task_claim_idx"
+            ),
+            # The reaper: running tasks by lease expiry.
+            models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="task_lease_idx"),
+            models.Index(fields=["status", "created_at"], name="task_status_created_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.pk}"
+
+    @property
+    def priority_label(self) -> str:
+        return self.Priority(self.priority).label
+
+
+class TaskAttempt(models.Model):
+    """One claim of a task by one agent: who ran which attempt, and how it ended.
+
+    It is what tells a late holder (409: its lease moved on) from an agent that never held the task (403).
+    """
+
+    class Outcome(models.TextChoices):
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        EXPIRED = "expired"
+        CANCELLED = "cancelled"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempt_set")
+    number = models.PositiveIntegerField()
+    agent = models.ForeignKey(Agent, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    claimed_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.RUNNING)
+
+    class Meta:
+        ordering = ["task", "id"]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} attempt {self.number}"

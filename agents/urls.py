@@ -1,5 +1,13 @@
+"""Routes under /api/v1/: agents/, orchestras/, tasks/ and the agent protocol agent/heartbeat|claim/."""
+
 from rest_framework.routers import SimpleRouter
 
+from agents import views
+
 router = SimpleRouter(trailing_slash=True)
+router.register("agents", views.AgentViewSet, basename="agent")
+router.register("orchestras", views.OrchestraViewSet, basename="orchestra")
+router.register("tasks", views.TaskViewSet, basename="task")
+router.register("agent", views.AgentProtocolViewSet, basename="agent-protocol")
 
 urlpatterns = router.urls

@@ -1,9 +1,14 @@
-"""The hash chain: each event's hash covers its content and the previous event's hash."""
+"""The hash chain: each event's hash covers its content and the previous event's hash.
+
+``compute_hash`` works on a model instance or on a ``values()`` row (a dict), so verification and
+purging can walk millions of rows without building ORM instances.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 GENESIS_HASH = "0" * 64
@@ -27,11 +32,19 @@ HASHED_FIELDS = (
     "trace_id",
 )
 
+#: What a ``values()`` query must select to verify a row: the hashed fields plus the links.
+CHAIN_VALUES = ("id", "prev_hash", "hash", *HASHED_FIELDS)
+
+
+def _get(event: Any, field: str) -> Any:
+    return event[field] if isinstance(event, Mapping) else getattr(event, field)
+
 
 def canonical_content(event: Any) -> str:
+    """The JSON text the hash covers: the hashed fields, keys sorted, times in ISO-8601 (µs)."""
     values: dict[str, Any] = {}
     for field in HASHED_FIELDS:
-        value = getattr(event, field)
+        value = _get(event, field)
         if field == "occurred_at":
             value = value.isoformat(timespec="microseconds")
         values[field] = value
@@ -39,6 +52,7 @@ def canonical_content(event: Any) -> str:
 
 
 def compute_hash(event: Any, prev_hash: str) -> str:
+    """SHA-256 over ``prev_hash`` and the event's canonical content (instance or ``values()`` dict)."""
     digest = hashlib.sha256()
     digest.update(prev_hash.encode())
     digest.update(b"\n")

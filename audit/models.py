@@ -29,8 +29,11 @@ class AuditEvent(models.Model):
         settings.AUTH_USER_MODEL,
         null=True,
         blank=True,
-        on_delete=models.SET_NULL,
-        db_constraint=False,  # history must survive the user's deletion, and no FK lock on append
+        # DO_NOTHING, not SET_NULL: rows are append-only (the PostgreSQL trigger refuses UPDATE) and
+        # actor_id is covered by the hash. No constraint, so history survives the user's deletion
+        # and appends take no FK lock; actor_name keeps who it was.
+        on_delete=models.DO_NOTHING,
+        db_constraint=False,
         related_name="+",
         help_text="The user who acted, while that user exists.",
     )
@@ -45,20 +48,31 @@ class AuditEvent(models.Model):
     resource_type = models.CharField(max_length=64, blank=True, help_text="e.g. agents.task")
     resource_id = models.CharField(max_length=64, blank=True)
     action = models.CharField(max_length=64, blank=True)
-    details = models.JSONField(default=dict, blank=True)
+    details = models.JSONField(default=dict, blank=True, help_text="Event-specific facts (JSON object).")
     request_id = models.CharField(max_length=128, blank=True, db_index=True)
     trace_id = models.CharField(max_length=32, blank=True)
-    prev_hash = models.CharField(max_length=64, help_text="Hash of the previous event in the chain.")
-    hash = models.CharField(max_length=64, unique=True, help_text="SHA-256 over this event's content and prev_hash.")
+    # The chain links are written by the sealer just after the event's transaction commits (see
+    # audit.services.audit_seal): empty until then.
+    prev_hash = models.CharField(max_length=64, blank=True, help_text="Hash of the previous event in the chain.")
+    hash = models.CharField(
+        max_length=64, null=True, blank=True, unique=True, help_text="SHA-256 over this event's content and prev_hash."
+    )
+    chain_seq = models.BigIntegerField(
+        null=True, blank=True, unique=True, help_text="Position in the hash chain; empty until sealed."
+    )
 
     class Meta:
         ordering = ["-id"]
         indexes = [
             models.Index(fields=["resource_type", "resource_id"], name="audit_resource_idx"),
             models.Index(fields=["event_type", "occurred_at"], name="audit_type_time_idx"),
+            models.Index(fields=["id"], condition=models.Q(chain_seq__isnull=True), name="audit_unsealed_idx"),
         ]
         constraints = [
             models.CheckConstraint(condition=models.Q(severity__in=SEVERITIES), name="audit_severity_valid"),
+            models.CheckConstraint(
+                condition=models.Q(outcome__in=["success", "failure", "denied", "error"]), name="audit_outcome_valid"
+            ),
         ]
         permissions = [("export_auditevent", "Can export audit events")]
 

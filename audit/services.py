@@ -1,21 +1,30 @@
-"""Writing to the audit trail."""
+"""Writing to the audit trail: ``record()`` (the one way in), ``audit_seal()`` (linking events into the
+hash chain after their commit), ``audit_purge()`` (retention) and ``audit_export_start()``."""
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import json
 from typing import Any
 
+import structlog
 from django.db import connection, models, transaction
 from django.utils import timezone
 
 from audit.chain import GENESIS_HASH, compute_hash
-from audit.events import EVENT_TYPES
+from audit.events import EVENT_TYPES, SEVERITIES
+from audit.export import FORMATS
 from audit.models import AuditEvent
+from audit.verification import ChainBroken, verify_chain
 from observability import context, metrics
 
-# Any constant works: it names the one advisory lock that serialises appends to the chain.
+log = structlog.get_logger(__name__)
+
+# Any constant works: it names the one advisory lock that serialises sealers (and purges).
 _CHAIN_LOCK_ID = 0x53594D41  # "SYMA"
 _MAX_DETAILS_BYTES = 64 * 1024
+_OUTCOMES = frozenset(AuditEvent.Outcome.values)
 
 
 class UnknownEventType(ValueError):
@@ -41,16 +50,29 @@ def record(
     A rolled-back change therefore leaves no event, and a committed change always has one. Request
     id, IP, user agent, actor and API-key prefix are filled from the current request when there is
     one and they were not given. ``resource`` (a model instance) fills ``resource_type`` and
-    ``resource_id``. Raises ``UnknownEventType`` for a type not in the catalog.
+    ``resource_id``. Raises ``UnknownEventType`` for a type not in the catalog and ``ValueError``
+    for an unknown outcome or severity.
+
+    The event is linked into the hash chain by ``audit_seal()``: on PostgreSQL right after the
+    caller's transaction commits (so concurrent transactions never wait on each other for the
+    chain), on SQLite at once (its write transactions are serialised anyway). Until sealed, its
+    ``hash`` is None; the PostgreSQL trigger still refuses any change to its content.
     """
     if event_type not in EVENT_TYPES:
         raise UnknownEventType(event_type)
+    severity = severity or EVENT_TYPES[event_type]
+    if severity not in SEVERITIES:
+        raise ValueError(f"unknown audit severity {severity!r}")
+    if outcome not in _OUTCOMES:
+        raise ValueError(f"unknown audit outcome {outcome!r}")
     request = context.get_current_request()
     if actor is None and request is not None:
         user = getattr(request, "user", None)
         actor = user if getattr(user, "is_authenticated", False) else None
     if api_key_prefix is None and request is not None:
         api_key_prefix = getattr(getattr(request, "auth", None), "prefix", None)
+    if ip_address is None and request is not None:
+        ip_address = context.client_ip(request)
     if resource is not None:
         resource_type = resource_type or resource._meta.label_lower
         resource_id = resource_id or resource.pk
@@ -58,48 +80,244 @@ def record(
     event = AuditEvent(
         occurred_at=timezone.now(),
         event_type=event_type,
-        severity=severity or EVENT_TYPES[event_type],
+        severity=severity,
         outcome=outcome,
-        actor=actor if getattr(actor, "pk", None) else None,
-        actor_name=(getattr(actor, "get_username", lambda: "")() or "")[:150] if actor else "",
-        api_key_prefix=api_key_prefix or "",
-        ip_address=ip_address or (context.client_ip(request) if request is not None else None),
-        user_agent=(request.headers.get("User-Agent", "")[:512] if request is not None else ""),
-        resource_type=str(resource_type)[:64],
-        resource_id=str(resource_id)[:64],
-        action=action[:64],
+        actor_id=getattr(actor, "pk", None),
+        actor_name=_text(actor.get_username() if actor is not None else "", 150),
+        api_key_prefix=_text(api_key_prefix, 32),
+        ip_address=_normalise_ip(ip_address),
+        user_agent=_text(request.headers.get("User-Agent", "") if request is not None else "", 512),
+        resource_type=_text(resource_type, 64),
+        resource_id=_text(resource_id, 64),
+        action=_text(action, 64),
         details=_jsonable(details or {}),
-        request_id=context.get_request_id() or "",
+        request_id=_text(context.get_request_id(), 128),
         trace_id=_current_trace_id(),
     )
     with transaction.atomic():
-        _lock_chain()
-        last = AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
-        event.prev_hash = last or GENESIS_HASH
-        event.hash = compute_hash(event, event.prev_hash)
         event.save(force_insert=True)
+        if connection.vendor == "postgresql":
+            transaction.on_commit(_seal_after_commit, robust=True)
+        else:
+            for sealed in _seal_pending(limit=None):
+                if sealed.pk == event.pk:
+                    event.prev_hash, event.hash, event.chain_seq = sealed.prev_hash, sealed.hash, sealed.chain_seq
     metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc()
     return event
 
 
-def _lock_chain() -> None:
-    """Serialise appends so each event links to the one committed before it.
+def audit_seal(*, batch: int = 1000) -> int:
+    """Link every committed, unsealed event into the hash chain, oldest id first; return how many.
 
-    On PostgreSQL a transaction-scoped advisory lock is held until the caller's transaction ends, so
-    the event read as "last" is always the last committed one. SQLite runs with
-    ``transaction_mode=IMMEDIATE``, where every write transaction already holds the database lock.
+    One sealer at a time (a transaction-scoped advisory lock, held only while sealing, never
+    during the callers' own transactions). Events are chained in the order the sealer finds them
+    committed, which ``chain_seq`` records; a late commit with a lower id simply comes later in
+    the chain. Each batch is its own transaction, so a crash leaves a valid, shorter chain.
+    """
+    total = 0
+    relax = connection.vendor == "postgresql" and not connection.in_atomic_block
+    while True:
+        with transaction.atomic():
+            _lock_chain()
+            if relax:
+                with connection.cursor() as cursor:
+                    cursor.execute("SET LOCAL synchronous_commit = off")  # see _try_seal_batch
+            count = len(_seal_pending(limit=batch))
+        total += count
+        if count < batch:
+            return total
+
+
+def _seal_after_commit() -> None:
+    """Seal after the caller's commit without ever waiting for another sealer.
+
+    If another sealer holds the lock, leave: it checks for pending events again after releasing
+    the lock, which happens after our commit (we saw it holding the lock after committing), so it
+    or its successor seals our event. Under load one sealer seals everyone's events in a batch.
+    """
+    try:
+        while _try_seal_batch():
+            if not AuditEvent.objects.filter(chain_seq__isnull=True).exists():
+                return
+    except Exception:  # a failed seal loses nothing: the next one (or audit_verify) picks the events up
+        log.warning("audit_seal_failed", exc_info=True)
+
+
+def _try_seal_batch(batch: int = 1000) -> bool:
+    """Seal one batch if the chain lock is free (PostgreSQL); False when another sealer has it.
+
+    The seal commits with ``synchronous_commit = off`` when it is its own transaction. Safe because
+    a seal is derived data: the events were committed durably by their own transactions, and a
+    seal lost in a crash leaves them unsealed, to be sealed again by the next seal. WAL is written
+    in order, so a later durable commit implies every earlier seal is durable too: no hole in the
+    chain. This saves a WAL flush per audited write. Never inside someone else's transaction,
+    whose own durability it would weaken.
+    """
+    relax = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        # One round trip: try the lock, and relax this transaction's commit when it is ours alone.
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s), set_config('synchronous_commit',"
+            " CASE WHEN %s THEN 'off' ELSE current_setting('synchronous_commit') END, true)",
+            [_CHAIN_LOCK_ID, relax],
+        )
+        if not cursor.fetchone()[0]:
+            return False
+        _seal_pending(limit=batch)
+    return True
+
+
+def _seal_pending(*, limit: int | None) -> list[AuditEvent]:
+    """Chain up to ``limit`` unsealed events (the caller holds the chain lock and a transaction).
+
+    Hashes are computed from the rows as read back from the database, so they cover exactly what
+    is stored.
+    """
+    head = AuditEvent.objects.filter(chain_seq__isnull=False).order_by("-chain_seq").values("chain_seq", "hash")
+    last = head.first() or _empty_chain_head()
+    pending = AuditEvent.objects.filter(chain_seq__isnull=True).order_by("id")
+    events = list(pending if limit is None else pending[:limit])
+    prev_hash, seq = last["hash"], last["chain_seq"]
+    for event in events:
+        seq += 1
+        event.prev_hash, event.chain_seq = prev_hash, seq
+        event.hash = prev_hash = compute_hash(event, event.prev_hash)
+    if events:
+        AuditEvent.objects.bulk_update(events, ["prev_hash", "hash", "chain_seq"])
+    return events
+
+
+def _empty_chain_head() -> dict[str, Any]:
+    """Where a chain with no sealed event goes on from: genesis, or the anchor of a purge of everything."""
+    purge = (
+        AuditEvent.objects.filter(chain_seq__isnull=True, event_type="audit.purged").order_by("id").values("details")
+    ).first()
+    if purge is not None:
+        return {"chain_seq": purge["details"]["last_purged_seq"], "hash": purge["details"]["last_purged_hash"]}
+    return {"chain_seq": 0, "hash": GENESIS_HASH}
+
+
+def _lock_chain() -> None:
+    """Serialise sealers (and purges) so each event links to the one sealed before it.
+
+    On PostgreSQL a transaction-scoped advisory lock; READ COMMITTED lets the queries after it see
+    every commit made before it. SQLite runs with ``transaction_mode=IMMEDIATE``, where every
+    write transaction already holds the database lock.
     """
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
 
 
+@transaction.atomic
+def audit_purge(*, before: dt.datetime, actor: Any = None) -> int:
+    """Delete the oldest events, up to the first one that occurred at or after ``before``.
+
+    Only a prefix of the chain (by ``chain_seq``) is ever removed, so what remains is one unbroken chain. The purge
+    verifies the part it removes first and refuses (``ChainBroken``) to destroy a broken one, then
+    records an ``audit.purged`` event whose details keep the hash of the last purged event: the
+    anchor ``audit_verify`` accepts as the new head's ``prev_hash``. Returns the number deleted.
+    """
+    _lock_chain()
+    _seal_pending(limit=None)
+    sealed = AuditEvent.objects.filter(chain_seq__isnull=False)
+    first_kept = sealed.filter(occurred_at__gte=before).order_by("chain_seq").values_list("chain_seq", flat=True)
+    first_kept_seq = first_kept.first()
+    doomed = sealed if first_kept_seq is None else sealed.filter(chain_seq__lt=first_kept_seq)
+    last_purged = doomed.order_by("-chain_seq").values("id", "hash", "chain_seq").first()
+    if last_purged is None:
+        return 0
+    result = verify_chain(stop_after_seq=first_kept_seq or last_purged["chain_seq"], seal=False)
+    if not result.ok:
+        raise ChainBroken(result)
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The trigger of migration 0003 lets DELETE through only with this transaction-local flag.
+            cursor.execute("SET LOCAL symphony.audit_purge = 'on'")
+        cursor.execute(f"DELETE FROM {table} WHERE chain_seq <= %s", [last_purged["chain_seq"]])  # noqa: S608
+        count = cursor.rowcount
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL symphony.audit_purge = 'off'")
+    record(
+        "audit.purged",
+        actor=actor,
+        details={
+            "count": count,
+            "before": before.isoformat(),
+            "last_purged_id": last_purged["id"],
+            "last_purged_seq": last_purged["chain_seq"],
+            "last_purged_hash": last_purged["hash"],
+        },
+    )
+    log.info("audit_purged", count=count, before=before.isoformat(), last_purged_id=last_purged["id"])
+    return count
+
+
+@transaction.atomic
+def audit_export_start(
+    *, queryset: models.QuerySet, fmt: str, filters: dict[str, Any], via: str, actor: Any = None
+) -> tuple[models.QuerySet, int]:
+    """Fix what an export will contain, count it, and record ``audit.exported``; return both.
+
+    The export streams after this returns, so the event is recorded first, with an exact count:
+    the queryset is bounded by the highest id that exists now, so events appended while it streams
+    (this ``audit.exported`` one included) are not part of it. An export whose download is then
+    cut short is still recorded: the data may have left. Raises ``ValueError`` for an unknown format.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unsupported export format {fmt!r}")
+    upper = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
+    bounded = queryset.filter(id__lte=upper)
+    count = bounded.count()
+    record(
+        "audit.exported",
+        actor=actor,
+        details={"format": fmt, "filters": filters, "rows": count, "via": via, "upper_id": upper},
+    )
+    return bounded, count
+
+
+def _text(value: Any, limit: int) -> str:
+    """A string for a text column: NUL removed (PostgreSQL refuses it), cut to the column's length."""
+    return str(value or "").replace("\x00", "")[:limit]
+
+
+def _normalise_ip(value: str | None) -> str | None:
+    """The canonical text of an IP (PostgreSQL's inet gives it back that way, and the hash covers it).
+
+    Something that is not an IP is dropped rather than failing the audited action.
+    """
+    if not value:
+        return None
+    try:
+        address = ipaddress.ip_address(str(value).strip())
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)
+    return str(mapped or address)
+
+
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    """Round-trip through JSON so the hashed content equals what the database gives back."""
+    """Round-trip through JSON so the hashed content equals what the database gives back.
+
+    NUL characters are removed (PostgreSQL's jsonb refuses ``\\u0000``); oversized details are
+    replaced by a marker rather than failing the audited action.
+    """
     text = json.dumps(details, default=str, sort_keys=True)
     if len(text) > _MAX_DETAILS_BYTES:
         return {"truncated": True, "size": len(text)}
-    return json.loads(text)
+    return _strip_nul(json.loads(text))
+
+
+def _strip_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {_strip_nul(key): _strip_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_strip_nul(item) for item in value]
+    return value
 
 
 def _current_trace_id() -> str:

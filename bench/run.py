@@ -274,10 +274,12 @@ def compare_worker_classes(env, seed, args, log, ready_path) -> list[dict]:
 
 
 def dispatch(env, seed, args, log, ready_path) -> dict:
-    """The agents helper's bench/bench_dispatch.py when it exists, else our bench/dispatch_client.py."""
-    script = ROOT / "bench" / "bench_dispatch.py"
-    if not script.exists():
-        script = ROOT / "bench" / "dispatch_client.py"
+    """The claim-and-complete loop against this run's gunicorn, with bench/dispatch_client.py.
+
+    (bench/bench_dispatch.py, the agents helper's benchmark, starts its own gunicorn on its own database and
+    ports, and also measures submission-to-claim latency; run it separately, see docs/agents.md.)
+    """
+    script = ROOT / "bench" / "dispatch_client.py"
     if len(seed["agent_keys"]) < 32:
         return {"available": False, "note": "needs 32 seeded agents (agents app not on this branch)"}
     env = env | {"BENCH_AGENT_KEYS": ",".join(seed["agent_keys"])}

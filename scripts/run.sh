@@ -2,6 +2,7 @@
 # `make run`: the embedded default (SQLite + in-process cache unless DATABASE_URL/REDIS_URL are set),
 # migrated, with an admin user and the demo, served by gunicorn on 127.0.0.1:${PORT:-8000}
 # with the production configuration (config/gunicorn.conf.py).
+# Two demo agent workers run beside gunicorn (SYMPHONY_DEMO_WORKERS=0 turns them off) and stop with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -19,5 +20,47 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 "$PY" manage.py migrate --noinput
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py ensure_admin
+# The demo fleet (created once; keys in var/demo_agents.json, mode 0600) and a few tasks for it to run.
+"$PY" manage.py seed_demo --submit "${SYMPHONY_DEMO_TASKS:-3}"
 echo "Symphony: http://127.0.0.1:${PORT}/admin/  (API docs: http://127.0.0.1:${PORT}/api/docs/)"
-exec "$PY" -m gunicorn -c config/gunicorn.conf.py symphony.wsgi
+
+"$PY" -m gunicorn -c config/gunicorn.conf.py symphony.wsgi &
+pids=("$!")
+# However this script ends (Ctrl-C, SIGTERM, gunicorn exiting): stop the workers first, so they can hand
+# back unfinished tasks while the server still answers, then the server.
+stop_all() {
+  if [ ${#pids[@]} -gt 1 ]; then kill -TERM "${pids[@]:1}" 2>/dev/null || true; wait "${pids[@]:1}" 2>/dev/null || true; fi
+  kill -TERM "${pids[0]}" 2>/dev/null || true
+  wait "${pids[0]}" 2>/dev/null || true
+}
+trap stop_all EXIT
+trap 'exit 0' INT TERM
+
+demo() { "$PY" -c "import json; d = json.load(open('var/demo_agents.json')); print($1)"; }
+
+if [ "${SYMPHONY_DEMO_WORKERS:-1}" = 1 ]; then
+  for _ in $(seq 100); do
+    "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:${PORT}/health/live', timeout=1)" \
+      2>/dev/null && break
+    sleep 0.2
+  done
+  for i in 0 1; do
+    # The key goes through the environment, not the command line (which every local user can read).
+    # The workers are HTTP clients: keep them out of the server's multiprocess metrics folder.
+    SYMPHONY_AGENT_KEY=$(demo "d['agents'][$i]['key']") \
+      env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" --concurrency 2 &
+    pids+=("$!")
+  done
+  cat <<EOF
+
+Two demo agents are running tasks: watch them at http://127.0.0.1:${PORT}/admin/agents/task/
+Submit one yourself with the demo submitter key from var/demo_agents.json:
+
+  KEY=\$(python3 -c "import json; print(json.load(open('var/demo_agents.json'))['submit_key'])")
+  curl -s -X POST http://127.0.0.1:${PORT}/api/v1/tasks/ -H "Authorization: Bearer \$KEY" \\
+    -H 'Content-Type: application/json' \\
+    -d '{"orchestra": $(demo "d['orchestra']"), "kind": "word_count", "input": {"text": "hello agents"}, "required_capabilities": ["word_count"]}'
+
+EOF
+fi
+wait "${pids[0]}"

@@ -198,6 +198,18 @@ SYMPHONY_TRUSTED_PROXIES = env_list("SYMPHONY_TRUSTED_PROXIES")
 SYMPHONY_PERMISSION_CACHE_SECONDS = env_int("SYMPHONY_PERMISSION_CACHE_SECONDS", 300, minimum=0)
 SYMPHONY_API_KEY_ROTATION_GRACE_HOURS = env_int("SYMPHONY_API_KEY_ROTATION_GRACE_HOURS", 24, minimum=0)
 
+# --- Agents and dispatch ------------------------------------------------------------------------
+# An agent whose last heartbeat is older than this shows as offline.
+SYMPHONY_AGENT_HEARTBEAT_TIMEOUT = env_int("SYMPHONY_AGENT_HEARTBEAT_TIMEOUT", 90, minimum=1)
+SYMPHONY_TASK_MAX_INPUT_BYTES = env_int("SYMPHONY_TASK_MAX_INPUT_BYTES", 262144, minimum=2)
+SYMPHONY_TASK_MAX_RESULT_BYTES = env_int("SYMPHONY_TASK_MAX_RESULT_BYTES", 1048576, minimum=2)
+SYMPHONY_TASK_LEASE_SECONDS = env_int("SYMPHONY_TASK_LEASE_SECONDS", 60, minimum=1)
+SYMPHONY_TASK_MAX_LEASE_SECONDS = env_int("SYMPHONY_TASK_MAX_LEASE_SECONDS", 3600, minimum=1)
+SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
+# The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
+SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
+SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
+
 # --- deploy -----------------------------------------------------------------------------------
 # Serves /bench/constant, the bare-Django baseline of `make bench`. Never on in production.
 SYMPHONY_BENCH_VIEWS = env_bool("SYMPHONY_BENCH_VIEWS", False)

@@ -1,0 +1,51 @@
+"""django-filter FilterSets for the agents API."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import QuerySet
+
+from agents.models import Agent, Orchestra, Task
+
+
+class AgentFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(
+        choices=Agent.Status.choices, method="filter_status", help_text="Effective status (offline when stale)."
+    )
+    orchestra = django_filters.NumberFilter(field_name="orchestras", help_text="Member of this orchestra id.")
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Agent
+        fields = ["type", "trust_level", "status", "orchestra", "name"]
+
+    def filter_status(self, queryset: QuerySet[Agent], name: str, value: str) -> QuerySet[Agent]:
+        return queryset.with_status(value, Agent.heartbeat_cutoff())
+
+
+class OrchestraFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = Orchestra
+        fields = ["state", "name"]
+
+
+class TaskFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=Task.Status.choices)
+    orchestra = django_filters.NumberFilter(field_name="orchestra_id")
+    agent = django_filters.NumberFilter(field_name="agent_id", help_text="The agent holding (or that last held) it.")
+    target_agent = django_filters.NumberFilter(field_name="target_agent_id")
+    kind = django_filters.CharFilter()
+    priority = django_filters.ChoiceFilter(
+        choices=[(label, label) for _, label in Task.Priority.choices], method="filter_priority"
+    )
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Task
+        fields = ["status", "orchestra", "agent", "target_agent", "kind", "priority", "created_after", "created_before"]
+
+    def filter_priority(self, queryset: QuerySet[Task], name: str, value: str) -> QuerySet[Task]:
+        return queryset.filter(priority=next(v for v, label in Task.Priority.choices if label == value))

@@ -1,0 +1,277 @@
+"""API shapes. Input and output serializers are separate where the shapes differ (STYLE.md §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from agents.models import Agent, Orchestra, Task, validate_capabilities, validate_kind
+
+
+class PriorityField(serializers.ChoiceField):
+    """Priority as its label (low, normal, high, urgent); stored as an integer for ordering."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(choices=[label for _, label in Task.Priority.choices], **kwargs)
+
+    def to_internal_value(self, data: Any) -> int:
+        label = super().to_internal_value(data)
+        return next(value for value, name in Task.Priority.choices if name == label)
+
+    def to_representation(self, value: int) -> str:
+        return Task.Priority(value).label
+
+    def get_default(self) -> Any:
+        default = super().get_default()
+        return self.to_internal_value(default) if isinstance(default, str) else default
+
+
+class CapabilitiesField(serializers.ListField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=serializers.CharField(max_length=64), max_length=64, **kwargs)
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        value = super().run_validation(data)
+        if value is not None:
+            validate_capabilities(list(value))
+        return value
+
+
+def _json_object(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise serializers.ValidationError("Must be a JSON object.")
+    return value
+
+
+# --- agents ---------------------------------------------------------------------------------------
+
+
+class AgentSerializer(serializers.ModelSerializer):
+    status = serializers.CharField(source="effective_status", read_only=True, help_text="offline when stale.")
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    orchestras = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+    api_key_prefix = serializers.CharField(source="api_key.prefix", read_only=True, allow_null=True, default=None)
+
+    class Meta:
+        model = Agent
+        fields = [
+            "id",
+            "name",
+            "type",
+            "capabilities",
+            "status",
+            "trust_level",
+            "version",
+            "metadata",
+            "owner",
+            "orchestras",
+            "api_key_prefix",
+            "last_heartbeat_at",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class AgentCreatedSerializer(AgentSerializer):
+    api_key = serializers.CharField(
+        source="api_key_raw", read_only=True, help_text="The agent's API key. Shown this once only."
+    )
+
+    class Meta(AgentSerializer.Meta):
+        fields = [*AgentSerializer.Meta.fields, "api_key"]
+        read_only_fields = fields
+
+
+class AgentWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    type = serializers.ChoiceField(choices=Agent.Type.choices, default=Agent.Type.CUSTOM)
+    capabilities = CapabilitiesField(required=False, default=list)
+    trust_level = serializers.ChoiceField(choices=Agent.TrustLevel.choices, required=False)
+    version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    metadata = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+
+
+# --- orchestras -----------------------------------------------------------------------------------
+
+
+class OrchestraSerializer(serializers.ModelSerializer):
+    agents = serializers.PrimaryKeyRelatedField(many=True, read_only=True, help_text="Ids of the member agents.")
+
+    class Meta:
+        model = Orchestra
+        fields = ["id", "name", "description", "state", "agents", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class OrchestraWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    agents = serializers.PrimaryKeyRelatedField(many=True, queryset=Agent.objects.all(), required=False)
+
+
+class MembershipSerializer(serializers.Serializer):
+    agents = serializers.PrimaryKeyRelatedField(many=True, queryset=Agent.objects.all(), allow_empty=False)
+
+
+# --- tasks ----------------------------------------------------------------------------------------
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    priority = PriorityField(read_only=True)
+    submitter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "orchestra",
+            "target_agent",
+            "kind",
+            "input",
+            "required_capabilities",
+            "priority",
+            "status",
+            "agent",
+            "attempts",
+            "max_attempts",
+            "lease_expires_at",
+            "result",
+            "error",
+            "idempotency_key",
+            "traceparent",
+            "submitter",
+            "created_at",
+            "updated_at",
+            "started_at",
+            "claimed_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class TaskExecuteSerializer(serializers.Serializer):
+    """A task for one agent (``agents/{id}/execute/``)."""
+
+    kind = serializers.CharField(max_length=100, validators=[validate_kind])
+    input = serializers.JSONField(required=False, default=dict, help_text="Size-limited JSON input.")
+    required_capabilities = CapabilitiesField(required=False, default=list)
+    priority = PriorityField(required=False, default="normal")
+    max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
+    idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+
+
+class TaskSubmitSerializer(TaskExecuteSerializer):
+    orchestra = serializers.PrimaryKeyRelatedField(queryset=Orchestra.objects.all())
+
+
+class CancelSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+# --- the agent protocol ---------------------------------------------------------------------------
+
+
+class HeartbeatSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=[s for s in Agent.Status.values if s != Agent.Status.OFFLINE], default=Agent.Status.ACTIVE
+    )
+    metrics = serializers.JSONField(required=False, validators=[_json_object], help_text="Free-form JSON object.")
+    version = serializers.CharField(max_length=64, required=False, allow_blank=True)
+
+    def validate_metrics(self, value: Any) -> Any:
+        from agents.services import json_size
+
+        if json_size(value) > 16384:
+            raise serializers.ValidationError("At most 16384 bytes of JSON are accepted.")
+        return value
+
+
+class HeartbeatResponseSerializer(serializers.Serializer):
+    agent = serializers.IntegerField(help_text="The agent's id.")
+    name = serializers.CharField()
+    status = serializers.CharField()
+    cancelled_tasks = serializers.ListField(
+        child=serializers.IntegerField(), help_text="Tasks this agent holds that were cancelled: stop them."
+    )
+    heartbeat_timeout_seconds = serializers.IntegerField()
+    server_time = serializers.DateTimeField()
+
+
+class ClaimSerializer(serializers.Serializer):
+    max_tasks = serializers.IntegerField(min_value=1, max_value=10**6, default=1)
+    lease_seconds = serializers.IntegerField(
+        min_value=1,
+        max_value=10**7,
+        required=False,
+        help_text="Bounded by the server's SYMPHONY_TASK_MAX_LEASE_SECONDS.",
+    )
+
+    def validate_max_tasks(self, value: int) -> int:
+        if value > settings.SYMPHONY_TASK_MAX_CLAIM:
+            raise serializers.ValidationError(f"At most {settings.SYMPHONY_TASK_MAX_CLAIM} tasks per claim.")
+        return value
+
+
+class ClaimedTaskSerializer(serializers.ModelSerializer):
+    attempt = serializers.IntegerField(source="attempts", read_only=True, help_text="This attempt's number.")
+    priority = PriorityField(read_only=True)
+
+    class Meta:
+        model = Task
+        fields = [
+            "id",
+            "kind",
+            "input",
+            "required_capabilities",
+            "priority",
+            "attempt",
+            "max_attempts",
+            "lease_expires_at",
+            "traceparent",
+            "orchestra",
+        ]
+        read_only_fields = fields
+
+
+class ClaimResponseSerializer(serializers.Serializer):
+    tasks = ClaimedTaskSerializer(many=True)
+
+
+class _AttemptSerializer(serializers.Serializer):
+    attempt = serializers.IntegerField(
+        min_value=1,
+        max_value=10**6,
+        required=False,
+        help_text="The attempt from the claim; a stale attempt gets 409 lease_lost.",
+    )
+
+
+class ExtendSerializer(_AttemptSerializer):
+    lease_seconds = serializers.IntegerField(min_value=1, max_value=10**7, required=False)
+
+
+class LeaseSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    attempt = serializers.IntegerField()
+    lease_expires_at = serializers.DateTimeField()
+
+
+@extend_schema_field(OpenApiTypes.ANY)
+class AnyJSONField(serializers.JSONField):
+    pass
+
+
+class CompleteSerializer(_AttemptSerializer):
+    result = AnyJSONField(required=False, allow_null=True, default=None, help_text="Any JSON (size-limited).")
+
+
+class FailSerializer(_AttemptSerializer):
+    error = serializers.CharField(max_length=10000, help_text="Why the attempt failed.")
+    retryable = serializers.BooleanField(
+        default=False, help_text="Put the task back in the queue if attempts are left."
+    )

@@ -1,0 +1,62 @@
+"""Writes on agents, orchestras and tasks. Each one is audited inside its own transaction.
+
+One module per entity; everything is re-exported here, so callers write ``services.task_claim(...)``.
+"""
+
+from agents.services.agents import (
+    AGENT_KEY_SCOPES,
+    AGENT_UPDATABLE_FIELDS,
+    _check_trust_change,
+    agent_create,
+    agent_delete,
+    agent_heartbeat,
+    agent_key_reissue,
+    agent_mark_offline,
+    agent_update,
+)
+from agents.services.dispatch import (
+    lease_seconds_or_default,
+    task_claim,
+    task_complete,
+    task_extend,
+    task_fail,
+    task_reap_expired,
+)
+from agents.services.orchestras import (
+    orchestra_add_agents,
+    orchestra_create,
+    orchestra_delete,
+    orchestra_remove_agents,
+    orchestra_transition,
+    orchestra_update,
+)
+from agents.services.tasks import check_json_size, json_size, task_cancel, task_retry, task_submit
+
+__all__ = [
+    "AGENT_KEY_SCOPES",
+    "AGENT_UPDATABLE_FIELDS",
+    "_check_trust_change",
+    "agent_create",
+    "agent_delete",
+    "agent_heartbeat",
+    "agent_key_reissue",
+    "agent_mark_offline",
+    "agent_update",
+    "check_json_size",
+    "json_size",
+    "lease_seconds_or_default",
+    "orchestra_add_agents",
+    "orchestra_create",
+    "orchestra_delete",
+    "orchestra_remove_agents",
+    "orchestra_transition",
+    "orchestra_update",
+    "task_cancel",
+    "task_claim",
+    "task_complete",
+    "task_extend",
+    "task_fail",
+    "task_reap_expired",
+    "task_retry",
+    "task_submit",
+]

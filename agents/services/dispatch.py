@@ -1,0 +1,247 @@
+"""The agent protocol: claim, extend, complete, fail, and reaping expired leases.
+
+Conditional UPDATEs (``filter(status=...).update(...)``) rather than read-check-write, so a claim, a cancel
+and a lease expiry racing on one task cannot both win. Claims lock candidate rows with
+``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite runs every write transaction with
+``BEGIN IMMEDIATE`` (settings), which serialises claimers instead.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import BigIntegerField, Case, DateTimeField, F, Q, Value, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+import audit
+from agents import metrics
+from agents.exceptions import (
+    LeaseLost,
+    NotTaskHolder,
+)
+from agents.models import Agent, Task, TaskAttempt
+from agents.services.tasks import check_json_size
+
+log = structlog.get_logger(__name__)
+
+#: Scopes of an agent-bound key: none. The agent protocol (heartbeat, claim, extend, complete, fail)
+#: needs only the binding, so a leaked agent key cannot read or change anything else.
+AGENT_KEY_SCOPES: list[str] = []
+AGENT_UPDATABLE_FIELDS = ("name", "type", "capabilities", "trust_level", "version", "metadata")
+
+
+def lease_seconds_or_default(lease_seconds: int | None) -> int:
+    if lease_seconds is None:
+        return settings.SYMPHONY_TASK_LEASE_SECONDS
+    return max(1, min(int(lease_seconds), settings.SYMPHONY_TASK_MAX_LEASE_SECONDS))
+
+
+def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = None) -> list[Task]:
+    """Lease up to ``max_tasks`` pending tasks to ``agent``: highest priority first, then oldest.
+
+    Expired leases are reaped first. Each claimed task is one more attempt and one ``task.claimed``
+    event. Never hands one task to two agents: PostgreSQL locks the candidates with
+    ``FOR UPDATE SKIP LOCKED`` (concurrent claimers take different rows); SQLite serialises the whole
+    claim transaction (``BEGIN IMMEDIATE``).
+    """
+    task_reap_expired()
+    return _claim(agent=agent, max_tasks=max(1, min(max_tasks, settings.SYMPHONY_TASK_MAX_CLAIM)),
+                  lease=lease_seconds_or_default(lease_seconds))  # fmt: skip
+
+
+@transaction.atomic
+def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
+    now = timezone.now()
+    candidates = Task.objects.claimable(agent)
+    if connection.features.has_select_for_update_skip_locked:
+        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
+    ids = list(candidates.values_list("id", flat=True)[:max_tasks])
+    if not ids:
+        return []
+    Task.objects.filter(pk__in=ids, status=Task.Status.PENDING).update(
+        status=Task.Status.RUNNING,
+        agent=agent,
+        attempts=F("attempts") + 1,
+        lease_expires_at=now + timedelta(seconds=lease),
+        claimed_at=now,
+        started_at=Coalesce("started_at", Value(now)),
+        updated_at=now,
+    )
+    tasks = list(
+        Task.objects.filter(pk__in=ids, status=Task.Status.RUNNING, agent=agent).order_by(
+            "-priority", "created_at", "id"
+        )
+    )
+    TaskAttempt.objects.bulk_create(
+        [TaskAttempt(task=task, number=task.attempts, agent=agent, claimed_at=now) for task in tasks]
+    )
+    waits = []
+    for task in tasks:
+        audit.record(
+            "task.claimed",
+            resource=task,
+            details={"agent": agent.name, "attempt": task.attempts, "lease_seconds": lease},
+        )
+        if task.attempts == 1:
+            waits.append((now - task.created_at).total_seconds())
+    transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
+    log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
+    return tasks
+
+
+def _observe_claims(count: int, waits: list[float]) -> None:
+    metrics.TASKS_CLAIMED.inc(count)
+    for wait in waits:
+        metrics.TASK_QUEUE_WAIT.observe(max(wait, 0.0))
+
+
+def _holder_filter(*, task_id: int, agent: Agent, attempt: int | None) -> Any:
+    """The task row, if (and only if) ``agent`` holds its current lease (and ``attempt`` matches)."""
+    rows = Task.objects.filter(pk=task_id, status=Task.Status.RUNNING, agent=agent)
+    return rows.filter(attempts=attempt) if attempt is not None else rows
+
+
+def _lease_error(*, task_id: int, agent: Agent) -> Exception:
+    """Explain why ``agent`` does not hold ``task_id``: 404 unknown, 409 it held it once, 403 it never did."""
+    from rest_framework.exceptions import NotFound
+
+    task = Task.objects.filter(pk=task_id).first()
+    if task is None:
+        return NotFound("No such task.")
+    if task.agent_id == agent.pk or TaskAttempt.objects.filter(task_id=task_id, agent=agent).exists():
+        if task.status == Task.Status.CANCELLED:
+            return LeaseLost("The task was cancelled: stop working on it.")
+        if task.status == Task.Status.RUNNING and task.agent_id == agent.pk:
+            return LeaseLost(f"This attempt is over: the task is on attempt {task.attempts}.")
+        return LeaseLost(f"The lease moved on: the task is now {task.status}.")
+    return NotTaskHolder()
+
+
+@transaction.atomic
+def task_extend(*, task_id: int, agent: Agent, lease_seconds: int | None = None, attempt: int | None = None) -> Task:
+    """Push the holder's lease to now + ``lease_seconds`` (default lease, bounded by the maximum).
+
+    A lease that expired but was not yet reaped can still be extended: nobody else holds the task.
+    Raises ``LeaseLost`` (409) or ``NotTaskHolder`` (403).
+    """
+    now = timezone.now()
+    expires = now + timedelta(seconds=lease_seconds_or_default(lease_seconds))
+    if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(
+        lease_expires_at=expires, updated_at=now
+    ):
+        raise _lease_error(task_id=task_id, agent=agent)
+    return Task.objects.get(pk=task_id)
+
+
+def _finish_attempt(*, task_id: int, agent: Agent, outcome: str, now: datetime) -> None:
+    TaskAttempt.objects.filter(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.RUNNING).update(
+        outcome=outcome, finished_at=now
+    )
+
+
+@transaction.atomic
+def task_complete(*, task_id: int, agent: Agent, result: Any = None, attempt: int | None = None) -> Task:
+    """Record the holder's result; the task succeeds. Raises ``PayloadTooLarge`` (413, naming result),
+    ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
+    check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
+    now = timezone.now()
+    if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(
+        status=Task.Status.SUCCEEDED, result=result, error="", lease_expires_at=None, finished_at=now, updated_at=now
+    ):
+        raise _lease_error(task_id=task_id, agent=agent)
+    _finish_attempt(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
+    task = Task.objects.select_related("submitter").get(pk=task_id)
+    audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": task.attempts})
+    duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
+    transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
+    return task
+
+
+@transaction.atomic
+def task_fail(*, task_id: int, agent: Agent, error: str, retryable: bool = False, attempt: int | None = None) -> Task:
+    """Record the holder's failure. A retryable failure with attempts left goes back to pending;
+    otherwise the task fails. Raises ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
+    now = timezone.now()
+    changes: dict[str, Any] = {"status": Task.Status.FAILED, "finished_at": now}
+    if retryable:
+        # Decided in the UPDATE itself, so the attempts read is the attempts written.
+        can_retry = Q(attempts__lt=F("max_attempts"))
+        changes = {
+            "status": Case(When(can_retry, then=Value(Task.Status.PENDING)), default=Value(Task.Status.FAILED)),
+            "agent": Case(When(can_retry, then=Value(None)), default=F("agent"), output_field=BigIntegerField()),
+            "finished_at": Case(When(can_retry, then=Value(None)), default=Value(now), output_field=DateTimeField()),
+        }
+    updated = _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(
+        **changes, error=error[:10000], lease_expires_at=None, updated_at=now
+    )
+    if not updated:
+        raise _lease_error(task_id=task_id, agent=agent)
+    _finish_attempt(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.FAILED, now=now)
+    task = Task.objects.select_related("submitter").get(pk=task_id)
+    requeued = task.status == Task.Status.PENDING
+    audit.record(
+        "task.failed",
+        resource=task,
+        details={"agent": agent.name, "attempt": task.attempts, "retryable": retryable, "requeued": requeued},
+    )
+    duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
+    transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))
+    return task
+
+
+def release_running(*, task_ids: list[int], now: datetime, reason: str) -> tuple[list[int], list[int]]:
+    """Return running tasks to pending, or fail those out of attempts; return ``(requeued, failed)``."""
+    rows = list(
+        Task.objects.filter(pk__in=task_ids, status=Task.Status.RUNNING).values_list("id", "attempts", "max_attempts")
+    )
+    requeue = [pk for pk, attempts, max_attempts in rows if attempts < max_attempts]
+    fail = [pk for pk, attempts, max_attempts in rows if attempts >= max_attempts]
+    Task.objects.filter(pk__in=requeue, status=Task.Status.RUNNING).update(
+        status=Task.Status.PENDING, agent=None, lease_expires_at=None, updated_at=now
+    )
+    Task.objects.filter(pk__in=fail, status=Task.Status.RUNNING).update(
+        status=Task.Status.FAILED, lease_expires_at=None, finished_at=now, updated_at=now, error=reason[:10000]
+    )
+    TaskAttempt.objects.filter(task_id__in=requeue + fail, outcome=TaskAttempt.Outcome.RUNNING).update(
+        outcome=TaskAttempt.Outcome.EXPIRED, finished_at=now
+    )
+    return requeue, fail
+
+
+@transaction.atomic
+def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Expired leases: back to pending (the attempt stays counted) or failed after max attempts.
+
+    Runs before every claim and from ``manage.py reap_tasks``. Rows another reaper is handling are
+    skipped (``SKIP LOCKED``). Each reaped task gets a ``task.expired`` event. Returns how many.
+    """
+    now = now or timezone.now()
+    expired = Task.objects.expired_leases(now).order_by("lease_expires_at")
+    if connection.features.has_select_for_update_skip_locked:
+        expired = expired.select_for_update(skip_locked=True)
+    ids = list(expired.values_list("id", flat=True)[:limit])
+    if not ids:
+        return 0
+    requeued, failed = release_running(task_ids=ids, now=now, reason="The lease expired and no attempts are left.")
+    for task_id in requeued + failed:
+        audit.record(
+            "task.expired",
+            resource_type="agents.task",
+            resource_id=task_id,
+            details={"requeued": task_id in requeued},
+        )
+    log.warning("task_leases_expired", requeued=requeued, failed=failed)
+
+    def observe() -> None:
+        for _ in requeued:
+            metrics.observe_outcome("expired", None)
+        for _ in failed:
+            metrics.observe_outcome("failed", None)
+
+    transaction.on_commit(observe)
+    return len(requeued) + len(failed)

@@ -1,0 +1,50 @@
+"""factory_boy factories for the agents tests. Agents are made through ``agent_create`` (with their key)."""
+
+from __future__ import annotations
+
+import factory
+from django.contrib.auth import get_user_model
+
+from agents.models import Orchestra, Task
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+        skip_postgeneration_save = True
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.test")
+    is_active = True
+
+    @factory.post_generation
+    def roles(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:
+        if create and extracted:
+            from accounts.models import Role
+
+            self.roles.add(*Role.objects.filter(name__in=extracted))
+
+
+class OrchestraFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Orchestra
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"orchestra-{n}")
+    state = Orchestra.State.RUNNING
+
+    @factory.post_generation
+    def agents(self, create: bool, extracted: list | None, **kwargs: object) -> None:
+        if create and extracted:
+            self.agents.add(*extracted)
+
+
+class TaskFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Task
+
+    kind = "echo"
+    input = factory.LazyFunction(lambda: {"text": "hello"})
+    orchestra = factory.SubFactory(OrchestraFactory)
+    submitter = factory.SubFactory(UserFactory)

@@ -1,0 +1,141 @@
+"""/api/v1/agents/: registration with a key shown once, updates, trust rules, deletion."""
+
+from __future__ import annotations
+
+import pytest
+
+from accounts.models import ApiKey
+from agents.models import Agent, Task
+from audit.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_creates_an_agent_and_shows_its_key_once(operator_api):
+    r = operator_api.post(
+        "/api/v1/agents/", {"name": "reviewer", "type": "code_reviewer", "capabilities": ["python", "review"]}
+    )
+    assert r.status_code == 201, r.json()
+    body = r.json()
+    assert body["name"] == "reviewer"
+    assert body["capabilities"] == ["python", "review"]
+    assert body["status"] == "offline"
+    assert body["trust_level"] == "untrusted"
+    assert body["api_key"].startswith("sym_")
+    agent = Agent.objects.get(pk=body["id"])
+    assert agent.api_key.prefix == body["api_key_prefix"]
+    assert body["api_key"] not in str(ApiKey.objects.values_list())
+    assert AuditEvent.objects.filter(event_type="agent.created", resource_id=str(agent.pk)).exists()
+    # The key is never shown again.
+    again = operator_api.get(f"/api/v1/agents/{agent.pk}/").json()
+    assert "api_key" not in again
+    assert body["api_key"] not in str(operator_api.get("/api/v1/agents/").json())
+
+
+def test_it_binds_the_key_to_the_agent_with_no_other_powers(operator_api):
+    body = operator_api.post("/api/v1/agents/", {"name": "bound", "capabilities": []}).json()
+    from agents.tests.conftest import Api
+
+    agent_api = Api(body["api_key"])
+    assert agent_api.post("/api/v1/agent/heartbeat/", {"status": "idle"}).status_code == 200
+    assert Agent.objects.get(pk=body["id"]).effective_status == "idle"
+    # The agent key cannot act on the management API.
+    assert agent_api.get("/api/v1/agents/").status_code == 403
+    assert agent_api.post("/api/v1/agents/", {"name": "spawned"}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("capabilities", "message"),
+    [
+        (["Bad Name"], "capabilities"),
+        (["ok", "ok"], "capabilities"),
+        ("python", "capabilities"),
+        ([f"c{i}" for i in range(65)], "capabilities"),
+    ],
+)
+def test_it_rejects_bad_capabilities_naming_the_field(operator_api, capabilities, message):
+    r = operator_api.post("/api/v1/agents/", {"name": "x", "capabilities": capabilities})
+    assert r.status_code == 400
+    assert message in r.json()["error"]["details"]
+    assert not Agent.objects.exists()
+    assert not ApiKey.objects.filter(name="agent:x").exists()
+
+
+def test_it_refuses_a_duplicate_name(operator_api, make_agent):
+    make_agent(name="taken")
+    r = operator_api.post("/api/v1/agents/", {"name": "taken"})
+    assert r.status_code == 400
+    assert "name" in r.json()["error"]["details"]
+    assert Agent.objects.count() == 1
+
+
+def test_it_needs_agent_create(make_api):
+    viewer = make_api("viewer")
+    r = viewer.post("/api/v1/agents/", {"name": "nope"})
+    assert r.status_code == 403
+    assert "agent:create" in r.json()["error"]["message"]
+    assert not Agent.objects.exists()
+
+
+def test_it_lets_trust_verify_raise_to_verified_only(make_api, make_agent):
+    agent = make_agent().agent
+    operator = make_api("operator")  # holds trust:verify, not trust:manage
+    r = operator.patch(f"/api/v1/agents/{agent.pk}/", {"trust_level": "medium"})
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "trust_change_denied"
+    r = operator.patch(f"/api/v1/agents/{agent.pk}/", {"trust_level": "verified"})
+    assert r.status_code == 200, r.json()
+    assert r.json()["trust_level"] == "verified"
+    assert AuditEvent.objects.filter(event_type="agent.trust.changed", resource_id=str(agent.pk)).count() == 1
+
+
+def test_it_lets_trust_manage_set_any_level(make_api, make_agent):
+    agent = make_agent().agent
+    boss = make_api("super_admin")
+    assert boss.patch(f"/api/v1/agents/{agent.pk}/", {"trust_level": "low"}).json()["trust_level"] == "low"
+
+
+def test_it_updates_an_agent_and_audits_the_changed_fields(operator_api, make_agent):
+    agent = make_agent(capabilities=["a"]).agent
+    r = operator_api.patch(f"/api/v1/agents/{agent.pk}/", {"capabilities": ["b", "a"], "version": "2"})
+    assert r.status_code == 200, r.json()
+    assert r.json()["capabilities"] == ["a", "b"]
+    event = AuditEvent.objects.filter(event_type="agent.updated").latest("id")
+    assert event.details["changed"] == ["capabilities", "version"]
+
+
+def test_it_deletes_an_agent_revoking_its_key_and_releasing_its_tasks(make_api, make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    submitter = make_api("operator")
+    task_id = submitter.post("/api/v1/tasks/", {"orchestra": orchestra.pk, "kind": "echo"}).json()["id"]
+    assert worker.api.post("/api/v1/agent/claim/").json()["tasks"][0]["id"] == task_id
+    r = make_api("super_admin").delete(f"/api/v1/agents/{worker.agent.pk}/")
+    assert r.status_code == 204
+    assert Task.objects.get(pk=task_id).status == "pending"
+    assert worker.api.post("/api/v1/agent/heartbeat/").status_code == 401
+    assert AuditEvent.objects.filter(event_type="agent.deleted").exists()
+
+
+def test_it_filters_agents_by_effective_status(operator_api, make_agent):
+    alive = make_agent(name="alive")
+    make_agent(name="silent")
+    alive.api.post("/api/v1/agent/heartbeat/", {"status": "busy"})
+    names = [a["name"] for a in operator_api.get("/api/v1/agents/", {"status": "offline"}).json()["results"]]
+    assert names == ["silent"]
+    names = [a["name"] for a in operator_api.get("/api/v1/agents/", {"status": "busy"}).json()["results"]]
+    assert names == ["alive"]
+
+
+def test_it_shows_an_agent_offline_once_its_heartbeat_is_too_old(operator_api, make_agent, settings):
+    import time_machine
+
+    worker = make_agent()
+    with time_machine.travel("2026-01-01 12:00:00Z", tick=False):
+        worker.api.post("/api/v1/agent/heartbeat/", {"status": "idle"})
+        assert operator_api.get(f"/api/v1/agents/{worker.agent.pk}/").json()["status"] == "idle"
+    with time_machine.travel("2026-01-01 12:01:31Z", tick=False):
+        assert operator_api.get(f"/api/v1/agents/{worker.agent.pk}/").json()["status"] == "offline"
+        from django.core.management import call_command
+
+        call_command("reap_tasks")
+    assert AuditEvent.objects.filter(event_type="agent.heartbeat_lost", resource_id=str(worker.agent.pk)).exists()

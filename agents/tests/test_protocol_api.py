@@ -1,0 +1,284 @@
+"""The agent protocol: heartbeat, claim, extend, complete, fail, lease expiry, over HTTP."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.management import call_command
+from django.utils import timezone
+
+from agents.models import Task
+from agents.tests.factories import OrchestraFactory, TaskFactory
+from audit.models import AuditEvent
+
+pytestmark = pytest.mark.django_db
+
+
+def claim(worker, **body):
+    r = worker.api.post("/api/v1/agent/claim/", body)
+    assert r.status_code == 200, r.json()
+    return r.json()["tasks"]
+
+
+def test_it_claims_with_the_documented_shape_and_leases_the_task(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    [claimed] = claim(worker)
+    assert claimed["id"] == task.pk
+    assert claimed["kind"] == "echo"
+    assert claimed["input"] == {"text": "hello"}
+    assert claimed["attempt"] == 1
+    assert claimed["traceparent"] == task.traceparent
+    task.refresh_from_db()
+    assert task.status == "running"
+    assert task.agent == worker.agent
+    assert task.lease_expires_at - task.claimed_at == timedelta(seconds=60)
+    assert AuditEvent.objects.filter(event_type="task.claimed", resource_id=str(task.pk)).exists()
+    assert claim(worker) == []  # nothing else to take
+
+
+def test_it_bounds_the_requested_lease(make_agent, orchestra, settings):
+    settings.SYMPHONY_TASK_MAX_LEASE_SECONDS = 120
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory(orchestra=orchestra)
+    claim(worker, lease_seconds=99999)
+    task = Task.objects.get()
+    assert task.lease_expires_at - task.claimed_at == timedelta(seconds=120)
+
+
+def test_it_offers_only_tasks_whose_capabilities_the_agent_has(make_agent, orchestra):
+    worker = make_agent(capabilities=["echo", "python"], orchestra=orchestra)
+    fits = TaskFactory(orchestra=orchestra, required_capabilities=["python"])
+    fits_all = TaskFactory(orchestra=orchestra, required_capabilities=["echo", "python"])
+    none_needed = TaskFactory(orchestra=orchestra, required_capabilities=[])
+    TaskFactory(orchestra=orchestra, required_capabilities=["gpu"])
+    TaskFactory(orchestra=orchestra, required_capabilities=["python", "gpu"])
+    claimed = {t["id"] for t in claim(worker, max_tasks=10)}
+    assert claimed == {fits.pk, fits_all.pk, none_needed.pk}
+
+
+def test_it_dispatches_only_from_running_orchestras_the_agent_belongs_to(make_agent):
+    running = OrchestraFactory(state="running")
+    paused = OrchestraFactory(state="paused")
+    draft = OrchestraFactory(state="draft")
+    foreign = OrchestraFactory(state="running")
+    worker = make_agent()
+    for orchestra in (running, paused, draft):
+        orchestra.agents.add(worker.agent)
+    ok = TaskFactory(orchestra=running)
+    for orchestra in (paused, draft, foreign):
+        TaskFactory(orchestra=orchestra)
+    assert [t["id"] for t in claim(worker, max_tasks=10)] == [ok.pk]
+
+
+def test_it_dispatches_again_when_a_paused_orchestra_resumes(make_agent, operator_api, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory(orchestra=orchestra)
+    assert operator_api.post(f"/api/v1/orchestras/{orchestra.pk}/pause/").status_code == 200
+    assert claim(worker) == []
+    assert operator_api.post(f"/api/v1/orchestras/{orchestra.pk}/resume/").status_code == 200
+    assert len(claim(worker)) == 1
+
+
+def test_it_claims_highest_priority_first_then_oldest(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    now = timezone.now()
+    low = TaskFactory(orchestra=orchestra, priority=Task.Priority.LOW, created_at=now - timedelta(hours=2))
+    old_normal = TaskFactory(orchestra=orchestra, priority=Task.Priority.NORMAL, created_at=now - timedelta(hours=1))
+    new_normal = TaskFactory(orchestra=orchestra, priority=Task.Priority.NORMAL, created_at=now)
+    urgent = TaskFactory(orchestra=orchestra, priority=Task.Priority.URGENT, created_at=now)
+    order = [claim(worker)[0]["id"] for _ in range(4)]
+    assert order == [urgent.pk, old_normal.pk, new_normal.pk, low.pk]
+
+
+def test_it_refuses_the_protocol_to_keys_not_bound_to_an_agent(operator_api, orchestra):
+    for path in ("/api/v1/agent/claim/", "/api/v1/agent/heartbeat/"):
+        r = operator_api.post(path)
+        assert r.status_code == 403
+        assert r.json()["error"]["code"] == "agent_key_required"
+    task = TaskFactory(orchestra=orchestra)
+    assert operator_api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": 1}).status_code == 403
+
+
+def test_it_requires_authentication_for_the_protocol(client):
+    assert client.post("/api/v1/agent/claim/", {}, content_type="application/json").status_code == 401
+
+
+def test_it_lists_held_cancelled_tasks_in_the_heartbeat(make_agent, operator_api, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    claim(worker)
+    assert worker.api.post("/api/v1/agent/heartbeat/").json()["cancelled_tasks"] == []
+    operator_api.post(f"/api/v1/tasks/{task.pk}/cancel/")
+    body = worker.api.post("/api/v1/agent/heartbeat/", {"status": "busy", "metrics": {"load": 0.5}}).json()
+    assert body["cancelled_tasks"] == [task.pk]
+    assert body["status"] == "busy"
+    # Completing a cancelled task is refused: the lease is gone.
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "late"})
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "lease_lost"
+
+
+def test_it_completes_once_with_the_result(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    [claimed] = claim(worker)
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": {"echo": 1}, "attempt": claimed["attempt"]})
+    assert r.status_code == 200
+    assert r.json()["status"] == "succeeded"
+    assert r.json()["result"] == {"echo": 1}
+    again = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": {"echo": 2}})
+    assert again.status_code == 409
+    task.refresh_from_db()
+    assert task.result == {"echo": 1}
+    assert AuditEvent.objects.filter(event_type="task.completed").count() == 1
+
+
+def test_it_refuses_a_foreign_agent_with_403(make_agent, orchestra):
+    holder = make_agent(orchestra=orchestra)
+    stranger = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    claim(holder)
+    for action, body in (("complete", {"result": 1}), ("fail", {"error": "x"}), ("extend", {})):
+        r = stranger.api.post(f"/api/v1/tasks/{task.pk}/{action}/", body)
+        assert r.status_code == 403, action
+        assert r.json()["error"]["code"] == "not_task_holder"
+    task.refresh_from_db()
+    assert task.status == "running"
+    assert task.agent == holder.agent
+
+
+def test_it_answers_409_to_a_late_holder_after_the_lease_moved_on(make_agent, orchestra):
+    slow = make_agent(orchestra=orchestra)
+    fast = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        [first] = claim(slow)
+        traveller.shift(timedelta(seconds=61))
+        [second] = claim(fast)  # the claim reaps the expired lease first
+        assert second["id"] == task.pk
+        assert second["attempt"] == 2
+        r = slow.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "late", "attempt": first["attempt"]})
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "lease_lost"
+        r = fast.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "on time", "attempt": 2})
+        assert r.status_code == 200
+    task.refresh_from_db()
+    assert (task.status, task.result, task.attempts) == ("succeeded", "on time", 2)
+    assert AuditEvent.objects.filter(event_type="task.expired", resource_id=str(task.pk)).count() == 1
+
+
+def test_it_refuses_a_stale_attempt_from_the_same_agent(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        claim(worker)
+        traveller.shift(timedelta(seconds=61))
+        [again] = claim(worker)
+        assert again["attempt"] == 2
+        r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "old", "attempt": 1})
+        assert r.status_code == 409
+
+
+def test_it_extends_the_lease_of_the_holder(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        claim(worker)
+        traveller.shift(timedelta(seconds=50))
+        r = worker.api.post(f"/api/v1/tasks/{task.pk}/extend/", {"lease_seconds": 30, "attempt": 1})
+        assert r.status_code == 200
+        traveller.shift(timedelta(seconds=25))  # past the first lease, inside the extended one
+        call_command("reap_tasks")
+        task.refresh_from_db()
+        assert task.status == "running"
+        traveller.shift(timedelta(seconds=10))
+        call_command("reap_tasks")
+        task.refresh_from_db()
+        assert task.status == "pending"
+        assert task.attempts == 1
+
+
+def test_it_fails_after_max_attempts_of_expired_leases(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, max_attempts=2)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        for _ in range(2):
+            assert len(claim(worker)) == 1
+            traveller.shift(timedelta(seconds=61))
+        assert claim(worker) == []
+    task.refresh_from_db()
+    assert task.status == "failed"
+    assert task.attempts == 2
+    assert "lease expired" in task.error
+
+
+def test_it_requeues_a_retryable_failure_until_attempts_run_out(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, max_attempts=2)
+    claim(worker)
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "rate limited", "retryable": True})
+    assert r.json()["status"] == "pending"
+    assert r.json()["agent"] is None
+    claim(worker)
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "rate limited again", "retryable": True})
+    assert r.json()["status"] == "failed"
+    assert r.json()["error"] == "rate limited again"
+    assert claim(worker) == []
+
+
+def test_it_fails_at_once_on_a_non_retryable_failure(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    claim(worker)
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "bad input"})
+    assert r.status_code == 200
+    assert (r.json()["status"], r.json()["attempts"]) == ("failed", 1)
+    assert AuditEvent.objects.get(event_type="task.failed").details["requeued"] is False
+
+
+def test_it_rejects_an_oversize_result_and_keeps_the_lease(make_agent, orchestra, settings):
+    settings.SYMPHONY_TASK_MAX_RESULT_BYTES = 100
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    claim(worker)
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "y" * 200})
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "result_too_large"
+    task.refresh_from_db()
+    assert task.status == "running"
+
+
+def test_it_rejects_a_claim_of_too_many_tasks(make_agent, settings):
+    settings.SYMPHONY_TASK_MAX_CLAIM = 5
+    r = make_agent().api.post("/api/v1/agent/claim/", {"max_tasks": 6})
+    assert r.status_code == 400
+    assert "max_tasks" in r.json()["error"]["details"]
+
+
+def test_it_reaps_expired_leases_from_the_command(make_agent, orchestra, capsys):
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory(orchestra=orchestra)
+    with time_machine.travel(timezone.now(), tick=False) as traveller:
+        claim(worker)
+        traveller.shift(timedelta(minutes=5))
+        call_command("reap_tasks")
+    assert "Reaped 1 expired lease" in capsys.readouterr().out
+    assert Task.objects.get().status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/tasks/99999999999999999999999/complete/", {"result": 1}),
+        ("/api/v1/tasks/99999999999999999999999/extend/", {}),
+        ("/api/v1/tasks/1/complete/", {"attempt": 10**30}),
+        ("/api/v1/agent/claim/", {"lease_seconds": 10**30}),
+    ],
+)
+def test_it_answers_huge_numbers_with_a_4xx(make_agent, path, body):
+    r = make_agent().api.post(path, body)
+    assert 400 <= r.status_code < 500
+    assert "error" in r.json()

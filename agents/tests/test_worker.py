@@ -1,0 +1,185 @@
+"""The real worker against a live server: run_agent end to end, SIGTERM hand-back, SIGKILL recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import time_machine
+from django.conf import settings
+
+from agents.models import Task
+from agents.tests.factories import TaskFactory
+from symphony_agent import HandlerRegistry, PermanentError, ProtocolClient, RetryableError, Worker
+
+# live_server serves from another thread: SQLite's in-memory test database locks tables across threads,
+# so these run on PostgreSQL (the CI runs them; the SQLite suite skips them).
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.postgres]
+ROOT = Path(settings.BASE_DIR)
+
+
+def wait_for(predicate, timeout: float = 30.0):
+    """Wait for a condition the worker process brings about (not for time to pass)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def start_run_agent(url: str, key: str, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "SYMPHONY_AGENT_KEY": key}
+    cmd = [sys.executable, "manage.py", "run_agent", "--url", url, "--poll-interval", "0.1", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def status_of(task: Task) -> str:
+    task.refresh_from_db()
+    return task.status
+
+
+def test_it_runs_an_echo_task_end_to_end_with_run_agent(live_server, make_agent, operator_api, orchestra):
+    worker = make_agent(capabilities=["echo"], orchestra=orchestra)
+    process = start_run_agent(live_server.url, worker.key)
+    try:
+        r = operator_api.post(
+            "/api/v1/tasks/",
+            {"orchestra": orchestra.pk, "kind": "echo", "input": {"say": "hi"}, "required_capabilities": ["echo"]},
+        )
+        task = Task.objects.get(pk=r.json()["id"])
+        wait_for(lambda: status_of(task) == "succeeded")
+        assert task.result == {"say": "hi"}
+        assert task.attempts == 1
+        wait_for(lambda: type(worker.agent).objects.get(pk=worker.agent.pk).last_heartbeat_at)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "worker stopped" in output
+    assert worker.key not in output
+
+
+def test_it_hands_back_unfinished_work_on_sigterm(live_server, make_agent, orchestra):
+    worker = make_agent(capabilities=["sleep"], orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, kind="sleep", input={"seconds": 600}, required_capabilities=["sleep"])
+    process = start_run_agent(live_server.url, worker.key, "--grace-seconds", "0")
+    try:
+        wait_for(lambda: status_of(task) == "running")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    task.refresh_from_db()
+    assert task.status == "pending"  # back in the queue at once, not after the lease
+    assert "handed back" in task.error
+    assert task.lease_expires_at is None
+
+
+def test_it_recovers_the_task_of_a_worker_killed_mid_task(live_server, make_agent, orchestra):
+    doomed = make_agent(capabilities=["sleep"], orchestra=orchestra)
+    survivor = make_agent(capabilities=["sleep"], orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, kind="sleep", input={"seconds": 600}, required_capabilities=["sleep"])
+    process = start_run_agent(live_server.url, doomed.key, "--lease-seconds", "30")
+    try:
+        wait_for(lambda: status_of(task) == "running")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+    assert task.agent == doomed.agent
+    # Nobody else gets it while the lease runs...
+    assert survivor.api.post("/api/v1/agent/claim/").json()["tasks"] == []
+    # ...and once it has expired, the next claim takes it back and completes it once.
+    with time_machine.travel(task.lease_expires_at + timedelta(seconds=1)):
+        [claimed] = survivor.api.post("/api/v1/agent/claim/").json()["tasks"]
+        assert (claimed["id"], claimed["attempt"]) == (task.pk, 2)
+        r = survivor.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": {"slept": 0}, "attempt": 2})
+        assert r.status_code == 200
+    task.refresh_from_db()
+    assert (task.status, task.attempts, task.agent) == ("succeeded", 2, survivor.agent)
+    assert task.attempt_set.filter(outcome="expired", agent=doomed.agent).count() == 1
+
+
+def test_it_reports_handler_outcomes(live_server, make_agent, orchestra):
+    registry = HandlerRegistry()
+
+    @registry("ok")
+    def ok(ctx):
+        return {"doubled": ctx.input["n"] * 2}
+
+    @registry("flaky")
+    def flaky(ctx):
+        raise RetryableError("upstream timed out")
+
+    @registry("bad")
+    def bad(ctx):
+        raise PermanentError("input is nonsense")
+
+    @registry("bug")
+    def bug(ctx):
+        return 1 / 0
+
+    worker = make_agent(orchestra=orchestra)
+    tasks = {kind: TaskFactory(orchestra=orchestra, kind=kind, input={"n": 21}, max_attempts=1)
+             for kind in ("ok", "flaky", "bad", "bug", "unknown")}  # fmt: skip
+    runner = Worker(ProtocolClient(live_server.url, worker.key), registry=registry, concurrency=3, poll_interval=0.05)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        wait_for(lambda: all(status_of(t) in Task.FINISHED for t in tasks.values()))
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert tasks["ok"].result == {"doubled": 42}
+    assert tasks["ok"].status == "succeeded"
+    assert tasks["flaky"].status == "failed"  # retryable, but max_attempts=1
+    assert "upstream timed out" in tasks["flaky"].error
+    assert "input is nonsense" in tasks["bad"].error
+    assert "ZeroDivisionError" in tasks["bug"].error
+    assert "no handler for kind 'unknown'" in tasks["unknown"].error
+
+
+def test_it_stops_a_cancelled_task_on_the_next_heartbeat(live_server, make_agent, operator_api, orchestra):
+    worker = make_agent(capabilities=["sleep"], orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, kind="sleep", input={"seconds": 600})
+    runner = Worker(ProtocolClient(live_server.url, worker.key), poll_interval=0.05, heartbeat_interval=0.1)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        wait_for(lambda: status_of(task) == "running")
+        operator_api.post(f"/api/v1/tasks/{task.pk}/cancel/")
+        wait_for(lambda: runner.running_count() == 0)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert runner.counts["lost"] == 1
+    assert status_of(task) == "cancelled"
+
+
+def test_it_keeps_the_lease_alive_while_working(live_server, make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    registry = HandlerRegistry()
+    release = threading.Event()
+    registry.register("wait", lambda ctx: release.wait(30) and "done")
+    task = TaskFactory(orchestra=orchestra, kind="wait")
+    runner = Worker(ProtocolClient(live_server.url, worker.key), registry=registry, poll_interval=0.05, lease_seconds=1)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        first = wait_for(lambda: status_of(task) == "running" and task.lease_expires_at)
+        wait_for(lambda: status_of(task) == "running" and task.lease_expires_at > first)
+    finally:
+        release.set()
+        wait_for(lambda: status_of(task) == "succeeded")
+        runner.stop()
+        thread.join(timeout=30)
+    assert task.attempts == 1
+    assert task.result == "done"

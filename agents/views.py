@@ -1,0 +1,321 @@
+"""The agents API: agents, orchestras, tasks, and the agent protocol (heartbeat, claim, lease calls).
+
+Views validate with a serializer, call a service and serialize the result; the rules live in services.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.permissions import AUTHENTICATED
+from agents import filters, selectors, services
+from agents.exceptions import AgentKeyRequired
+from agents.models import Agent, Orchestra, Task
+from agents.serializers import (
+    AgentCreatedSerializer,
+    AgentSerializer,
+    AgentWriteSerializer,
+    CancelSerializer,
+    ClaimResponseSerializer,
+    ClaimSerializer,
+    CompleteSerializer,
+    ExtendSerializer,
+    FailSerializer,
+    HeartbeatResponseSerializer,
+    HeartbeatSerializer,
+    LeaseSerializer,
+    MembershipSerializer,
+    OrchestraSerializer,
+    OrchestraWriteSerializer,
+    TaskExecuteSerializer,
+    TaskSerializer,
+    TaskSubmitSerializer,
+)
+from agents.tracing import clean_traceparent
+
+
+def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _calling_agent(request: Request) -> Agent:
+    """The agent bound to the request's API key. Raises ``AgentKeyRequired`` (403) for any other caller."""
+    agent = selectors.agent_for_key(request.auth)
+    if agent is None:
+        raise AgentKeyRequired()
+    return agent
+
+
+def _submit(request: Request, data: dict[str, Any], **destination: Any) -> Response:
+    task, created = services.task_submit(
+        submitter=request.user,
+        traceparent=clean_traceparent(request.headers.get("traceparent")),
+        **data,
+        **destination,
+    )
+    return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class AgentViewSet(viewsets.ModelViewSet):
+    """Agents. Creating one issues its agent-bound API key, shown once in the answer."""
+
+    queryset = Agent.objects.none()
+    serializer_class = AgentSerializer
+    filterset_class = filters.AgentFilter
+    lookup_value_regex = r"\d+"
+    required_perms = {
+        "list": "agent:read",
+        "retrieve": "agent:read",
+        "create": "agent:create",
+        "update": "agent:update",
+        "partial_update": "agent:update",
+        "destroy": "agent:delete",
+        "execute": "agent:execute",
+    }
+
+    def get_queryset(self):
+        return selectors.agent_list()
+
+    @extend_schema(request=AgentWriteSerializer, responses={201: AgentCreatedSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = _validated(AgentWriteSerializer, request)
+        agent, raw_key = services.agent_create(owner=request.user, actor=request.user, **data)
+        agent.api_key_raw = raw_key  # shown this once; never stored
+        return Response(AgentCreatedSerializer(agent).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=AgentWriteSerializer, responses=AgentSerializer)
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        agent = self.get_object()
+        partial = kwargs.get("partial", False)
+        data = _validated(AgentWriteSerializer, request, partial=partial)
+        if partial:
+            data = {field: value for field, value in data.items() if field in request.data}
+        agent = services.agent_update(agent=agent, actor=request.user, data=data)
+        return Response(AgentSerializer(selectors.agent_list().get(pk=agent.pk)).data)
+
+    @extend_schema(request=AgentWriteSerializer, responses=AgentSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
+
+    def perform_destroy(self, instance: Agent) -> None:
+        services.agent_delete(agent=instance, actor=self.request.user)
+
+    @extend_schema(request=TaskExecuteSerializer, responses={201: TaskSerializer, 200: TaskSerializer})
+    @action(detail=True, methods=["post"])
+    def execute(self, request: Request, pk: str | None = None) -> Response:
+        """Submit a task addressed to this one agent (claimable by it whatever its orchestras' states)."""
+        agent = self.get_object()
+        return _submit(request, _validated(TaskExecuteSerializer, request), target_agent=agent)
+
+
+class OrchestraViewSet(viewsets.ModelViewSet):
+    """Orchestras: named ensembles of agents; only running ones dispatch tasks."""
+
+    queryset = Orchestra.objects.none()
+    serializer_class = OrchestraSerializer
+    filterset_class = filters.OrchestraFilter
+    lookup_value_regex = r"\d+"
+    required_perms = {
+        "list": "orchestra:read",
+        "retrieve": "orchestra:read",
+        "create": "orchestra:create",
+        "update": "orchestra:update",
+        "partial_update": "orchestra:update",
+        "destroy": "orchestra:delete",
+        "start": "orchestra:control",
+        "pause": "orchestra:control",
+        "resume": "orchestra:control",
+        "stop": "orchestra:control",
+        "add_agents": "orchestra:update",
+        "remove_agents": "orchestra:update",
+    }
+
+    def get_queryset(self):
+        return selectors.orchestra_list()
+
+    def _answer(self, orchestra: Orchestra, code: int = status.HTTP_200_OK) -> Response:
+        return Response(OrchestraSerializer(selectors.orchestra_list().get(pk=orchestra.pk)).data, status=code)
+
+    @extend_schema(request=OrchestraWriteSerializer, responses={201: OrchestraSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        data = _validated(OrchestraWriteSerializer, request)
+        orchestra = services.orchestra_create(actor=request.user, **data)
+        return self._answer(orchestra, status.HTTP_201_CREATED)
+
+    @extend_schema(request=OrchestraWriteSerializer, responses=OrchestraSerializer)
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        orchestra = self.get_object()
+        data = _validated(OrchestraWriteSerializer, request, partial=kwargs.get("partial", False))
+        data = {field: value for field, value in data.items() if field in request.data}
+        orchestra = services.orchestra_update(orchestra=orchestra, actor=request.user, **data)
+        return self._answer(orchestra)
+
+    @extend_schema(request=OrchestraWriteSerializer, responses=OrchestraSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
+
+    def perform_destroy(self, instance: Orchestra) -> None:
+        services.orchestra_delete(orchestra=instance, actor=self.request.user)
+
+    def _transition(self, action_name: str) -> Response:
+        orchestra = services.orchestra_transition(
+            orchestra=self.get_object(), actor=self.request.user, action=action_name
+        )
+        return self._answer(orchestra)
+
+    @extend_schema(request=None, responses=OrchestraSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request: Request, pk: str | None = None) -> Response:
+        """draft or stopped -> running."""
+        return self._transition("start")
+
+    @extend_schema(request=None, responses=OrchestraSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str | None = None) -> Response:
+        """running -> paused: no new claims; running tasks carry on."""
+        return self._transition("pause")
+
+    @extend_schema(request=None, responses=OrchestraSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str | None = None) -> Response:
+        """paused -> running."""
+        return self._transition("resume")
+
+    @extend_schema(request=None, responses=OrchestraSerializer)
+    @action(detail=True, methods=["post"])
+    def stop(self, request: Request, pk: str | None = None) -> Response:
+        """draft, running or paused -> stopped: no new claims or submissions."""
+        return self._transition("stop")
+
+    @extend_schema(request=MembershipSerializer, responses=OrchestraSerializer)
+    @action(detail=True, methods=["post"], url_path="add-agents")
+    def add_agents(self, request: Request, pk: str | None = None) -> Response:
+        """Add member agents by id."""
+        agents = _validated(MembershipSerializer, request)["agents"]
+        orchestra = services.orchestra_add_agents(orchestra=self.get_object(), actor=request.user, agents=agents)
+        return self._answer(orchestra)
+
+    @extend_schema(request=MembershipSerializer, responses=OrchestraSerializer)
+    @action(detail=True, methods=["post"], url_path="remove-agents")
+    def remove_agents(self, request: Request, pk: str | None = None) -> Response:
+        """Remove member agents by id."""
+        agents = _validated(MembershipSerializer, request)["agents"]
+        orchestra = services.orchestra_remove_agents(orchestra=self.get_object(), actor=request.user, agents=agents)
+        return self._answer(orchestra)
+
+
+class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Tasks: submit into an orchestra, watch, cancel and retry; agents extend, complete and fail them."""
+
+    queryset = Task.objects.none()
+    serializer_class = TaskSerializer
+    filterset_class = filters.TaskFilter
+    lookup_value_regex = r"\d+"
+    required_perms = {
+        "list": "agent:read",
+        "retrieve": "agent:read",
+        "create": "agent:execute",
+        "cancel": "agent:execute",
+        "retry": "agent:execute",
+        # The lease calls are for the agent holding the task: checked against its bound key.
+        "extend": AUTHENTICATED,
+        "complete": AUTHENTICATED,
+        "fail": AUTHENTICATED,
+    }
+
+    def get_queryset(self):
+        return selectors.task_list()
+
+    @extend_schema(request=TaskSubmitSerializer, responses={201: TaskSerializer, 200: TaskSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Submit a task. A repeated ``idempotency_key`` from the same submitter answers 200 with the
+        existing task; the ``traceparent`` header (W3C) is kept with the task."""
+        data = _validated(TaskSubmitSerializer, request)
+        return _submit(request, data)
+
+    @extend_schema(request=CancelSerializer, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str | None = None) -> Response:
+        """Cancel a pending or running task (409 otherwise)."""
+        reason = _validated(CancelSerializer, request)["reason"]
+        task = services.task_cancel(task_id=self.get_object().pk, actor=request.user, reason=reason)
+        return Response(TaskSerializer(task).data)
+
+    @extend_schema(request=None, responses=TaskSerializer)
+    @action(detail=True, methods=["post"])
+    def retry(self, request: Request, pk: str | None = None) -> Response:
+        """Queue a failed or cancelled task again with a fresh attempt budget (409 otherwise)."""
+        task = services.task_retry(task_id=self.get_object().pk, actor=request.user)
+        return Response(TaskSerializer(task).data)
+
+    @extend_schema(request=ExtendSerializer, responses=LeaseSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def extend(self, request: Request, pk: str) -> Response:
+        """Holder only: push the lease forward. 409 lease_lost when it moved on, 403 for other agents."""
+        agent = _calling_agent(request)
+        data = _validated(ExtendSerializer, request)
+        task = services.task_extend(task_id=int(pk), agent=agent, **data)
+        return Response({"id": task.pk, "attempt": task.attempts, "lease_expires_at": task.lease_expires_at})
+
+    @extend_schema(request=CompleteSerializer, responses=TaskSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def complete(self, request: Request, pk: str) -> Response:
+        """Holder only: report the result; the task succeeds."""
+        agent = _calling_agent(request)
+        task = services.task_complete(task_id=int(pk), agent=agent, **_validated(CompleteSerializer, request))
+        return Response(TaskSerializer(task).data)
+
+    @extend_schema(request=FailSerializer, responses=TaskSerializer)
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def fail(self, request: Request, pk: str) -> Response:
+        """Holder only: report a failure; ``retryable`` puts it back in the queue while attempts are left."""
+        agent = _calling_agent(request)
+        task = services.task_fail(task_id=int(pk), agent=agent, **_validated(FailSerializer, request))
+        return Response(TaskSerializer(task).data)
+
+
+class AgentProtocolViewSet(viewsets.GenericViewSet):
+    """The agent protocol. Agent-bound keys only; the agent is the one the key is bound to."""
+
+    queryset = Agent.objects.none()
+    serializer_class = HeartbeatSerializer
+    filter_backends: list[Any] = []
+    pagination_class = None
+    required_perms = {"heartbeat": AUTHENTICATED, "claim": AUTHENTICATED}
+
+    @extend_schema(request=HeartbeatSerializer, responses=HeartbeatResponseSerializer)
+    @action(detail=False, methods=["post"])
+    def heartbeat(self, request: Request) -> Response:
+        """Report liveness and status; the answer lists held tasks that were cancelled."""
+        agent = _calling_agent(request)
+        data = _validated(HeartbeatSerializer, request)
+        cancelled = services.agent_heartbeat(agent=agent, **data)
+        return Response(
+            {
+                "agent": agent.pk,
+                "name": agent.name,
+                "status": agent.effective_status,
+                "cancelled_tasks": cancelled,
+                "heartbeat_timeout_seconds": settings.SYMPHONY_AGENT_HEARTBEAT_TIMEOUT,
+                "server_time": timezone.now(),
+            }
+        )
+
+    @extend_schema(request=ClaimSerializer, responses=ClaimResponseSerializer)
+    @action(detail=False, methods=["post"])
+    def claim(self, request: Request) -> Response:
+        """Lease up to ``max_tasks`` pending tasks this agent can run: highest priority first, then oldest."""
+        agent = _calling_agent(request)
+        data = _validated(ClaimSerializer, request)
+        tasks = services.task_claim(agent=agent, **data)
+        return Response(ClaimResponseSerializer({"tasks": tasks}).data)

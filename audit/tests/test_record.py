@@ -1,0 +1,202 @@
+"""audit.record(): context from the request, the caller's transaction, the chain under concurrency."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import DatabaseError, connection, connections, transaction
+
+import audit
+from accounts.services import api_key_create
+from audit.chain import GENESIS_HASH
+from audit.models import AuditEvent
+from audit.services import UnknownEventType, audit_seal
+from audit.tests.factories import UserFactory
+from audit.verification import verify_chain
+
+
+def _denial() -> AuditEvent:
+    return AuditEvent.objects.get(event_type="authz.permission.denied")
+
+
+@pytest.mark.django_db
+def test_it_fills_request_id_ip_user_agent_and_actor_from_the_request(client):
+    user = UserFactory(username="mallory")
+    client.force_login(user)
+    r = client.get(
+        "/api/v1/audit-events/",
+        headers={"X-Request-ID": "req-123", "User-Agent": "curl/8.0", "X-Forwarded-For": "203.0.113.9"},
+    )
+    assert r.status_code == 403
+    event = _denial()
+    assert event.request_id == "req-123"
+    assert event.user_agent == "curl/8.0"
+    assert event.ip_address == "127.0.0.1"  # X-Forwarded-For ignored: no trusted proxy configured
+    assert event.actor_id == user.pk
+    assert event.actor_name == "mallory"
+    assert event.outcome == "denied"
+    assert event.details["permission"] == "audit:read"
+
+
+@pytest.mark.django_db
+def test_it_honours_x_forwarded_for_from_a_trusted_proxy(client, settings):
+    settings.SYMPHONY_TRUSTED_PROXIES = ["127.0.0.0/8"]
+    client.force_login(UserFactory())
+    client.get("/api/v1/audit-events/", headers={"X-Forwarded-For": "198.51.100.7, 127.0.0.2"})
+    assert _denial().ip_address == "198.51.100.7"
+
+
+@pytest.mark.django_db
+def test_it_records_the_api_key_prefix_never_the_secret(client):
+    owner = UserFactory(codes=["agent:read"])
+    key, raw = api_key_create(owner=owner, name="ci", scopes=["agent:read"])
+    r = client.get("/api/v1/audit-events/", headers={"Authorization": f"Bearer {raw}"})
+    assert r.status_code == 403
+    event = _denial()
+    assert event.api_key_prefix == key.prefix
+    assert event.actor_name == owner.username
+    secret = raw.rsplit("_", 1)[-1]
+    assert not AuditEvent.objects.filter(details__icontains=secret).exists()
+
+
+@pytest.mark.django_db
+def test_it_leaves_request_fields_empty_outside_a_request():
+    event = audit.record("system.started")
+    audit_seal()
+    event.refresh_from_db()
+    assert (event.request_id, event.ip_address, event.user_agent, event.actor_id) == ("", None, "", None)
+    assert event.severity == "info"
+    assert event.prev_hash == GENESIS_HASH
+
+
+@pytest.mark.django_db
+def test_it_takes_resource_type_and_id_from_a_model_instance():
+    user = UserFactory()
+    event = audit.record("user.updated", resource=user, details={"fields": ["email"]})
+    assert (event.resource_type, event.resource_id) == ("accounts.user", str(user.pk))
+
+
+@pytest.mark.django_db
+def test_it_refuses_unknown_types_outcomes_and_severities():
+    with pytest.raises(UnknownEventType):
+        audit.record("auth.logni")
+    with pytest.raises(ValueError, match="outcome"):
+        audit.record("auth.login", outcome="maybe")
+    with pytest.raises(ValueError, match="severity"):
+        audit.record("auth.login", severity="loud")
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_stores_values_as_the_database_gives_them_back_so_the_hash_holds():
+    # PostgreSQL's inet canonicalises IPv6 and jsonb refuses NUL: both would break the hash or the write.
+    audit.record("auth.failed", ip_address="2001:0db8:0000::0001", details={"username": "a\x00b", "n": [1, 2.5]})
+    audit.record("auth.failed", ip_address="not-an-ip", actor=None)
+    audit_seal()
+    stored = AuditEvent.objects.order_by("id").first()
+    assert stored.ip_address == "2001:db8::1"
+    assert stored.details == {"username": "ab", "n": [1, 2.5]}
+    assert verify_chain().ok
+
+
+@pytest.mark.django_db
+def test_it_links_each_event_to_the_previous_one(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):
+        first = audit.record("system.started")
+        second = audit.record("system.config.changed", details={"setting": "X"})
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.chain_seq, second.chain_seq) == (1, 2)
+    assert first.prev_hash == GENESIS_HASH
+    assert second.prev_hash == first.hash
+    assert verify_chain(seal=False).checked == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_seals_after_the_commit_on_postgresql(django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        event = audit.record("system.started")
+    assert AuditEvent.objects.get(pk=event.pk).hash is None  # not chained inside the caller's transaction
+    for callback in callbacks:
+        callback()
+    assert AuditEvent.objects.get(pk=event.pk).hash is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_lets_only_the_sealer_touch_an_unsealed_row_on_postgresql():
+    event = audit.record("system.started")  # unsealed: the test transaction never commits
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(actor_name="forged")
+    assert audit_seal() == 1
+    with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        AuditEvent.objects.filter(pk=event.pk).update(hash="0" * 64)  # sealed now: no more updates
+
+
+@pytest.mark.django_db
+def test_it_keeps_events_and_chain_when_the_actor_is_deleted():
+    user = UserFactory(username="leaver")
+    audit.record("auth.login", actor=user)
+    audit_seal()
+    user.delete()  # with SET_NULL this UPDATE would be refused on PostgreSQL and break the hash
+    event = AuditEvent.objects.get()
+    assert event.actor_name == "leaver"
+    assert verify_chain().ok
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_writes_inside_the_callers_transaction_on_postgresql():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit.record("role.created", details={"name": "doomed"})
+        raise RuntimeError("the change fails")
+    assert not AuditEvent.objects.exists()
+
+    with transaction.atomic():
+        audit.record("role.created", details={"name": "kept"})
+    assert list(AuditEvent.objects.values_list("details__name", flat=True)) == ["kept"]
+    result = verify_chain(seal=False)  # sealed by the commit itself, not by verify
+    assert result.ok and result.checked == 1 and result.unsealed == 0
+
+
+@pytest.mark.django_db
+def test_it_leaves_no_event_when_a_savepoint_rolls_back():
+    with pytest.raises(RuntimeError), transaction.atomic():
+        audit.record("role.deleted")
+        raise RuntimeError
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_keeps_the_chain_correct_under_concurrent_writers():
+    threads, per_thread = 8, 25
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(per_thread):
+                with transaction.atomic():
+                    audit.record("task.claimed", resource_type="agents.task", resource_id=f"{n}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert errors == []
+    assert AuditEvent.objects.count() == threads * per_thread
+    result = verify_chain(chunk_size=17, seal=False)  # chunk boundaries inside the walk
+    assert result.ok, result
+    assert result.unsealed == 0  # every commit's own seal ran
+    assert result.checked == threads * per_thread
+    assert connection.vendor == "postgresql"

@@ -1,0 +1,262 @@
+"""Audit trail benchmarks (PostgreSQL): record() throughput under 8 writers, and a 1,000,000-row CSV export.
+
+    createdb -h 127.0.0.1 -U postgres symphony_audit_bench
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/symphony_audit_bench python bench/bench_audit.py
+
+(a) 8 threads, each with its own connection, call ``audit.record()`` in their own transactions for
+    a fixed number of events; events/s is reported with the chain verified afterwards. For scale,
+    the same is measured with 1 writer, and with 8 writers doing a plain unchained INSERT of the
+    same row (what the advisory lock costs).
+(b) 1,000,000 events are loaded with COPY, with a *valid* chain computed in Python (so the same
+    data also times ``audit_verify``), then exported as CSV through the API with Django's test
+    client in a fresh child process, which reports the time and its peak RSS growth (ru_maxrss
+    minus the RSS just before the request). The bound checked: growth < 100 MB.
+
+The audit table of the target database is emptied first: point it at a database of its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "symphony.settings")
+os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdefghijklmnop")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection, connections, transaction  # noqa: E402
+
+import audit  # noqa: E402
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, compute_hash  # noqa: E402
+from audit.verification import verify_chain  # noqa: E402
+
+RSS_LIMIT_MB = 100
+
+
+def _empty_table() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SET symphony.audit_allow_truncate = 'on'")  # what the trigger allows, for this session
+        cursor.execute("TRUNCATE audit_auditevent RESTART IDENTITY")
+        cursor.execute("RESET symphony.audit_allow_truncate")
+
+
+def _run_writers(threads: int, per_thread: int, work) -> float:
+    barrier = threading.Barrier(threads + 1)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            connection.ensure_connection()
+            barrier.wait()
+            for i in range(per_thread):
+                work(n, i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    pool = [threading.Thread(target=writer, args=(n,)) for n in range(threads)]
+    for t in pool:
+        t.start()
+    barrier.wait()
+    started = time.perf_counter()
+    for t in pool:
+        t.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return threads * per_thread / elapsed
+
+
+def _record(n: int, i: int) -> None:
+    with transaction.atomic():
+        audit.record("task.claimed", resource_type="agents.task", resource_id=f"{n}-{i}", details={"attempt": 1})
+
+
+def _record_then_work(n: int, i: int) -> None:
+    # A service that records, then does 5 ms more work in the same transaction (row updates, a
+    # second query...): what a lock held until the caller's commit makes everyone wait for.
+    with transaction.atomic():
+        audit.record("task.claimed", resource_type="agents.task", resource_id=f"{n}-{i}", details={"attempt": 1})
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(0.005)")
+
+
+def _plain_insert(n: int, i: int) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO audit_auditevent (occurred_at, event_type, severity, outcome, actor_name, api_key_prefix,"
+            " user_agent, resource_type, resource_id, action, details, request_id, trace_id, prev_hash, hash)"
+            " VALUES (now(), 'task.claimed', 'info', 'success', '', '', '', 'agents.task', %s, '', '{}', '', '',"
+            " %s, md5(random()::text) || md5(random()::text))",
+            [f"{n}-{i}", GENESIS_HASH],
+        )
+
+
+def bench_writes(per_thread: int) -> dict:
+    results = {}
+    _empty_table()
+    results["record_1_writer_per_s"] = _run_writers(1, per_thread * 2, _record)
+    _empty_table()
+    results["record_8_writers_per_s"] = _run_writers(8, per_thread, _record)
+    check = verify_chain(seal=False)  # everything must have been sealed by the writers' own commits
+    results["chain_ok"] = check.ok
+    results["chain_events"] = check.checked
+    results["unsealed_after_run"] = check.unsealed
+    assert check.ok and check.checked == 8 * per_thread and check.unsealed == 0, check
+    _empty_table()
+    results["record_then_5ms_work_8_writers_per_s"] = _run_writers(8, per_thread // 4, _record_then_work)
+    _empty_table()
+    results["plain_insert_1_writer_per_s"] = _run_writers(1, per_thread * 2, _plain_insert)
+    _empty_table()
+    results["plain_insert_8_writers_per_s"] = _run_writers(8, per_thread, _plain_insert)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        results["synchronous_commit"] = cursor.fetchone()[0]
+    _empty_table()
+    return results
+
+
+def load_events(count: int) -> float:
+    """COPY ``count`` events with a valid chain; return seconds taken."""
+    _empty_table()
+    started = time.perf_counter()
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    types = ["auth.login", "task.claimed", "agent.updated", "authz.permission.denied", "apikey.created"]
+    columns = ("id", "chain_seq", "prev_hash", "hash", *HASHED_FIELDS)
+    prev = GENESIS_HASH
+    with transaction.atomic():
+        connection.ensure_connection()
+        raw = connection.connection  # the psycopg connection under Django's wrapper
+        with raw.cursor() as cursor, cursor.copy(f"COPY audit_auditevent ({', '.join(columns)}) FROM STDIN") as copy:
+            for i in range(1, count + 1):
+                row = {
+                    "id": i,
+                    "chain_seq": i,
+                    "occurred_at": start + dt.timedelta(milliseconds=37 * i),
+                    "event_type": types[i % len(types)],
+                    "severity": "info",
+                    "outcome": "success",
+                    "actor_id": None,
+                    "actor_name": f"user{i % 97}",
+                    "api_key_prefix": f"k{i % 13:07d}",
+                    "ip_address": f"10.0.{i % 250}.{i % 200 + 1}",
+                    "user_agent": "bench/1.0",
+                    "resource_type": "agents.task",
+                    "resource_id": str(i),
+                    "action": "claim" if i % 10 else "=SUM(A1)",
+                    "details": {"attempt": i % 3, "queue": "default"},
+                    "request_id": f"req-{i:08x}",
+                    "trace_id": "",
+                }
+                row["prev_hash"] = prev
+                row["hash"] = prev = compute_hash(row, prev)
+                copy.write_row([json.dumps(row[c]) if c == "details" else row[c] for c in columns])
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setval(pg_get_serial_sequence('audit_auditevent', 'id'), %s)", [count])
+            cursor.execute("ANALYZE audit_auditevent")
+    return time.perf_counter() - started
+
+
+def _rss_kb() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def export_child() -> None:
+    """Run in a fresh process: export everything as CSV through the API, report time and RSS growth."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.test.utils import setup_test_environment
+
+    setup_test_environment()
+    user, _ = get_user_model().objects.get_or_create(username="bench-exporter", defaults={"is_superuser": True})
+    client = Client()
+    client.force_login(user)
+    warm = client.get("/api/v1/audit-events/export/?format=csv&until=2026-01-01T00:00:01Z")
+    b"".join(warm.streaming_content)  # warm the code paths and caches
+    from audit.models import AuditEvent
+
+    expected_rows = AuditEvent.objects.count()  # everything existing when the export starts
+    baseline_kb = _rss_kb()
+    started = time.perf_counter()
+    response = client.get("/api/v1/audit-events/export/?format=csv")
+    first_byte = None
+    lines = size = 0
+    for chunk in response.streaming_content:
+        if first_byte is None:
+            first_byte = time.perf_counter() - started
+        size += len(chunk)
+        lines += chunk.count(b"\n")
+    elapsed = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(
+        json.dumps(
+            {
+                "status": response.status_code,
+                "rows": lines - 1,
+                "expected_rows": expected_rows,
+                "bytes": size,
+                "seconds": round(elapsed, 2),
+                "first_byte_seconds": round(first_byte or 0, 3),
+                "rows_per_s": round((lines - 1) / elapsed),
+                "rss_baseline_mb": round(baseline_kb / 1024, 1),
+                "rss_peak_growth_mb": round((peak_kb - baseline_kb) / 1024, 1),
+            }
+        )
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--per-thread", type=int, default=1000, help="record() calls per writer thread")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="events to load for the export")
+    parser.add_argument("--export-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.export_child:
+        export_child()
+        return
+    if connection.vendor != "postgresql":
+        sys.exit("bench_audit needs DATABASE_URL pointing at PostgreSQL")
+
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    report: dict = {"writes": bench_writes(args.per_thread)}
+    report["load"] = {"rows": args.rows, "seconds": round(load_events(args.rows), 1)}
+    started = time.perf_counter()
+    check = verify_chain(seal=False)
+    report["verify"] = {"ok": check.ok, "events": check.checked, "seconds": round(time.perf_counter() - started, 1)}
+    child = subprocess.run(
+        [sys.executable, __file__, "--export-child"], capture_output=True, text=True, check=True, env=os.environ
+    )
+    report["export_csv"] = json.loads(child.stdout.strip().splitlines()[-1])
+    for section in report["writes"], report["export_csv"]:
+        for key, value in section.items():
+            if isinstance(value, float):
+                section[key] = round(value, 1)
+    print(json.dumps(report, indent=2))
+    growth = report["export_csv"]["rss_peak_growth_mb"]
+    # The child's login and warm-up export add a few events on top of the loaded ones.
+    if growth >= RSS_LIMIT_MB or report["export_csv"]["rows"] != report["export_csv"]["expected_rows"]:
+        sys.exit(f"FAIL: export RSS growth {growth} MB (limit {RSS_LIMIT_MB}) or wrong row count")
+
+
+if __name__ == "__main__":
+    main()
