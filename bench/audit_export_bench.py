@@ -37,35 +37,41 @@ def top_up(target: int) -> int:
     missing = max(0, target - have)
     if not missing:
         return 0
-    head = AuditEvent.objects.order_by("-id").values("hash").first()
+    sequenced = any(f.name == "chain_seq" for f in AuditEvent._meta.fields)
+    if sequenced:  # the chain runs in commit order (chain_seq), not id order
+        head = AuditEvent.objects.filter(chain_seq__isnull=False).order_by("-chain_seq").values("hash", "chain_seq")
+    else:
+        head = AuditEvent.objects.order_by("-id").values("hash")
+    head = head.first()
     prev = head["hash"] if head else GENESIS_HASH
+    seq = head.get("chain_seq") or 0 if head else 0
+    columns = (*COLUMNS, "chain_seq") if sequenced else COLUMNS
     start = datetime.now(UTC) - timedelta(days=30)
-    with transaction.atomic(), connection.cursor() as cursor:
-        columns = ", ".join(COLUMNS)
-        with cursor.cursor.copy(f"COPY {AuditEvent._meta.db_table} ({columns}) FROM STDIN") as copy:
-            for i in range(missing):
-                event = {
-                    "occurred_at": start + timedelta(microseconds=i * 2000),
-                    "event_type": "task.claimed",
-                    "severity": "info",
-                    "outcome": "success",
-                    "actor_id": None,
-                    "actor_name": "bench-agent",
-                    "api_key_prefix": "benchprefix",
-                    "ip_address": "127.0.0.1",
-                    "user_agent": "bench",
-                    "resource_type": "agents.task",
-                    "resource_id": str(i),
-                    "action": "claim",
-                    "details": {"n": i, "note": "=cmd|' /C calc'!A0" if i % 1000 == 0 else "ok"},
-                    "request_id": f"bench-{i}",
-                    "trace_id": "",
-                }
-                digest = compute_hash(event, prev)
-                row = [event[c] for c in COLUMNS[:-2]]
-                row[COLUMNS.index("details")] = json.dumps(event["details"])
-                copy.write_row([*row, prev, digest])
-                prev = digest
+    statement = f"COPY {AuditEvent._meta.db_table} ({', '.join(columns)}) FROM STDIN"
+    with transaction.atomic(), connection.cursor() as cursor, cursor.cursor.copy(statement) as copy:
+        for i in range(missing):
+            event = {
+                "occurred_at": start + timedelta(microseconds=i * 2000),
+                "event_type": "task.claimed",
+                "severity": "info",
+                "outcome": "success",
+                "actor_id": None,
+                "actor_name": "bench-agent",
+                "api_key_prefix": "benchprefix",
+                "ip_address": "127.0.0.1",
+                "user_agent": "bench",
+                "resource_type": "agents.task",
+                "resource_id": str(i),
+                "action": "claim",
+                "details": {"n": i, "note": "=cmd|' /C calc'!A0" if i % 1000 == 0 else "ok"},
+                "request_id": f"bench-{i}",
+                "trace_id": "",
+            }
+            digest = compute_hash(event, prev)
+            row = [event[c] for c in COLUMNS[:-2]]
+            row[COLUMNS.index("details")] = json.dumps(event["details"])
+            copy.write_row([*row, prev, digest, *([seq + i + 1] if sequenced else [])])
+            prev = digest
     return missing
 
 

@@ -105,10 +105,9 @@ def bench_env(tmp: Path) -> dict[str, str]:
 
 
 def prepare_database(env: dict[str, str]) -> None:
-    query = "SELECT 1 FROM pg_database WHERE datname = 'symphony_bench'"
-    exists = sh(["psql", f"{PG_SERVER}/postgres", "-tAc", query])
-    if exists.strip() != "1":
-        sh(["psql", f"{PG_SERVER}/postgres", "-c", f"CREATE DATABASE {DB_NAME}"])
+    """A fresh symphony_bench every run: same starting point each time, whatever the migrations became."""
+    sh(["psql", f"{PG_SERVER}/postgres", "-c", f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)"])
+    sh(["psql", f"{PG_SERVER}/postgres", "-c", f"CREATE DATABASE {DB_NAME}"])
     sh(["redis-cli", "-u", REDIS_URL, "flushdb"])
     sh([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env)
 
