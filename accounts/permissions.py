@@ -25,6 +25,11 @@ def required_permission(request: Request, view: Any) -> str | None:
     return required.get(request.method)
 
 
+def _method_supported(request: Request, view: Any) -> bool:
+    method = request.method.lower()
+    return method in getattr(view, "http_method_names", ()) and hasattr(view, method)
+
+
 class HasRequiredPermission(permissions.BasePermission):
     """Grant a request when ``request.user.has_perm(code)`` for the view's required code.
 
@@ -36,6 +41,8 @@ class HasRequiredPermission(permissions.BasePermission):
     message = "You do not have permission to perform this action."
 
     def has_permission(self, request: Request, view: Any) -> bool:
+        if not _method_supported(request, view):
+            return True  # let DRF answer 405: nothing is served, and a 401/403 would misname the problem
         code = required_permission(request, view)
         if code == PUBLIC:
             return True

@@ -70,3 +70,19 @@ def env_secret(name: str, default: str = "") -> str:
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE: cannot read {path}: {exc}") from None
     return os.environ.get(name, default)
+
+
+def env_map(name: str, default: dict[str, str] | None = None) -> dict[str, str]:
+    """Parse ``a=x,b=y`` into ``{"a": "x", "b": "y"}``; raise naming the variable for an item without ``=``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return dict(default or {})
+    result = {}
+    for item in raw.split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ImproperlyConfigured(f"{name} must look like name=value,name=value; got {item.strip()!r}")
+        result[key.strip()] = value.strip()
+    return result

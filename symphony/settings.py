@@ -7,12 +7,14 @@ configuration raises ``ImproperlyConfigured`` at import time, because gunicorn n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import dj_database_url
+from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
-from symphony.env import env_bool, env_float, env_int, env_list, env_secret, env_str
+from symphony.env import env_bool, env_float, env_int, env_list, env_map, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SYMPHONY_VAR_DIR", str(BASE_DIR / "var")))
@@ -56,12 +58,15 @@ MIDDLEWARE = [
     "observability.middleware.ProbeMiddleware",  # first: probes skip everything below (observability docs)
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "observability.middleware.RequestContextMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "symphony.middleware.RateLimitMiddleware",
+    "symphony.middleware.ApiRequestGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -190,6 +195,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Group operations by resource (agents, tasks, roles, ...) rather than one "v1" tag.
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
 }
 
 # --- Symphony -----------------------------------------------------------------------------------
@@ -198,6 +205,77 @@ SYMPHONY_TRUSTED_PROXIES = env_list("SYMPHONY_TRUSTED_PROXIES")
 SYMPHONY_PERMISSION_CACHE_SECONDS = env_int("SYMPHONY_PERMISSION_CACHE_SECONDS", 300, minimum=0)
 SYMPHONY_API_KEY_ROTATION_GRACE_HOURS = env_int("SYMPHONY_API_KEY_ROTATION_GRACE_HOURS", 24, minimum=0)
 
+# --- Hardening: rate limits, request limits, security headers (docs/security.md) -------------------
+# Rate limits: a preset name or a rate "N/<k><s|m|h|d>" (django-ratelimit syntax, e.g. 100/15m).
+# strict and moderate are the predecessor's; lenient (10x moderate, ~5.5 req/s sustained) suits agents.
+SYMPHONY_RATELIMIT_PRESETS = {"strict": "100/15m", "moderate": "500/15m", "lenient": "5000/15m"}
+RATELIMIT_ENABLE = env_bool("SYMPHONY_RATELIMIT_ENABLED", True)
+RATELIMIT_USE_CACHE = env_str("SYMPHONY_RATELIMIT_CACHE", "default")
+SYMPHONY_RATELIMIT_DEFAULT = env_str("SYMPHONY_RATELIMIT_DEFAULT", "moderate")
+# URL name or router basename -> preset or rate, e.g. "audit-event=strict,agent-claim=lenient".
+SYMPHONY_RATELIMIT_OVERRIDES = env_map("SYMPHONY_RATELIMIT_OVERRIDES")
+SYMPHONY_RATELIMIT_LOGIN_PER_IP = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_IP", "30/15m")
+SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME", "10/15m")
+SYMPHONY_RATELIMIT_LOGIN_VIEWS = env_list("SYMPHONY_RATELIMIT_LOGIN_VIEWS", ["admin:login", "rest_framework:login"])
+# When the counters' cache is unreachable: serve unlimited (true) or answer 503 (false).
+SYMPHONY_RATELIMIT_FAIL_OPEN = env_bool("SYMPHONY_RATELIMIT_FAIL_OPEN", True)
+for _name, _rate in [
+    ("SYMPHONY_RATELIMIT_DEFAULT", SYMPHONY_RATELIMIT_DEFAULT),
+    ("SYMPHONY_RATELIMIT_LOGIN_PER_IP", SYMPHONY_RATELIMIT_LOGIN_PER_IP),
+    ("SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME", SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME),
+    *(("SYMPHONY_RATELIMIT_OVERRIDES", _value) for _value in SYMPHONY_RATELIMIT_OVERRIDES.values()),
+]:
+    if _rate.lower() not in SYMPHONY_RATELIMIT_PRESETS and not re.fullmatch(r"\d+/\d*[smhd]", _rate):
+        raise ImproperlyConfigured(f"{_name}: {_rate!r} is neither strict, moderate, lenient nor a rate like 100/15m")
+
+# Request limits: body size (413), JSON nesting depth (400), JSON-only writes (415); see symphony/parsers.py.
+# Django's default 2.5 MiB: room for a task result of SYMPHONY_TASK_MAX_RESULT_BYTES (1 MiB) and its escaping.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("SYMPHONY_MAX_REQUEST_BYTES", 2_621_440, minimum=1024)
+SYMPHONY_MAX_JSON_DEPTH = env_int("SYMPHONY_MAX_JSON_DEPTH", 32, minimum=2)
+REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["symphony.parsers.BoundedJSONParser"]
+REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
+    # django-filter, refusing numbers past 64 bits and normalising datetimes to UTC (no 500s from the DB)
+    "symphony.filters.FilterBackend",
+    "symphony.filters.StrictQueryParamsFilter",  # unknown query parameters on lists: 400 naming them
+]
+SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
+    "drf_spectacular.hooks.postprocess_schema_enums",
+    "symphony.schema.add_error_responses",
+]
+
+# HTTPS: SYMPHONY_HTTPS=true when clients reach Symphony over TLS (directly or through a proxy).
+SYMPHONY_HTTPS = env_bool("SYMPHONY_HTTPS", False)
+if env_bool("SYMPHONY_SECURE_PROXY_SSL_HEADER", False):
+    # Only behind a proxy that sets X-Forwarded-Proto itself and strips any the client sent.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SYMPHONY_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)", r"^metrics$"]  # probes and scrapers speak plain HTTP inside
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if SYMPHONY_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", SYMPHONY_HTTPS)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SYMPHONY_HTTPS
+SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+# Scripts only from our own origin (Swagger UI's init script is served by SpectacularSwaggerSplitView);
+# inline styles are allowed because Swagger UI's page and widgets use them.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF, UNSAFE_INLINE],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
 # --- Agents and dispatch ------------------------------------------------------------------------
 # An agent whose last heartbeat is older than this shows as offline.
 SYMPHONY_AGENT_HEARTBEAT_TIMEOUT = env_int("SYMPHONY_AGENT_HEARTBEAT_TIMEOUT", 90, minimum=1)

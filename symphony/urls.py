@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 admin.site.site_header = "Symphony operator console"
 admin.site.site_title = "Symphony"
@@ -21,7 +21,8 @@ urlpatterns = [
     # Log in/out links of the browsable API (session auth; the same login signals are audited).
     path("api-auth/", include("rest_framework.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves Swagger UI's init script from a URL, so the CSP needs no inline script.
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("observability.urls")),
 ]
 
@@ -31,5 +32,7 @@ if settings.SYMPHONY_BENCH_VIEWS:
 
     urlpatterns.append(path("bench/constant", bench_views.constant, name="bench-constant"))
 
+handler400 = "symphony.exceptions.handler400"
+handler403 = "symphony.exceptions.handler403"
 handler404 = "symphony.exceptions.handler404"
 handler500 = "symphony.exceptions.handler500"

@@ -62,6 +62,12 @@ def test_it_sets_only_variables_the_code_reads(compose):
     assert env["DEBUG"] == "false"
     assert env["DATABASE_URL"].startswith("postgres://")
     assert env["REDIS_URL"].startswith("redis://redis:6379/")
+    # TLS ends at nginx; Django must not redirect the internal plain-HTTP callers (agent, probes, Prometheus).
+    assert (env["SYMPHONY_HTTPS"], env["SYMPHONY_SECURE_PROXY_SSL_HEADER"], env["SECURE_SSL_REDIRECT"]) == (
+        "true",
+        "true",
+        "false",
+    )
 
 
 def test_it_trusts_only_nginx_as_a_proxy(compose):

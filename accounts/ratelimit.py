@@ -1,0 +1,303 @@
+"""Rate limiting for the API and the login forms, on django-ratelimit's windows over the configured cache.
+
+Who is counted (the *scope*): the API key when a valid one is presented (with its own ``rate_limit`` when
+it has one), the user for session requests, and the client IP (trusted-proxy aware) otherwise. Which
+limit applies: ``SYMPHONY_RATELIMIT_DEFAULT`` for the whole API, except URL names or router basenames
+listed in ``SYMPHONY_RATELIMIT_OVERRIDES``, which get their own counter and rate. See docs/security.md.
+
+The counters are django-ratelimit's: same window arithmetic (a fixed window per key, its edge jittered by
+a hash of the key) and the same cache keys, so ``django_ratelimit.core.get_usage`` reads them. Only the
+order of cache calls differs: ``INCR`` first and ``ADD`` when the window's counter does not exist yet,
+so the hot path is one cache round-trip instead of get_usage's two.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import structlog
+from django.conf import settings
+from django.core.cache import caches
+from django.http import HttpRequest
+from django.urls import Resolver404, resolve
+from django_ratelimit import ALL
+from django_ratelimit import core as rl_core
+
+from accounts import keys
+from accounts.authentication import ApiKeyAuthentication
+from observability import context, metrics
+from observability.registry import DEGRADED, HEALTHY, UNHEALTHY, HealthResult
+
+log = structlog.get_logger(__name__)
+
+RATE_PATTERN = re.compile(r"^\d+/\d*[smhd]$")
+
+SCOPE_API_KEY, SCOPE_USER, SCOPE_IP, SCOPE_LOGIN = "api_key", "user", "ip", "login"
+DEFAULT_GROUP = "api"
+_KEY_GROUP = "api-key-own"
+
+
+class RateLimiterUnavailable(Exception):
+    """The cache that holds the counters could not be reached."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One counted request: ``count`` in the current window of ``limit``, which ends in ``reset`` seconds."""
+
+    group: str
+    scope: str
+    value: str
+    count: int
+    limit: int
+    reset: int
+    cache_key: str
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.limit
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.count)
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset),
+        }
+
+
+def resolve_rate(value: str) -> str:
+    """A preset name or a literal rate (``100/15m``) as a django-ratelimit rate. Raises ``ValueError``."""
+    presets: dict[str, str] = settings.SYMPHONY_RATELIMIT_PRESETS
+    value = value.strip()
+    rate = presets.get(value.lower(), value)
+    if not RATE_PATTERN.match(rate):
+        raise ValueError(f"{value!r} is neither a preset ({', '.join(presets)}) nor a rate such as 100/15m")
+    return rate
+
+
+def hit(*, group: str, rate: str, scope: str, value: str) -> Usage:
+    """Count one request for ``value`` in ``group`` and return the usage.
+
+    Raises ``RateLimiterUnavailable`` when the cache fails (Redis down or timing out).
+    """
+    limit, period = rl_core._split_rate(rate)
+    window = rl_core._get_window(value, period)
+    cache_key = rl_core._make_cache_key(group, window, rate, value, ALL)
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    try:
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:  # no counter yet in this window (or it just expired)
+            added = cache.add(cache_key, 1, period + rl_core.EXPIRATION_FUDGE)
+            count = 1 if added else cache.incr(cache_key)
+    except ValueError as exc:
+        raise RateLimiterUnavailable("the rate-limit counter vanished twice") from exc
+    except Exception as exc:
+        raise RateLimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    # django-ratelimit's window still includes its end second: the next one starts a second later.
+    reset = max(1, window - int(time.time()) + 1)
+    return Usage(group, scope, value, int(count), limit, reset, cache_key)
+
+
+# --- Who is counted ---------------------------------------------------------------------------------
+
+
+class _KeyLimits:
+    """A small per-process memo of ``sha256(raw key) -> (key id, own rate)`` for valid, active keys.
+
+    It spares the rate limiter a database query per request: DRF's authentication still checks the key
+    (revocation, expiry, scopes) on every request; this memo only decides which counter to use, and an
+    entry lives ``ttl`` seconds so a changed ``rate_limit`` applies within a minute.
+    """
+
+    def __init__(self, ttl: float = 60.0, size: int = 10_000) -> None:
+        self.ttl, self.size = ttl, size
+        self._entries: dict[str, tuple[float, int, str]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> tuple[int, str] | None:
+        entry = self._entries.get(digest)
+        if entry is None or entry[0] < time.time():
+            return None
+        return entry[1], entry[2]
+
+    def put(self, digest: str, key_id: int, rate: str) -> None:
+        with self._lock:
+            if len(self._entries) >= self.size:
+                self._entries.clear()
+            self._entries[digest] = (time.time() + self.ttl, key_id, rate)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+key_limits = _KeyLimits()
+
+
+def _api_key_identity(raw: str) -> tuple[int, str] | None:
+    """``(key id, own rate or "")`` for a valid, usable key; None for anything else."""
+    if keys.parse_prefix(raw) is None:
+        return None
+    digest = keys.hash_key(raw)
+    known = key_limits.get(digest)
+    if known is not None:
+        return known
+    from accounts.models import ApiKey
+
+    row = ApiKey.objects.active().filter(key_hash=digest, owner__is_active=True).values_list("pk", "rate_limit").first()
+    if row is None:
+        return None
+    pk, own_rate = row
+    try:
+        own_rate = resolve_rate(own_rate) if own_rate else ""
+    except ValueError:
+        log.warning("api_key_rate_limit_invalid", key_id=pk, rate_limit=own_rate)
+        own_rate = ""
+    key_limits.put(digest, pk, own_rate)
+    return pk, own_rate
+
+
+def identify(request: HttpRequest) -> tuple[str, str, str]:
+    """``(scope, value, own rate or "")``: the API key, else the session user, else the client IP."""
+    raw = ApiKeyAuthentication.get_raw_key(request)
+    if raw:
+        identity = _api_key_identity(raw)
+        if identity is not None:
+            return SCOPE_API_KEY, f"key:{identity[0]}", identity[1]
+        # An unknown, bad or revoked key is counted against the address that sent it.
+        return SCOPE_IP, f"ip:{context.client_ip(request) or 'unknown'}", ""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return SCOPE_USER, f"user:{user.pk}", ""
+    return SCOPE_IP, f"ip:{context.client_ip(request) or 'unknown'}", ""
+
+
+def endpoint_rule(request: HttpRequest) -> tuple[str, str]:
+    """``(group, rate)`` for the request's endpoint: an override by URL name or basename, else the default.
+
+    An override key matches the URL name exactly (``agent-claim``) or as a router basename, i.e. the URL
+    name minus its last ``-<suffix>`` (``audit-event`` matches ``audit-event-list`` and ``-detail``).
+    """
+    overrides: dict[str, str] = settings.SYMPHONY_RATELIMIT_OVERRIDES
+    if overrides:
+        try:
+            name = resolve(request.path_info).url_name or ""
+        except Resolver404:
+            name = ""
+        candidates = [name]
+        while "-" in candidates[-1]:
+            candidates.append(candidates[-1].rsplit("-", 1)[0])
+        for candidate in candidates:
+            if candidate and candidate in overrides:
+                return f"api:{candidate}", resolve_rate(overrides[candidate])
+    return DEFAULT_GROUP, resolve_rate(settings.SYMPHONY_RATELIMIT_DEFAULT)
+
+
+def check_api_request(request: HttpRequest) -> Usage:
+    """Count an API request against its scope and endpoint. Raises ``RateLimiterUnavailable``."""
+    scope, value, own_rate = identify(request)
+    if own_rate:
+        # A key's own limit replaces the presets across the whole API (one counter per key).
+        return hit(group=_KEY_GROUP, rate=own_rate, scope=scope, value=value)
+    group, rate = endpoint_rule(request)
+    return hit(group=group, rate=rate, scope=scope, value=value)
+
+
+def check_login_attempt(request: HttpRequest, username: str) -> Usage | None:
+    """Count a login attempt per client IP and per username; the usage that is exceeded, else None.
+
+    Raises ``RateLimiterUnavailable``.
+    """
+    ip_usage = hit(
+        group="login-ip",
+        rate=resolve_rate(settings.SYMPHONY_RATELIMIT_LOGIN_PER_IP),
+        scope=SCOPE_LOGIN,
+        value=f"ip:{context.client_ip(request) or 'unknown'}",
+    )
+    if ip_usage.exceeded:
+        return ip_usage
+    if username:
+        user_usage = hit(
+            group="login-username",
+            rate=resolve_rate(settings.SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME),
+            scope=SCOPE_LOGIN,
+            value=f"username:{username.strip().lower()[:150]}",
+        )
+        if user_usage.exceeded:
+            return user_usage
+    return None
+
+
+# --- What a rejection leaves behind -----------------------------------------------------------------
+
+
+def record_rejection(request: HttpRequest, usage: Usage) -> None:
+    """Count a rejection in metrics and audit it at most once per counter and window.
+
+    The dedup marker lives as long as the window, so a flood leaves one audit event, not thousands.
+    Cache failures here are logged, never raised: the 429 stands either way.
+    """
+    _count_rejection(usage.scope)
+    try:
+        first = caches[settings.RATELIMIT_USE_CACHE].add(f"{usage.cache_key}:audited", 1, usage.reset + 5)
+    except Exception:  # noqa: BLE001 - a lost audit dedup marker must not turn a 429 into a 500
+        log.warning("rate_limit_audit_dedup_failed", group=usage.group)
+        first = True
+    log.warning("rate_limit_exceeded", group=usage.group, scope=usage.scope, limit=usage.limit)
+    if not first:
+        return
+    import audit
+
+    audit.record(
+        "security.rate_limit.exceeded",
+        outcome="denied",
+        action=request.method[:64],
+        details={
+            "group": usage.group,
+            "scope": usage.scope,
+            "limit": usage.limit,
+            "window_reset_seconds": usage.reset,
+            "path": request.path[:512],
+        },
+    )
+
+
+def _count_rejection(scope: str) -> None:
+    metrics.RATE_LIMIT_REJECTIONS.labels(scope=scope).inc()  # scope: one of the four SCOPE_* values
+
+
+# --- When the cache is down -------------------------------------------------------------------------
+
+_last_warning = 0.0
+
+
+def warn_unavailable(exc: Exception) -> None:
+    """Log that the limiter is failing, at most once every 10 seconds per process."""
+    global _last_warning
+    now = time.time()
+    if now - _last_warning >= 10:
+        _last_warning = now
+        mode = "open" if settings.SYMPHONY_RATELIMIT_FAIL_OPEN else "closed"
+        log.warning("rate_limiter_unavailable", failing=mode, error=str(exc)[:200])
+
+
+def health_check() -> HealthResult:
+    """``ratelimit`` in ``/health``: degraded when the counters' cache fails and we fail open (requests
+    are served unlimited), unhealthy when we fail closed (API requests get 503)."""
+    if not settings.RATELIMIT_ENABLE:
+        return HealthResult(HEALTHY, "rate limiting is disabled")
+    try:
+        caches[settings.RATELIMIT_USE_CACHE].get("ratelimit:health")
+    except Exception as exc:  # noqa: BLE001 - any failure means the limiter cannot count
+        fail_open = settings.SYMPHONY_RATELIMIT_FAIL_OPEN
+        status, verb = (DEGRADED, "serving unlimited") if fail_open else (UNHEALTHY, "refusing API requests")
+        return HealthResult(status, f"rate-limit cache unreachable, {verb}", {"error": type(exc).__name__})
+    return HealthResult(HEALTHY, "ok", {"cache": settings.RATELIMIT_USE_CACHE})

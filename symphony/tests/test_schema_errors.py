@@ -1,0 +1,37 @@
+"""The OpenAPI schema documents the one error shape and the rate-limit headers once, for every operation."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.management import call_command
+
+pytestmark = pytest.mark.django_db
+
+
+def _schema(api):
+    response = api.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    return response.json()
+
+
+@pytest.mark.urls("symphony.tests.urls")
+def test_it_documents_the_error_component_and_responses(api):
+    schema = _schema(api)
+    error = schema["components"]["schemas"]["Error"]
+    listing = schema["paths"]["/api/test/catalog/"]["get"]["responses"]
+    echo = schema["paths"]["/api/test/echo/"]["post"]["responses"]
+
+    assert error["properties"]["error"]["required"] == ["code", "message", "details", "request_id"]
+    for status in ("400", "401", "403", "404", "405", "429", "500"):
+        assert listing[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert "413" not in listing and "415" not in listing  # nothing to send, nothing to refuse
+    assert {"409", "413", "415"} <= set(echo)
+    assert "409" not in listing
+    assert "Retry-After" in listing["429"]["headers"]
+    assert set(listing["200"]["headers"]) >= {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+
+
+def test_it_generates_a_valid_schema_without_warnings(tmp_path):
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yml"))
+
+    assert "Error:" in (tmp_path / "schema.yml").read_text()
