@@ -1,5 +1,6 @@
 """Root URLs. Each app owns its own ``urls.py``; API routes live under ``/api/v1/``."""
 
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
@@ -24,6 +25,12 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
     path("", include("observability.urls")),
 ]
+
+# --- deploy: the benchmark's bare-Django baseline, only when SYMPHONY_BENCH_VIEWS is on ---
+if settings.SYMPHONY_BENCH_VIEWS:
+    from symphony import bench_views
+
+    urlpatterns.append(path("bench/constant", bench_views.constant, name="bench-constant"))
 
 handler400 = "symphony.exceptions.handler400"
 handler403 = "symphony.exceptions.handler403"

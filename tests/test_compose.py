@@ -1,0 +1,90 @@
+"""docker-compose.yml, checked as data: `docker compose` cannot run here (no Docker engine, no plugin)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import references
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "docker-compose.yml"
+# Created by the operator before `up` (docs/DEPLOYMENT.md), never committed.
+OPERATOR_SECRETS = ("./secrets/",)
+SYMPHONY_SERVICES = ("migrate", "symphony", "agent")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_it_has_every_service_of_the_stack(compose):
+    assert set(compose["services"]) == {
+        "postgres", "redis", "migrate", "symphony", "agent", "nginx", "jaeger", "prometheus", "grafana"
+    }  # fmt: skip
+    assert compose["services"]["postgres"]["image"].startswith("postgres:16")
+    assert compose["services"]["redis"]["image"].startswith("redis:7")
+
+
+def test_it_mounts_only_files_that_exist(compose):
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith("."):
+                assert source in compose["volumes"], f"{name}: named volume {source} is not declared"
+            elif not source.startswith(OPERATOR_SECRETS):
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist"
+    for secret in compose["secrets"].values():
+        assert secret["file"].startswith(OPERATOR_SECRETS)
+
+
+def test_it_waits_on_health_and_on_the_migration(compose):
+    services = compose["services"]
+    for name, service in services.items():
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
+    assert services["symphony"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert services["migrate"]["restart"] == "no"
+    assert services["migrate"]["command"][1:3] == ["manage.py", "migrate"]
+    assert "/health/ready" in " ".join(services["symphony"]["healthcheck"]["test"])
+
+
+def test_it_sets_only_variables_the_code_reads(compose):
+    for name in SYMPHONY_SERVICES:
+        for variable in compose["services"][name]["environment"]:
+            assert references.is_known_env(variable), f"{name}: nothing reads {variable}"
+    env = compose["services"]["symphony"]["environment"]
+    assert env["DEBUG"] == "false"
+    assert env["DATABASE_URL"].startswith("postgres://")
+    assert env["REDIS_URL"].startswith("redis://redis:6379/")
+    # TLS ends at nginx; Django must not redirect the internal plain-HTTP callers (agent, probes, Prometheus).
+    assert (env["SYMPHONY_HTTPS"], env["SYMPHONY_SECURE_PROXY_SSL_HEADER"], env["SECURE_SSL_REDIRECT"]) == (
+        "true",
+        "true",
+        "false",
+    )
+
+
+def test_it_trusts_only_nginx_as_a_proxy(compose):
+    nginx_ip = compose["services"]["nginx"]["networks"]["default"]["ipv4_address"]
+    assert compose["services"]["symphony"]["environment"]["SYMPHONY_TRUSTED_PROXIES"] == nginx_ip
+
+
+def test_it_runs_only_management_commands_that_exist(compose):
+    commands = set()
+    for name in SYMPHONY_SERVICES:
+        commands |= references.manage_commands_in(" ".join(compose["services"][name].get("command", [])))
+    assert {"migrate", "run_agent"} <= commands
+    assert commands <= references.management_commands()
+
+
+def test_it_keeps_the_web_containers_read_only(compose):
+    for name in SYMPHONY_SERVICES:
+        service = compose["services"][name]
+        assert service["read_only"] is True
+        assert "/tmp" in service["tmpfs"]

@@ -1,0 +1,119 @@
+"""Dockerfile.production, read as text: `docker build` cannot run here (no Docker engine)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests import dockerfile
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "Dockerfile.production"
+
+
+@pytest.fixture(scope="module")
+def parsed():
+    return dockerfile.parse(DOCKERFILE)
+
+
+@pytest.fixture(scope="module")
+def final(parsed):
+    return parsed[1][-1]
+
+
+def test_it_is_multi_stage_on_python_311_slim(parsed):
+    _, stages = parsed
+    assert len(stages) >= 2
+    assert all(stage.base.startswith("python:3.11-slim") for stage in stages)
+    assert stages[0].name == "builder"
+    assert any("pip wheel" in i.args for i in stages[0].all("RUN"))
+
+
+def test_it_copies_only_sources_that_exist_and_are_not_ignored(parsed):
+    patterns = dockerfile.ignore_patterns(ROOT / ".dockerignore")
+    _, stages = parsed
+    names = {stage.name for stage in stages}
+    checked = 0
+    for stage in stages:
+        for instruction in stage.all("COPY"):
+            flags, sources = dockerfile.copy_sources(instruction)
+            if "from" in flags:
+                assert flags["from"] in names, f"COPY --from={flags['from']} names no stage"
+                continue
+            for source in sources:
+                assert (ROOT / source).exists(), f"COPY source {source} does not exist"
+                if source != ".":
+                    assert not dockerfile.is_ignored(source, patterns), f"{source} is excluded by .dockerignore"
+                checked += 1
+    assert checked >= 2
+
+
+def test_it_keeps_what_the_image_needs_in_the_build_context():
+    patterns = dockerfile.ignore_patterns(ROOT / ".dockerignore")
+    for needed in ["manage.py", "requirements.txt", "symphony/settings.py", "accounts/models.py", "templates"]:
+        if (ROOT / needed).exists():
+            assert not dockerfile.is_ignored(needed, patterns), needed
+    for secret in [".env", "var/secret_key", ".git/config", ".venv/bin/python", "staticfiles/x.css"]:
+        assert dockerfile.is_ignored(secret, patterns), f"{secret} would be sent to the builder"
+
+
+def test_it_runs_as_a_non_root_user_under_tini(final):
+    users = final.all("USER")
+    assert users, "the final stage sets no USER"
+    user = users[-1].args.split(":")[0]
+    assert user not in {"root", "0"}
+    entrypoint = dockerfile.json_form(final.all("ENTRYPOINT")[-1].args)
+    assert entrypoint[0].endswith("/tini")
+    assert any("tini" in i.args for i in final.all("RUN"))
+
+
+def test_it_serves_with_gunicorn_and_the_config_file(final):
+    cmd = dockerfile.json_form(final.all("CMD")[-1].args)
+    assert cmd[0] == "gunicorn"
+    assert "symphony.wsgi" in cmd
+    config = cmd[cmd.index("--config") + 1]
+    assert config == "config/gunicorn.conf.py"
+
+
+def test_it_health_checks_live_without_curl(final):
+    healthcheck = final.all("HEALTHCHECK")
+    assert len(healthcheck) == 1
+    assert "/health/live" in healthcheck[0].args
+    assert "urllib.request" in healthcheck[0].args
+    assert "curl" not in healthcheck[0].args and "wget" not in healthcheck[0].args
+
+
+def test_it_has_oci_labels(final):
+    labels = " ".join(i.args for i in final.all("LABEL"))
+    for key in ["title", "version", "revision", "created", "source", "licenses"]:
+        assert f"org.opencontainers.image.{key}=" in labels
+
+
+def test_it_leaves_no_build_tools_or_caches_in_the_final_stage(final):
+    text = " ".join(i.args for i in final.instructions)
+    for tool in ["build-essential", "gcc", "libpq-dev", "python3-dev", "curl"]:
+        assert not re.search(rf"\b{re.escape(tool)}\b", text), f"{tool} in the final stage"
+    runs = [i.args for i in final.all("RUN")]
+    assert all("rm -rf /var/lib/apt/lists/*" in run for run in runs if "apt-get install" in run)
+    env = " ".join(i.args for i in final.all("ENV"))
+    assert "PIP_NO_CACHE_DIR=1" in env
+    assert all("--no-cache-dir" in run or "PIP_NO_CACHE_DIR" in env for run in runs if "pip install" in run)
+
+
+def test_it_collects_static_at_build_time_without_leaking_the_build_key(parsed, final):
+    _, stages = parsed
+    collect = [s for s in stages if any("collectstatic" in i.args for i in s.all("RUN"))]
+    assert collect, "no stage runs collectstatic"
+    assert collect[0] is not final, "collectstatic must run in a stage of its own, so its key stays there"
+    assert any("/staticfiles" in i.args for i in final.all("COPY") if "--from=" + collect[0].name in i.args)
+    for stage in stages:
+        for instruction in stage.all("ENV") + stage.all("ARG"):
+            assert "SECRET_KEY" not in instruction.args, "a SECRET_KEY in ENV/ARG is kept in the image metadata"
+
+
+def test_it_runs_production_settings(final):
+    env = " ".join(i.args for i in final.all("ENV"))
+    assert "DEBUG=false" in env
+    assert "PROMETHEUS_MULTIPROC_DIR=" in env
