@@ -69,6 +69,29 @@ def _clear_cache() -> None:
         cache.clear()
 
 
+_DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences", "django_db_serialized_rollback"}
+
+
+@pytest.fixture(autouse=True)
+def _seeded_catalog(request: pytest.FixtureRequest) -> None:
+    """Every database test starts with the permission catalog and the system roles.
+
+    A transactional test with ``serialized_rollback`` ends with a flush that skips ``post_migrate``,
+    leaving the next test in that worker an empty database; which test comes next depends on xdist's
+    scheduling. Tests with ``serialized_rollback`` restore the data themselves; for the others the
+    missing rows are created inside the test's own transaction (two queries when nothing is missing).
+    """
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None and not _DB_FIXTURES & set(request.fixturenames):
+        return
+    if (marker and marker.kwargs.get("serialized_rollback")) or "django_db_serialized_rollback" in request.fixturenames:
+        return
+    request.getfixturevalue("_django_db_helper")
+    from accounts.seeding import ensure_catalog
+
+    ensure_catalog()
+
+
 @pytest.fixture
 def browser():
     """A headless Debian Chromium driven by Playwright (it cannot download its own browser here)."""

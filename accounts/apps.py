@@ -6,9 +6,12 @@ class AccountsConfig(AppConfig):
     verbose_name = "Identity and access"
 
     def ready(self) -> None:
-        from accounts import ratelimit, schema, signals
+        from django.db.models.signals import post_migrate
+
+        from accounts import ratelimit, schema, seeding, signals
         from observability.registry import register_health_check
 
+        post_migrate.connect(seeding.ensure_catalog, sender=self, dispatch_uid="accounts.ensure_catalog")
         signals.connect()
         schema.register()
         register_health_check("ratelimit", ratelimit.health_check)
