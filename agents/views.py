@@ -39,7 +39,7 @@ from agents.serializers import (
     TaskSerializer,
     TaskSubmitSerializer,
 )
-from agents.tracing import clean_traceparent
+from agents.tracing import record_task_step, submission_span, submission_traceparent
 
 
 def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
@@ -57,12 +57,13 @@ def _calling_agent(request: Request) -> Agent:
 
 
 def _submit(request: Request, data: dict[str, Any], **destination: Any) -> Response:
-    task, created = services.task_submit(
-        submitter=request.user,
-        traceparent=clean_traceparent(request.headers.get("traceparent")),
-        **data,
-        **destination,
-    )
+    with submission_span(kind=str(data.get("kind", ""))):
+        task, created = services.task_submit(
+            submitter=request.user,
+            traceparent=submission_traceparent(request.headers.get("traceparent")),
+            **data,
+            **destination,
+        )
     return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
@@ -278,6 +279,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         """Holder only: report the result; the task succeeds."""
         agent = _calling_agent(request)
         task = services.task_complete(task_id=int(pk), agent=agent, **_validated(CompleteSerializer, request))
+        record_task_step("symphony.task.complete", task, **{"symphony.agent": agent.name})
         return Response(TaskSerializer(task).data)
 
     @extend_schema(request=FailSerializer, responses=TaskSerializer)
@@ -286,6 +288,9 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         """Holder only: report a failure; ``retryable`` puts it back in the queue while attempts are left."""
         agent = _calling_agent(request)
         task = services.task_fail(task_id=int(pk), agent=agent, **_validated(FailSerializer, request))
+        record_task_step(
+            "symphony.task.fail", task, **{"symphony.agent": agent.name, "symphony.task.status": task.status}
+        )
         return Response(TaskSerializer(task).data)
 
 
@@ -323,4 +328,8 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
         agent = _calling_agent(request)
         data = _validated(ClaimSerializer, request)
         tasks = services.task_claim(agent=agent, **data)
+        for task in tasks:
+            record_task_step(
+                "symphony.task.claim", task, **{"symphony.agent": agent.name, "symphony.task.attempt": task.attempts}
+            )
         return Response(ClaimResponseSerializer({"tasks": tasks}).data)
