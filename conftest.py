@@ -93,6 +93,23 @@ def _seeded_catalog(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
+def spans():
+    """Tracing on for this test, exporting synchronously to an in-memory exporter (yielded)."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from observability import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = tracing.build_provider(exporter, batch=False)
+    tracing.instrument(provider)
+    try:
+        yield exporter
+    finally:
+        tracing.uninstrument()
+        provider.shutdown()
+
+
+@pytest.fixture
 def browser():
     """A headless Debian Chromium driven by Playwright (it cannot download its own browser here)."""
     from playwright.sync_api import sync_playwright

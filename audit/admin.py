@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from audit import export, services
+from audit.chain import HASHED_FIELDS
 from audit.events import EVENT_TYPES
 from audit.models import AuditEvent
 
@@ -57,26 +58,8 @@ class AuditEventAdmin(admin.ModelAdmin):
     show_full_result_count = False  # a COUNT(*) over millions of rows on every page is too dear
     list_per_page = 100
     actions = ["export_selected_csv"]
-    fields = (
-        "occurred_at",
-        "event_type",
-        "severity",
-        "outcome",
-        "actor_id",
-        "actor_name",
-        "api_key_prefix",
-        "ip_address",
-        "user_agent",
-        "resource_type",
-        "resource_id",
-        "action",
-        "pretty_details",
-        "request_id",
-        "trace_id",
-        "chain_seq",
-        "prev_hash",
-        "hash",
-    )
+    # The hashed content (details pretty-printed), then the chain links.
+    fields = (*("pretty_details" if f == "details" else f for f in HASHED_FIELDS), "chain_seq", "prev_hash", "hash")
     readonly_fields = fields
 
     # Read-only: events are only ever added by audit.record() and removed by audit_purge.

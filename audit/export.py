@@ -18,28 +18,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
+from audit.chain import HASHED_FIELDS
+
 #: The exported columns, in order: the event, plus its chain links so a copy can be checked offline.
-FIELDS = (
-    "id",
-    "occurred_at",
-    "event_type",
-    "severity",
-    "outcome",
-    "actor_id",
-    "actor_name",
-    "api_key_prefix",
-    "ip_address",
-    "user_agent",
-    "resource_type",
-    "resource_id",
-    "action",
-    "details",
-    "request_id",
-    "trace_id",
-    "chain_seq",
-    "prev_hash",
-    "hash",
-)
+FIELDS = ("id", *HASHED_FIELDS, "chain_seq", "prev_hash", "hash")
 
 #: format -> (Content-Type, file extension)
 FORMATS = {

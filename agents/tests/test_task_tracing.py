@@ -1,24 +1,9 @@
 """One trace shows a task's submission, claim and completion (issue 5, tracing)."""
 
 import pytest
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-from observability import tracing
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-
-@pytest.fixture
-def spans():
-    exporter = InMemorySpanExporter()
-    provider = tracing.build_provider(exporter, batch=False)
-    tracing.instrument(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.uninstrument()
-        provider.shutdown()
 
 
 def _named(exporter, name):

@@ -1,6 +1,5 @@
 import pytest
 from opentelemetry import trace
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from observability import tracing
 from observability.tests.otlp_receiver import OtlpReceiver
@@ -24,19 +23,6 @@ def otel_env(monkeypatch):
     for name in OTEL_VARS:
         monkeypatch.delenv(name, raising=False)
     return monkeypatch
-
-
-@pytest.fixture
-def spans():
-    """Tracing on for this test, exporting synchronously to memory."""
-    exporter = InMemorySpanExporter()
-    provider = tracing.build_provider(exporter, batch=False)
-    tracing.instrument(provider)
-    try:
-        yield exporter
-    finally:
-        tracing.uninstrument()
-        provider.shutdown()
 
 
 def _server_span(exporter, route_fragment):
