@@ -33,6 +33,17 @@ def free_port() -> int:
     raise RuntimeError("no free port in 18500-18599")
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports. Two calls of ``free_port()`` can return the same port, since
+    nothing holds it in between; nginx then merges two ``listen`` blocks and ``nginx -t`` fails."""
+    ports: list[int] = []
+    while len(ports) < count:
+        port = free_port()
+        if port not in ports:
+            ports.append(port)
+    return ports
+
+
 def wait_for(url: str, *, timeout: float = 20.0, context=None, process: subprocess.Popen | None = None) -> int:
     """Poll ``url`` until it answers (any HTTP status); return the status. Raises TimeoutError."""
     deadline = time.monotonic() + timeout

@@ -63,7 +63,8 @@ def tls_dir(tmp_path: Path) -> Path:
 
 def test_it_passes_nginx_t(tmp_path, tls_dir):
     _need(NGINX)
-    conf = render(tmp_path, https_port=servers.free_port(), http_port=servers.free_port(), upstream="127.0.0.1:9")
+    https_port, http_port = servers.free_ports(2)
+    conf = render(tmp_path, https_port=https_port, http_port=http_port, upstream="127.0.0.1:9")
     result = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
@@ -111,7 +112,7 @@ def test_it_sets_security_headers_only_at_server_level():
 @pytest.mark.slow
 def test_it_serves_health_over_tls_and_round_trips_the_request_id(tmp_path, tls_dir):
     _need(NGINX)
-    app_port, https_port, http_port = servers.free_port(), servers.free_port(), servers.free_port()
+    app_port, https_port, http_port = servers.free_ports(3)
     conf = render(tmp_path, https_port=https_port, http_port=http_port, upstream=f"127.0.0.1:{app_port}")
     env = servers.app_env(tmp_path)
     with (
