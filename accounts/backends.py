@@ -38,16 +38,20 @@ def invalidate_permissions() -> None:
 
 def role_closure(role_ids: set[int]) -> set[int]:
     """The given roles plus every ancestor through ``Role.parents``."""
+    return walk_roles(role_ids, upward=True)
+
+
+def walk_roles(role_ids: set[int], *, upward: bool) -> set[int]:
+    """The given roles plus every ancestor (``upward``) or every descendant, one query per level."""
     from accounts.models import Role
 
+    links = Role.parents.through.objects
+    source, target = ("from_role_id", "to_role_id") if upward else ("to_role_id", "from_role_id")
     seen: set[int] = set()
     frontier = set(role_ids)
     while frontier:
         seen |= frontier
-        parents = set(
-            Role.parents.through.objects.filter(from_role_id__in=frontier).values_list("to_role_id", flat=True)
-        )
-        frontier = parents - seen
+        frontier = set(links.filter(**{f"{source}__in": frontier}).values_list(target, flat=True)) - seen
     return seen
 
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from accounts import catalog
-from accounts.backends import invalidate_permissions, role_closure, user_codes
+from accounts.backends import invalidate_permissions, role_closure, user_codes, walk_roles
 from accounts.exceptions import (
     EscalationRefused,
     LastSuperAdmin,
@@ -82,26 +82,25 @@ def user_require_manageable(*, actor: Any, user: User) -> None:
 # --- resolving identifiers ------------------------------------------------------------------------
 
 
-def _permissions(values: Iterable[Permission | str], *, field: str) -> list[Permission]:
+def _resolve(model: Any, key: str, values: Iterable[Any], *, field: str, what: str) -> list[Any]:
+    """Instances of ``model`` for ``values`` (instances, or their ``key`` as strings), sorted by key.
+    Raises ``ValidationError`` on ``field`` naming every unknown identifier."""
     values = list(values)
-    codes = {v for v in values if isinstance(v, str)}
-    found = {p.code: p for p in Permission.objects.filter(code__in=codes)}
-    unknown = sorted(codes - found.keys())
+    wanted = {v for v in values if isinstance(v, str)}
+    found = {getattr(obj, key): obj for obj in model.objects.filter(**{f"{key}__in": wanted})}
+    unknown = sorted(wanted - found.keys())
     if unknown:
-        raise ValidationError({field: [f"Unknown permission code(s): {', '.join(unknown)}."]})
-    resolved = {(found[v] if isinstance(v, str) else v).code: (found[v] if isinstance(v, str) else v) for v in values}
-    return [resolved[code] for code in sorted(resolved)]
+        raise ValidationError({field: [f"Unknown {what}: {', '.join(unknown)}."]})
+    resolved = {getattr(obj, key): obj for obj in (found[v] if isinstance(v, str) else v for v in values)}
+    return [resolved[k] for k in sorted(resolved)]
+
+
+def _permissions(values: Iterable[Permission | str], *, field: str) -> list[Permission]:
+    return _resolve(Permission, "code", values, field=field, what="permission code(s)")
 
 
 def _roles(values: Iterable[Role | str], *, field: str) -> list[Role]:
-    values = list(values)
-    names = {v for v in values if isinstance(v, str)}
-    found = {r.name: r for r in Role.objects.filter(name__in=names)}
-    unknown = sorted(names - found.keys())
-    if unknown:
-        raise ValidationError({field: [f"Unknown role(s): {', '.join(unknown)}."]})
-    resolved = {(found[v] if isinstance(v, str) else v).name: (found[v] if isinstance(v, str) else v) for v in values}
-    return [resolved[name] for name in sorted(resolved)]
+    return _resolve(Role, "name", values, field=field, what="role(s)")
 
 
 # --- cache and the last super admin ----------------------------------------------------------------
@@ -131,15 +130,7 @@ def _super_admin_ids() -> set[int]:
 
 
 def _descendants(role_ids: set[int]) -> set[int]:
-    seen: set[int] = set()
-    frontier = set(role_ids)
-    while frontier:
-        seen |= frontier
-        children = set(
-            Role.parents.through.objects.filter(to_role_id__in=frontier).values_list("from_role_id", flat=True)
-        )
-        frontier = children - seen
-    return seen
+    return walk_roles(role_ids, upward=False)
 
 
 def _guard_super_admins(before: set[int], *, field: str) -> None:
