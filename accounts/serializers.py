@@ -181,10 +181,17 @@ class UserInputSerializer(serializers.Serializer):
 
 class ApiKeyCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    scopes = _codes(required=False, help_text="Codes the key may use; omitted means all the owner holds.")
+    scopes = _codes(
+        required=False,
+        help_text="Codes the key may use; omitted means all the owner holds (through an API key: all of that key's).",
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     rate_limit = serializers.CharField(
-        max_length=32, required=False, allow_blank=True, validators=[validate_rate_limit], help_text="e.g. 100/m"
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        validators=[validate_rate_limit],
+        help_text="e.g. 100/m; empty means the default limit, omitted too (through an API key: that key's limit).",
     )
     owner = serializers.SlugRelatedField(
         slug_field="username",

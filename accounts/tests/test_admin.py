@@ -228,3 +228,19 @@ def test_it_changes_my_own_password_audited_and_keeps_me_signed_in(client, super
     assert User.objects.get(pk=super_admin.pk).check_password("another-long-passphrase-2")
     assert AuditEvent.objects.get(event_type="user.updated").details["changes"] == {"password": "changed"}
     assert client.get("/admin/").status_code == 200  # still signed in
+
+
+def test_it_ignores_api_keys_in_the_admin_which_is_session_only(client, super_admin, api_key_factory):
+    # The key rules (a key never manages a broader key) need no admin twin: no key ever acts there.
+    key = api_key_factory(owner=super_admin, scopes=["user:update", "user:read"])
+    victim = api_key_factory(owner=super_admin)
+    headers = {"Authorization": f"Bearer {key.raw}", "X-API-Key": key.raw}
+    add = client.post("/admin/accounts/apikey/add/", {"name": "via-key", "owner": str(super_admin.pk)}, headers=headers)
+    revoke = client.post(
+        "/admin/accounts/apikey/", {"action": "revoke_keys", "_selected_action": [str(victim.pk)]}, headers=headers
+    )
+    for response in (add, revoke):
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+    assert not ApiKey.objects.filter(name="via-key").exists()
+    assert ApiKey.objects.get(pk=victim.pk).revoked_at is None
