@@ -25,6 +25,7 @@ from accounts import keys
 from accounts.backends import user_codes
 from accounts.exceptions import ApiKeyStateConflict, EscalationRefused
 from accounts.models import ApiKey, User
+from accounts.ratelimit import resolve_rate
 from accounts.services.common import (
     held_codes,
     invalidate_on_commit,
@@ -42,8 +43,6 @@ def rate_per_second(rate_limit: str) -> Fraction:
     """Requests per second a key's ``rate_limit`` allows; "" (no limit of its own) is the API's default
     limit, ``SYMPHONY_RATELIMIT_DEFAULT``. Presets and ``100/15m`` are read by the rate limiter's own
     grammar, so this compares what the limiter enforces. Raises ``ValueError`` for a rate it rejects."""
-    from accounts.ratelimit import resolve_rate
-
     count, seconds = rl_core._split_rate(resolve_rate(rate_limit or settings.SYMPHONY_RATELIMIT_DEFAULT))
     return Fraction(count, seconds)
 
