@@ -164,8 +164,9 @@ def throughput(base: str, keys: list[str], orchestra_id: int, tasks: int, max_ta
 def latency(base: str, keys: list[str], submit_key: str, orchestra_id: int, count: int, poll: float) -> list[float]:
     import random
 
-    from agents.models import Task
     from symphony_agent import ProtocolClient, Worker
+
+    from agents.models import Task
 
     workers = [Worker(ProtocolClient(base, key), poll_interval=poll, concurrency=1) for key in keys]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.conf import settings
+from symphony_agent import HandlerRegistry, PermanentError, ProtocolClient, RetryableError, Worker, demo
 
 from agents.models import Task
 from agents.tests.factories import TaskFactory
-from symphony_agent import HandlerRegistry, PermanentError, ProtocolClient, RetryableError, Worker
 
 # live_server serves from another thread: SQLite's in-memory test database locks tables across threads,
 # so these run on PostgreSQL (the CI runs them; the SQLite suite skips them).
@@ -38,7 +38,7 @@ def wait_for(predicate, timeout: float = 30.0):
 
 def start_run_agent(url: str, key: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "SYMPHONY_AGENT_KEY": key}
-    cmd = [sys.executable, "manage.py", "run_agent", "--url", url, "--poll-interval", "0.1", *extra]
+    cmd = [sys.executable, "manage.py", "run_agent", "--url", url, "--demo", "--poll-interval", "0.1", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -150,7 +150,10 @@ def test_it_reports_handler_outcomes(live_server, make_agent, orchestra):
 def test_it_stops_a_cancelled_task_on_the_next_heartbeat(live_server, make_agent, operator_api, orchestra):
     worker = make_agent(capabilities=["sleep"], orchestra=orchestra)
     task = TaskFactory(orchestra=orchestra, kind="sleep", input={"seconds": 600})
-    runner = Worker(ProtocolClient(live_server.url, worker.key), poll_interval=0.05, heartbeat_interval=0.1)
+    registry = demo.register(HandlerRegistry())
+    runner = Worker(
+        ProtocolClient(live_server.url, worker.key), registry=registry, poll_interval=0.05, heartbeat_interval=0.1
+    )
     thread = threading.Thread(target=runner.run)
     thread.start()
     try:
