@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from types import FrameType
 from typing import Any
@@ -120,14 +121,22 @@ def run(worker: Worker) -> int:
     except ProtocolError as exc:
         hint = " (is --url Symphony's base URL?)" if exc.status == 404 else ""
         status = _refuse(f"{worker.client.url} refused the worker's first call: {exc}{hint}")
-    stray = [t for t in threading.enumerate() if t.name.startswith(("symphony-task", "symphony-io")) and t.is_alive()]
-    if stray:
+    if _stray_threads():
         # A handler ignoring its cancellation would keep the process alive; its task was handed back.
-        log.warning("exiting with %d handler or call thread(s) still running", len(stray))
+        log.warning("exiting with %d handler or call thread(s) still running", len(_stray_threads()))
         logging.shutdown()
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def _stray_threads(wait: float = 1.0) -> list[threading.Thread]:
+    """The worker's threads still running after a moment (idle pool threads end within it)."""
+    deadline = time.monotonic() + wait
+    for thread in threading.enumerate():
+        if thread.name.startswith(("symphony-task", "symphony-io")):
+            thread.join(max(0.0, deadline - time.monotonic()))
+    return [t for t in threading.enumerate() if t.name.startswith(("symphony-task", "symphony-io")) and t.is_alive()]
 
 
 class AgentNameFilter(logging.Filter):

@@ -132,15 +132,18 @@ class Worker:
         first call was refused for another reason (a wrong URL, say).
         """
         loop = asyncio.new_event_loop()
-        loop.set_default_executor(ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="symphony-io"))
+        calls = ThreadPoolExecutor(self.concurrency + 4, thread_name_prefix="symphony-io")
+        loop.set_default_executor(calls)
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="symphony-task")
         try:
             loop.run_until_complete(self._main(loop))
         finally:
             self._loop = None
             _close(loop)
-            # A sync handler that ignores its cancellation keeps its thread; its task was handed back.
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            # Idle threads end now; a sync handler that ignores its cancellation keeps its thread (its
+            # task was handed back), and so does a call still waiting for the server (its timeout ends it).
+            for pool in (calls, self._pool):
+                pool.shutdown(wait=False, cancel_futures=True)
         if self.fatal is not None:
             raise self.fatal
 
