@@ -16,7 +16,7 @@ from accounts.services.api_keys import api_key_revoke
 from agents.models import Task
 from agents.tests.factories import TaskFactory
 from audit.models import AuditEvent
-from tests.servers import free_port, tcp_relay
+from tests.servers import ChatCompletionsStub, free_port, tcp_relay
 from tests.workers import AGENT_COMMAND, AgentProcess, run_agent_command, wait_for
 
 
@@ -286,3 +286,13 @@ def test_it_honours_retry_after_when_rate_limited(live_server, make_agent, orche
     assert 1 <= retry_after <= 60
     assert retry_after <= delay <= retry_after * 1.1
     assert len(process.matching("WARNING .*server rate limited")) == 1, process.output
+
+
+def test_it_exits_2_when_the_url_is_not_symphony():
+    with ChatCompletionsStub() as other:  # some other HTTP server: 404 for the agent protocol
+        url = other.base_url.removesuffix("/v1")
+        result = run_agent_command("--url", url, "--demo", env={"SYMPHONY_AGENT_KEY": "sym_abcd1234abcd_secret"})
+    assert result.returncode == 2
+    line = one_line(result.stderr)
+    assert line.startswith(f"symphony-agent: {url} refused the worker's first call: POST agent/heartbeat/: 404")
+    assert line.endswith("(is --url Symphony's base URL?)")

@@ -218,7 +218,13 @@ class ProtocolClient:
             raise error
         self.reachability.answered()
         if response.status_code < 400:
-            return response.json()
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict):  # a proxy's or another site's page, not Symphony
+                raise ProtocolError(f"POST {path}: {response.status_code} with a body that is not a JSON object")
+            return answer
         cls = ProtocolError
         if response.status_code == 409:
             cls = LeaseLostError

@@ -239,6 +239,8 @@ class Worker:
                 self._reject(exc)
             except ProtocolError as exc:
                 log.warning("heartbeat refused: %s", exc)
+            except Exception:  # a bug here must not end the heartbeats
+                log.exception("heartbeat failed")
 
     async def _claim_loop(self) -> None:
         backoff = self._backoff()
@@ -257,6 +259,10 @@ class Worker:
                 return
             except ProtocolError as exc:
                 log.error("claim refused: %s", exc)
+                await self._sleep(backoff.next_delay())
+                continue
+            except Exception:  # a bug here must not end the claims
+                log.exception("claim failed")
                 await self._sleep(backoff.next_delay())
                 continue
             backoff.reset()
@@ -293,6 +299,8 @@ class Worker:
             self._reject(exc)
         except ProtocolError as exc:
             log.warning("task %s: lease extension refused: %s", ctx.id, exc)
+        except Exception:  # a bug here must not end the other tasks' extensions
+            log.exception("task %s: lease extension failed", ctx.id)
 
     async def _shutdown(self) -> None:
         loop = asyncio.get_running_loop()
