@@ -194,7 +194,12 @@ class Worker:
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _wait_for_change(self, timeout: float | None) -> None:
-        """Wait until a task finishes or stop is asked (or ``timeout`` passes)."""
+        """Wait until a task finishes or stop is asked (or ``timeout`` passes); at once when stopping."""
+        if not self._stopping.is_set():
+            await self._wait_for_a_task(timeout)
+
+    async def _wait_for_a_task(self, timeout: float | None) -> None:
+        """Wait until a task finishes (or ``timeout`` passes)."""
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), timeout)
@@ -308,7 +313,7 @@ class Worker:
             log.info("stopping: up to %.0fs for %d running task(s)", self.grace_seconds, len(self._running))
             deadline = loop.time() + self.grace_seconds
             while self._running and loop.time() < deadline:
-                await self._wait_for_change(deadline - loop.time())
+                await self._wait_for_a_task(deadline - loop.time())
         leftovers = list(self._running.values())
         taken = [running for running in leftovers if running.settle()]
         for running in taken:
@@ -324,8 +329,7 @@ class Worker:
 
     async def _hand_back(self, running: _Running) -> None:
         error = "the worker stopped before finishing; handed back"
-        if await self._report_fail(running, error, retryable=True, retry_for=HAND_BACK_SECONDS):
-            self.counts["handed_back"] += 1
+        await self._report_fail(running, error, retryable=True, retry_for=HAND_BACK_SECONDS, count="handed_back")
 
     # --- running one task --------------------------------------------------------------------------
 
@@ -412,17 +416,16 @@ class Worker:
         log.info("task %s (%s) succeeded", ctx.id, ctx.kind)
 
     async def _report_fail(
-        self, running: _Running, error: str, *, retryable: bool, retry_for: float | None = None
-    ) -> bool:
+        self, running: _Running, error: str, *, retryable: bool, retry_for: float | None = None, count: str = "failed"
+    ) -> None:
         ctx = running.ctx
         try:
             await self._report(self.client.fail, running, retry_for=retry_for, error=error, retryable=retryable)
         except ProtocolError as exc:
             self._report_error(running, "the failure", exc)
-            return False
-        self.counts["failed"] += 1
+            return
+        self.counts[count] += 1
         log.info("task %s (%s) failed (retryable=%s): %s", ctx.id, ctx.kind, retryable, error)
-        return True
 
     def _report_error(self, running: _Running, what: str, exc: ProtocolError) -> None:
         if isinstance(exc, LeaseLostError):
