@@ -3,6 +3,7 @@ and run a task with it against a live server."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -26,8 +27,11 @@ def run(*command: str, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
+    # Built from a copy: setuptools builds in the source folder, and a stale build/ there could leak in.
+    source = tmp_path_factory.mktemp("source") / "symphony-agent"
+    shutil.copytree(DISTRIBUTION, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     dist = tmp_path_factory.mktemp("dist")
-    run(sys.executable, *PIP, "wheel", "--no-deps", "--wheel-dir", str(dist), str(DISTRIBUTION))
+    run(sys.executable, *PIP, "wheel", "--no-deps", "--wheel-dir", str(dist), str(source))
     [built] = dist.glob("*.whl")
     return built
 
