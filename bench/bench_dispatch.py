@@ -164,10 +164,12 @@ def throughput(base: str, keys: list[str], orchestra_id: int, tasks: int, max_ta
 def latency(base: str, keys: list[str], submit_key: str, orchestra_id: int, count: int, poll: float) -> list[float]:
     import random
 
-    from agents.models import Task
-    from symphony_agent import ProtocolClient, Worker
+    from symphony_agent import HandlerRegistry, ProtocolClient, Worker, demo
 
-    workers = [Worker(ProtocolClient(base, key), poll_interval=poll, concurrency=1) for key in keys]
+    from agents.models import Task
+
+    registry = demo.register(HandlerRegistry())  # the tasks are echo tasks
+    workers = [Worker(ProtocolClient(base, key), registry=registry, poll_interval=poll, concurrency=1) for key in keys]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for thread in threads:
         thread.start()

@@ -48,7 +48,7 @@ if [ "${SYMPHONY_DEMO_WORKERS:-1}" = 1 ]; then
     # The key goes through the environment, not the command line (which every local user can read).
     # The workers are HTTP clients: keep them out of the server's multiprocess metrics folder.
     SYMPHONY_AGENT_KEY=$(demo "d['agents'][$i]['key']") \
-      env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" --concurrency 2 &
+      env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" --demo --concurrency 2 &
     pids+=("$!")
   done
   cat <<EOF

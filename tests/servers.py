@@ -1,17 +1,20 @@
-"""Start real servers (gunicorn, nginx) on loopback for the artifact tests, and always stop them."""
+"""Start real servers (gunicorn, nginx, a chat completion stub) on loopback for tests, and always stop them."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager, suppress
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,3 +117,132 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout)
+
+
+class ChatCompletionsStub:
+    """An OpenAI-compatible chat completion server on loopback, for the worker's example handler.
+
+    ``POST /v1/chat/completions`` with ``stream: true`` answers ``tokens`` as server-sent events over
+    chunked transfer encoding, as vLLM and Ollama do: one ``chat.completion.chunk`` per token, a last
+    chunk with ``finish_reason``, a usage chunk when ``stream_options.include_usage`` asks for it, then
+    ``data: [DONE]``. With ``hold`` set, it sends the first token, then waits for ``release``. ``status``
+    other than 200 answers that status with an OpenAI error object instead. ``requests`` keeps each
+    request's headers and JSON body; ``disconnected`` is set when a client hung up mid-answer.
+    """
+
+    def __init__(self, tokens: tuple[str, ...] = ("Hello", ",", " wor", "ld", "!"), *, status: int = 200) -> None:
+        self.tokens = tokens
+        self.status = status
+        self.hold = False
+        self.release = threading.Event()
+        self.disconnected = threading.Event()
+        self.requests: list[dict] = []
+        self.usage = {"prompt_tokens": 11, "completion_tokens": len(tokens), "total_tokens": 11 + len(tokens)}
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: object) -> None:  # quiet test output
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                stub.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                if self.path != "/v1/chat/completions":
+                    return self._json(404, {"error": {"message": "no such route", "type": "invalid_request_error"}})
+                if stub.status != 200:
+                    return self._json(stub.status, {"error": {"message": "stub refuses", "type": "server_error"}})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    self._stream(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    stub.disconnected.set()
+
+            def _stream(self, body: dict) -> None:
+                def chunk(delta: dict, finish: str | None = None, **extra: object) -> dict:
+                    choice = {"index": 0, "delta": delta, "finish_reason": finish}
+                    return {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0,
+                            "model": body.get("model"), "choices": [choice], **extra}  # fmt: skip
+
+                for i, token in enumerate(stub.tokens):
+                    self._event(chunk({"role": "assistant", "content": token} if i == 0 else {"content": token}))
+                    if i == 0 and stub.hold:
+                        stub.release.wait(30)
+                    time.sleep(0.01 if stub.hold else 0)  # paced after a hold: a hung-up client gets noticed
+                self._event(chunk({}, "stop"))
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    self._event({**chunk({}), "choices": [], "usage": stub.usage})
+                self._send(b"data: [DONE]\n\n")
+                self.wfile.write(b"0\r\n\r\n")
+
+            def _event(self, data: dict) -> None:
+                self._send(b"data: " + json.dumps(data).encode() + b"\n\n")
+
+            def _send(self, data: bytes) -> None:
+                self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                self.wfile.flush()
+
+            def _json(self, status: int, data: dict) -> None:
+                payload = json.dumps(data).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="chat-stub", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __enter__(self) -> ChatCompletionsStub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@contextmanager
+def tcp_relay(port: int, target: int):
+    """Relay 127.0.0.1:``port`` to 127.0.0.1:``target`` while the block runs: a server that comes up."""
+    listener = socket.create_server(("127.0.0.1", port))
+    listener.settimeout(0.2)
+    stopping = threading.Event()
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        with suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def accept() -> None:
+        while not stopping.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    thread = threading.Thread(target=accept, name="tcp-relay", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stopping.set()
+        thread.join(timeout=5)
+        listener.close()
