@@ -91,7 +91,7 @@ def user_role_names(user: Any) -> list[str]:
     key = f"rbac:roles:{user.pk}:{permissions_generation()}"
     names = cache.get(key)
     if names is None:
-        names = sorted(user.roles.values_list("name", flat=True))
+        names = sorted(set(user.roles.values_list("name", flat=True)))  # a role may be bound manually and by SSO
         cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
     user._rbac_role_names = names
     return names

@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 
 import audit
-from accounts.models import Permission, Role, User
+from accounts.models import Permission, Role, RoleBinding, User
 from accounts.services.common import (
     _guard_super_admins,
     _invalidate_on_commit,
@@ -22,16 +22,22 @@ from accounts.services.common import (
 # --- user grants ----------------------------------------------------------------------------------
 
 
+def _manual_roles(user: User) -> list[Role]:
+    return list(Role.objects.filter(bindings__user=user, bindings__source=RoleBinding.Source.MANUAL))
+
+
 def _set_roles(*, actor: Any, user: User, roles: list[Role]) -> None:
-    current = {r.pk: r for r in user.roles.all()}
+    # Only manual bindings: those synced from single sign-on belong to the sync (services/sso.py).
+    # Rows are written directly because ``user.roles.add()`` skips a role already held through SSO.
+    current = {r.pk: r for r in _manual_roles(user)}
     wanted = {r.pk: r for r in roles}
     added = [wanted[pk] for pk in wanted.keys() - current.keys()]
     removed = [current[pk] for pk in current.keys() - wanted.keys()]
     _require_held(actor, role_effective_codes(r.pk for r in added), field="roles", what="roles with permissions")
     if added:
-        user.roles.add(*added)
+        RoleBinding.objects.bulk_create([RoleBinding(user=user, role=role) for role in added])
     if removed:
-        user.roles.remove(*removed)
+        RoleBinding.objects.filter(user=user, role__in=removed, source=RoleBinding.Source.MANUAL).delete()
     for role in sorted(added, key=lambda r: r.name):
         audit.record("authz.role.assigned", actor=actor, resource=user, details=_grant(user, role=role.name))
     for role in sorted(removed, key=lambda r: r.name):
@@ -63,7 +69,7 @@ def role_grant(*, actor: Any, user: User, role: Role | str) -> User:
     """Give ``user`` a role. Raises ``ValidationError`` (roles) and ``EscalationRefused``."""
     (resolved,) = _roles([role], field="roles")
     _require_outranks(actor, user)
-    _set_roles(actor=actor, user=user, roles=[*user.roles.all(), resolved])
+    _set_roles(actor=actor, user=user, roles=[*_manual_roles(user), resolved])
     _invalidate_on_commit()
     return user
 
@@ -75,7 +81,7 @@ def role_revoke(*, actor: Any, user: User, role: Role | str) -> User:
     (resolved,) = _roles([role], field="roles")
     before_admins = _super_admin_ids()
     _require_outranks(actor, user)
-    _set_roles(actor=actor, user=user, roles=[r for r in user.roles.all() if r.pk != resolved.pk])
+    _set_roles(actor=actor, user=user, roles=[r for r in _manual_roles(user) if r.pk != resolved.pk])
     _guard_super_admins(before_admins, field="roles")
     _invalidate_on_commit()
     return user
