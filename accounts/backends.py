@@ -105,6 +105,13 @@ class RBACBackend(ModelBackend):
     its scopes, nor more than its owner may do now.
     """
 
+    def user_can_authenticate(self, user: Any) -> bool:
+        # SYMPHONY_OIDC_ONLY: passwords (and the sessions they opened) for superusers only, the
+        # break-glass accounts; everyone else signs in through the OIDC provider.
+        if settings.SYMPHONY_OIDC_ONLY and not getattr(user, "is_superuser", False):
+            return False
+        return super().user_can_authenticate(user)
+
     def get_user_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         return set()
 
