@@ -47,12 +47,17 @@ def failure_page(request: HttpRequest, failure: SsoFailure) -> HttpResponse:
             details={"reason": failure.reason, "message": failure.message, "issuer": settings.SYMPHONY_OIDC_ISSUER},
         )
     context = {
-        **admin.site.each_context(request),
+        **_page_context(request),
         "reason": failure.reason,
         "message": failure.message,
         "title": "Single sign-on failed",
     }
     return render(request, "accounts/sso_failed.html", context, status=failure.status)
+
+
+def _page_context(request: HttpRequest) -> dict[str, Any]:
+    """The admin's look (header, title) without its app sidebar: nobody is signed in here."""
+    return {**admin.site.each_context(request), "is_nav_sidebar_enabled": False, "available_apps": []}
 
 
 class SsoLoginView(OIDCAuthenticationRequestView):
@@ -116,7 +121,10 @@ def _pop_flow(request: HttpRequest) -> dict[str, Any]:
 
 def logout_then(fallback: Callable[..., HttpResponse]) -> Callable[[HttpRequest], HttpResponse]:
     """A logout view: after an SSO login, end the provider's session too (RP-initiated logout)
-    when it offers ``end_session_endpoint``; otherwise ``fallback`` (the usual logout view)."""
+    when it offers ``end_session_endpoint``; otherwise ``fallback`` (the usual logout view).
+
+    The browser is sent on by a page that refreshes to the provider rather than a redirect:
+    the logout is a form POST, and the CSP's ``form-action 'self'`` covers its redirects."""
 
     @require_POST
     @csrf_protect
@@ -133,7 +141,12 @@ def logout_then(fallback: Callable[..., HttpResponse]) -> Callable[[HttpRequest]
                 "post_logout_redirect_uri": request.build_absolute_uri(reverse("admin:login")),
             }
         )
-        return HttpResponseRedirect(f"{end_session}?{query}")
+        context = {
+            **admin.site.each_context(request),
+            "title": "Signing out",
+            "end_session_url": f"{end_session}?{query}",
+        }
+        return render(request, "accounts/sso_logout.html", context)
 
     return view
 

@@ -6,6 +6,8 @@ Symphony runs in-process behind the test client; the provider runs in its own pr
 
 from __future__ import annotations
 
+import html
+import re
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -190,14 +192,23 @@ def test_it_ends_the_provider_session_on_logout(client, sso):
     sso.user("lena", groups=["watchers"])
     sso_login(client, sso, "lena")
     response = client.post("/admin/logout/")
-    assert response.status_code == 302
-    target = urlsplit(response["Location"])
+    assert response.status_code == 200
+    link = re.search(r'id="sso-logout-continue" href="([^"]+)"', response.content.decode())[1]
+    target = urlsplit(html.unescape(link))
     assert f"{target.scheme}://{target.netloc}{target.path}" == f"{sso.issuer}/logout/"
     query = parse_qs(target.query)
     assert query["post_logout_redirect_uri"] == ["http://testserver/admin/login/"]
     assert query["id_token_hint"][0].count(".") == 2
     assert client.get("/api/v1/me/").status_code in (401, 403)  # logged out here already
     assert AuditEvent.objects.filter(event_type="auth.logout").count() == 1
+
+
+def test_it_logs_out_as_usual_after_a_password_login(client, sso, admin_user):
+    client.force_login(admin_user)
+    response = client.post("/admin/logout/")
+    assert response.status_code == 200
+    assert "sso-logout-continue" not in response.content.decode()
+    assert client.get("/api/v1/me/").status_code in (401, 403)
 
 
 def test_it_is_off_without_an_issuer(client):
