@@ -10,7 +10,7 @@ BEFORE = [("accounts", "0004_apikey_verbose_name")]
 AFTER = [("accounts", "0005_rolebinding_ssoidentity")]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_existing_grants_become_manual_bindings():
     executor = MigrationExecutor(connection)
     executor.migrate(BEFORE)
