@@ -91,7 +91,7 @@ def user_role_names(user: Any) -> list[str]:
     key = f"rbac:roles:{user.pk}:{permissions_generation()}"
     names = cache.get(key)
     if names is None:
-        names = sorted(user.roles.values_list("name", flat=True))
+        names = sorted(set(user.roles.values_list("name", flat=True)))  # a role may be bound manually and by SSO
         cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
     user._rbac_role_names = names
     return names
@@ -104,6 +104,13 @@ class RBACBackend(ModelBackend):
     object (``_api_key_scopes``) and permissions are the intersection: a key never does more than
     its scopes, nor more than its owner may do now.
     """
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        # SYMPHONY_OIDC_ONLY: passwords (and the sessions they opened) for superusers only, the
+        # break-glass accounts; everyone else signs in through the OIDC provider.
+        if settings.SYMPHONY_OIDC_ONLY and not getattr(user, "is_superuser", False):
+            return False
+        return super().user_can_authenticate(user)
 
     def get_user_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         return set()

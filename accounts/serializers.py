@@ -10,7 +10,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import ApiKey, Permission, Role, User
+from accounts.models import ApiKey, Permission, Role, RoleBinding, User
 from accounts.validators import validate_rate_limit
 
 
@@ -70,7 +70,10 @@ class RoleSerializer(serializers.ModelSerializer):
 class UserSerializer(serializers.ModelSerializer):
     # A plain string: users may have no email, and "" is not a valid "format: email" value.
     email = serializers.CharField(read_only=True)
-    roles = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    roles = serializers.SerializerMethodField(help_text="Roles granted manually (what `roles` in a write sets).")
+    sso_roles = serializers.SerializerMethodField(
+        help_text="Roles synced from single sign-on at the user's last SSO login (read-only)."
+    )
     extra_permissions = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
 
     class Meta:
@@ -85,11 +88,24 @@ class UserSerializer(serializers.ModelSerializer):
             "is_staff",
             "is_superuser",
             "roles",
+            "sso_roles",
             "extra_permissions",
             "date_joined",
             "last_login",
         ]
         read_only_fields = fields
+
+    @staticmethod
+    def _role_names(user: User, source: str) -> list[str]:
+        return sorted(b.role.name for b in user.role_bindings.all() if b.source == source)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_roles(self, user: User) -> list[str]:
+        return self._role_names(user, RoleBinding.Source.MANUAL)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_sso_roles(self, user: User) -> list[str]:
+        return self._role_names(user, RoleBinding.Source.SSO)
 
 
 class ApiKeySerializer(serializers.ModelSerializer):

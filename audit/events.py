@@ -11,6 +11,8 @@ EVENT_TYPES: dict[str, str] = {
     "auth.login": INFO,
     "auth.logout": INFO,
     "auth.failed": WARNING,
+    "auth.sso.login": INFO,
+    "auth.sso.failed": WARNING,
     # API keys
     "apikey.created": INFO,
     "apikey.rotated": INFO,

@@ -75,7 +75,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "symphony.urls"
 WSGI_APPLICATION = "symphony.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["accounts.backends.RBACBackend"]
+# The SSO backend authenticates only the OIDC callback and answers no permission (RBAC does).
+AUTHENTICATION_BACKENDS = ["accounts.backends.RBACBackend", "accounts.sso.backend.SsoBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TEMPLATES = [
@@ -204,6 +205,37 @@ SPECTACULAR_SETTINGS = {
 SYMPHONY_TRUSTED_PROXIES = env_list("SYMPHONY_TRUSTED_PROXIES")
 SYMPHONY_PERMISSION_CACHE_SECONDS = env_int("SYMPHONY_PERMISSION_CACHE_SECONDS", 300, minimum=0)
 SYMPHONY_API_KEY_ROTATION_GRACE_HOURS = env_int("SYMPHONY_API_KEY_ROTATION_GRACE_HOURS", 24, minimum=0)
+
+# --- Single sign-on: OpenID Connect (docs/identity.md) -------------------------------------------
+from accounts.sso.rolemap import parse_role_map  # noqa: E402 - a plain parser, no Django models
+
+SYMPHONY_OIDC_ISSUER = env_str("SYMPHONY_OIDC_ISSUER")
+SYMPHONY_OIDC_CLIENT_ID = env_str("SYMPHONY_OIDC_CLIENT_ID")
+SYMPHONY_OIDC_CLIENT_SECRET = env_secret("SYMPHONY_OIDC_CLIENT_SECRET")
+SYMPHONY_OIDC_SCOPES = env_str("SYMPHONY_OIDC_SCOPES", "openid email profile")
+SYMPHONY_OIDC_ROLES_CLAIM = env_str("SYMPHONY_OIDC_ROLES_CLAIM", "groups")
+# group=role or group=role@project, comma-separated; parsed again at each login (override_settings works).
+SYMPHONY_OIDC_ROLE_MAP = env_str("SYMPHONY_OIDC_ROLE_MAP")
+parse_role_map(SYMPHONY_OIDC_ROLE_MAP)  # a syntax error stops the start, naming the item
+SYMPHONY_OIDC_USERNAME_CLAIM = env_str("SYMPHONY_OIDC_USERNAME_CLAIM", "preferred_username")
+SYMPHONY_OIDC_SIGN_ALGO = env_str("SYMPHONY_OIDC_SIGN_ALGO", "RS256")
+SYMPHONY_OIDC_TIMEOUT = env_float("SYMPHONY_OIDC_TIMEOUT", 10.0)
+SYMPHONY_OIDC_CLOCK_SKEW_SECONDS = env_int("SYMPHONY_OIDC_CLOCK_SKEW_SECONDS", 60, minimum=0)
+SYMPHONY_OIDC_DISCOVERY_CACHE_SECONDS = env_int("SYMPHONY_OIDC_DISCOVERY_CACHE_SECONDS", 3600, minimum=0)
+# Password login for superusers only (break-glass); everyone else signs in through the provider.
+SYMPHONY_OIDC_ONLY = env_bool("SYMPHONY_OIDC_ONLY", False)
+if SYMPHONY_OIDC_ISSUER and not SYMPHONY_OIDC_CLIENT_ID:
+    raise ImproperlyConfigured("SYMPHONY_OIDC_ISSUER is set but SYMPHONY_OIDC_CLIENT_ID is not")
+if SYMPHONY_OIDC_ONLY and not SYMPHONY_OIDC_ISSUER:
+    raise ImproperlyConfigured("SYMPHONY_OIDC_ONLY=true needs SYMPHONY_OIDC_ISSUER (or nobody but superusers logs in)")
+if SYMPHONY_OIDC_SIGN_ALGO not in {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}:
+    raise ImproperlyConfigured(
+        f"SYMPHONY_OIDC_SIGN_ALGO must be an asymmetric JWS algorithm, got {SYMPHONY_OIDC_SIGN_ALGO!r}"
+    )
+if SYMPHONY_OIDC_ISSUER and not re.match(
+    r"https://|http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)", SYMPHONY_OIDC_ISSUER
+):
+    raise ImproperlyConfigured("SYMPHONY_OIDC_ISSUER must be an https:// URL (plain http only on loopback)")
 
 # --- Hardening: rate limits, request limits, security headers (docs/security.md) -------------------
 # Rate limits: a preset name or a rate "N/<k><s|m|h|d>" (django-ratelimit syntax, e.g. 100/15m).

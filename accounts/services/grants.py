@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 
 import audit
-from accounts.models import Permission, Role, User
+from accounts.models import Permission, Role, RoleBinding, User
 from accounts.services.common import (
     guard_super_admins,
     invalidate_on_commit,
@@ -20,22 +20,30 @@ from accounts.services.common import (
 # --- user grants ----------------------------------------------------------------------------------
 
 
+def user_manual_roles(user: User) -> list[Role]:
+    """The roles ``user`` holds through manual bindings (those synced from single sign-on excluded)."""
+    return list(Role.objects.filter(bindings__user=user, bindings__source=RoleBinding.Source.MANUAL))
+
+
 def user_set_roles(*, actor: User | None, user: User, roles: list[Role]) -> None:
-    """Make ``roles`` exactly the roles ``user`` holds, auditing each one assigned or revoked.
+    """Make ``roles`` exactly the roles ``user`` holds through manual bindings, auditing each one
+    assigned or revoked.
 
     A building block of the services below and of ``user_create``/``user_update``: it runs inside
-    their transaction and leaves the cache invalidation and the super-admin guard to them. Raises
+    their transaction and leaves the cache invalidation and the super-admin guard to them. Bindings
+    synced from single sign-on belong to the sync (services/sso.py) and are left alone; rows are
+    written directly because ``user.roles.add()`` skips a role already held through SSO. Raises
     ``EscalationRefused`` (roles) when an added role grants what ``actor`` does not hold.
     """
-    current = {r.pk: r for r in user.roles.all()}
+    current = {r.pk: r for r in user_manual_roles(user)}
     wanted = {r.pk: r for r in roles}
     added = [wanted[pk] for pk in wanted.keys() - current.keys()]
     removed = [current[pk] for pk in current.keys() - wanted.keys()]
     require_held(actor, role_effective_codes(r.pk for r in added), field="roles", what="roles with permissions")
     if added:
-        user.roles.add(*added)
+        RoleBinding.objects.bulk_create([RoleBinding(user=user, role=role) for role in added])
     if removed:
-        user.roles.remove(*removed)
+        RoleBinding.objects.filter(user=user, role__in=removed, source=RoleBinding.Source.MANUAL).delete()
     for role in sorted(added, key=lambda r: r.name):
         audit.record("authz.role.assigned", actor=actor, resource=user, details=_grant(user, role=role.name))
     for role in sorted(removed, key=lambda r: r.name):
@@ -72,7 +80,7 @@ def role_grant(*, actor: User | None, user: User, role: Role | str) -> User:
     """Give ``user`` a role. Raises ``ValidationError`` (roles) and ``EscalationRefused``."""
     (resolved,) = resolve_roles([role], field="roles")
     user_require_manageable(actor=actor, user=user)
-    user_set_roles(actor=actor, user=user, roles=[*user.roles.all(), resolved])
+    user_set_roles(actor=actor, user=user, roles=[*user_manual_roles(user), resolved])
     invalidate_on_commit()
     return user
 
@@ -84,7 +92,7 @@ def role_revoke(*, actor: User | None, user: User, role: Role | str) -> User:
     (resolved,) = resolve_roles([role], field="roles")
     before_admins = super_admin_ids()
     user_require_manageable(actor=actor, user=user)
-    user_set_roles(actor=actor, user=user, roles=[r for r in user.roles.all() if r.pk != resolved.pk])
+    user_set_roles(actor=actor, user=user, roles=[r for r in user_manual_roles(user) if r.pk != resolved.pk])
     guard_super_admins(before_admins, field="roles")
     invalidate_on_commit()
     return user

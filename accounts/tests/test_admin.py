@@ -19,7 +19,7 @@ def user_form(user: User, **overrides):
         "last_name": user.last_name,
         "is_active": "on" if user.is_active else "",
         "is_staff": "on" if user.is_staff else "",
-        "roles": [str(r.pk) for r in user.roles.all()],
+        "manual_roles": [str(r.pk) for r in user.roles.all()],
         "extra_permissions": [str(p.pk) for p in user.extra_permissions.all()],
         "_save": "Save",
     }
@@ -40,7 +40,9 @@ def test_it_saves_a_role_grant_through_the_service(
     assert not User.objects.get(pk=bob.pk).has_perm("orchestra:read")  # cached "no"
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, roles=role_ids("viewer")))
+        response = client.post(
+            f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, manual_roles=role_ids("viewer"))
+        )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert User.objects.get(pk=bob.pk).has_perm("orchestra:read")
     assert AuditEvent.objects.get(event_type="authz.role.assigned").details == {"user": "bob", "role": "viewer"}
@@ -50,10 +52,12 @@ def test_it_saves_a_role_grant_through_the_service(
 def test_it_puts_an_escalation_error_on_the_roles_field(client, admin_user, user_factory):
     bob = user_factory(username="bob")
     client.force_login(admin_user)
-    response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, roles=role_ids("super_admin")))
+    response = client.post(
+        f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, manual_roles=role_ids("super_admin"))
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
-    assert "You cannot grant roles with permissions you do not hold" in errors["roles"][0]
+    assert "You cannot grant roles with permissions you do not hold" in errors["manual_roles"][0]
     assert not bob.roles.exists()
     assert not AuditEvent.objects.filter(event_type__startswith="authz.role").exists()
 
@@ -187,7 +191,7 @@ def test_it_lets_a_read_only_staff_user_view_but_not_change_users(client, user_f
     page = client.get(f"/admin/accounts/user/{bob.pk}/change/")
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
-    response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, roles=role_ids("viewer")))
+    response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, manual_roles=role_ids("viewer")))
     assert response.status_code == 403
     assert not bob.roles.exists()
     assert user_codes(viewer) == {"agent:read", "orchestra:read", "trust:read", "system:monitor", "user:read"}
