@@ -63,8 +63,23 @@ class CapabilitiesWidgetField(forms.CharField):
         validate_capabilities(sorted(set(value)))
 
 
+class StorableJSONFormField(forms.JSONField):
+    """Django's JSON form field, redisplaying JSON that holds a lone surrogate (typed as ``"\\ud800"``)
+    escaped: as is, it cannot be encoded into the page, and showing the error was a 500. The model
+    field's validator refuses the value itself."""
+
+    def prepare_value(self, value: Any) -> str:
+        text = super().prepare_value(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, cls=self.encoder)  # ASCII, with the surrogate as an escape
+        return text
+
+
 class AgentForm(forms.ModelForm):
     capabilities = CapabilitiesWidgetField(required=False, help_text="Comma-separated, e.g. echo, word_count.")
+    metadata = StorableJSONFormField(required=False, help_text=Agent._meta.get_field("metadata").help_text)
 
     class Meta:
         model = Agent

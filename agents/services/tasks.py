@@ -134,7 +134,9 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
 def task_retry(*, task_id: int, actor: Any) -> Task:
     """Put a failed or cancelled task back in the queue with a fresh attempt budget.
 
-    Raises ``TaskStateConflict`` for any other status.
+    ``attempts`` (the count against ``max_attempts``) starts again at 0; ``last_attempt`` does not, so
+    the next claim gets a number no earlier holder ever had. Raises ``TaskStateConflict`` for any
+    other status.
     """
     now = timezone.now()
     changed = Task.objects.filter(pk=task_id, status__in=Task.RETRYABLE).update(

@@ -72,6 +72,22 @@ def test_it_refuses_a_trust_level_the_operator_may_not_set(operator_admin, make_
     assert agent.trust_level == "untrusted"
 
 
+@pytest.mark.parametrize("metadata", ['{"a": "\\ud800"}', '{"\\udfff": 1}', '{"a": ["\\u0000"]}'])
+def test_it_refuses_metadata_no_database_can_store(operator_admin, make_agent, metadata):
+    """Issue 10: typed into the admin, a lone surrogate was a 500 on PostgreSQL and, on SQLite, a row
+    that broke every later answer showing it."""
+    agent = make_agent(name="plain").agent
+    r = operator_admin.post(
+        f"/admin/agents/agent/{agent.pk}/change/",
+        {"name": "plain", "type": "custom", "capabilities": "", "trust_level": "untrusted", "version": "",
+         "metadata": metadata},
+    )  # fmt: skip
+    assert r.status_code == 200  # the form again, with the error on the field
+    assert "lone UTF-16 surrogates" in r.content.decode()
+    agent.refresh_from_db()
+    assert agent.metadata == {}
+
+
 def test_it_changes_an_agent_through_the_service(operator_admin, make_agent):
     agent = make_agent(name="changing").agent
     r = operator_admin.post(
