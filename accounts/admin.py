@@ -27,7 +27,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts import selectors, services
-from accounts.backends import user_codes
+from accounts.backends import uncached_permissions, user_codes
 from accounts.exceptions import EscalationRefused, IdentityConflict
 from accounts.models import ApiKey, Permission, Role, User
 from observability import context
@@ -42,9 +42,14 @@ class _DryRun(Exception):
 
 
 def dry_run(form: forms.BaseForm, service: Callable[..., Any], **kwargs: Any) -> None:
-    """Run ``service`` in a savepoint that is always rolled back; put its refusals on form fields."""
+    """Run ``service`` in a savepoint that is always rolled back; put its refusals on form fields.
+
+    Nothing of it outlives the rollback: its on-commit work (audit seals and counts, cache
+    invalidation) is discarded with the savepoint, and the permission cache is neither read, filled
+    nor invalidated meanwhile (``uncached_permissions``).
+    """
     try:
-        with transaction.atomic():
+        with uncached_permissions(), transaction.atomic():
             service(**kwargs)
             raise _DryRun
     except _DryRun:
