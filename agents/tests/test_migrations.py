@@ -21,7 +21,8 @@ def _migrate(targets):
     return executor.loader.project_state(targets).apps
 
 
-@pytest.mark.django_db(transaction=True)
+# serialized_rollback: the flush after it then leaves the database as the next such test expects it.
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_it_numbers_the_attempts_of_retried_tasks_once_each():
     """Issue 10: a retry used to reset the count, so a retried task's attempts repeated numbers."""
     old = _migrate(BEFORE)
