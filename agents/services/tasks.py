@@ -155,3 +155,19 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
     task = Task.objects.get(pk=task_id)
     audit.record("task.retried", actor=actor, resource=task)
     return task
+
+
+@transaction.atomic
+def task_delete(*, task_id: int, actor: Any) -> None:
+    """Delete a task that is not running, with its attempts; the audit trail keeps its history.
+
+    Raises ``TaskStateConflict`` for a running task (cancel it first: its holder is still working,
+    and would find no task to report to) and ``Task.DoesNotExist`` for an unknown id.
+    """
+    # Locked, so no claim takes it between the check and the delete (claims skip locked rows).
+    task = Task.objects.select_for_update().get(pk=task_id)
+    if task.status == Task.Status.RUNNING:
+        raise TaskStateConflict(f"Task {task} is running: cancel it before deleting it.")
+    details = {"kind": task.kind, "status": task.status, "attempts": task.attempts, "orchestra": task.orchestra_id}
+    task.delete()
+    audit.record("task.deleted", actor=actor, resource_type="agents.task", resource_id=task_id, details=details)
