@@ -421,17 +421,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: the key's history stays in the audit trail
 
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        if object_id is not None:  # an existing key is read-only: revoke or rotate from the list
-            extra_context = {
-                **(extra_context or {}),
-                "show_save": False,
-                "show_save_and_continue": False,
-                "show_save_and_add_another": False,
-            }
-        return super().changeform_view(request, object_id, form_url, extra_context)
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        # An existing key is read-only (revoke or rotate it from the list, which needs the change
+        # permission): its page is a view page, with no Save to claim a change that never happened.
+        return obj is None and super().has_change_permission(request)
 
     @admin.display(description="Usable", boolean=True)
     def is_usable(self, obj: ApiKey) -> bool:

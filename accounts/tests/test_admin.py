@@ -175,6 +175,18 @@ def test_it_shows_a_new_key_once_and_never_its_hash(client, super_admin):
     assert AuditEvent.objects.get(event_type="apikey.created").actor == super_admin
 
 
+def test_it_shows_an_existing_key_read_only_and_claims_no_change(client, super_admin, api_key_factory):
+    """Issue 10: read-only pages must not offer Save, nor answer a POST with "changed successfully"."""
+    key = api_key_factory(owner=super_admin, name="frozen")
+    client.force_login(super_admin)
+    html = client.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
+    assert 'name="_save"' not in html
+    response = client.post(f"/admin/accounts/apikey/{key.pk}/change/", {"name": "thawed"}, follow=True)
+    assert response.status_code == 403
+    assert "changed successfully" not in response.content.decode()
+    assert ApiKey.objects.get(pk=key.pk).name == "frozen"
+
+
 def test_it_rejects_a_bad_rate_limit_on_the_field(client, super_admin):
     client.force_login(super_admin)
     response = client.post(
