@@ -41,7 +41,15 @@ class BoundedJSONParser(parsers.JSONParser):
             raise RequestTooLarge(f"Request body too large: the limit is {limit} bytes.")
         encoding = (parser_context or {}).get("encoding", settings.DEFAULT_CHARSET)
         try:
-            data = json.loads(raw.decode(encoding), parse_constant=_refuse_constant)
+            text = raw.decode(encoding)
+        except LookupError:  # a registered codec that is not a text encoding: charset=rot13, hex
+            raise exceptions.UnsupportedMediaType(
+                media_type or "application/json", detail=f"Unsupported charset {encoding!r}: send UTF-8 JSON."
+            ) from None
+        except ValueError as exc:  # UnicodeDecodeError
+            raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        try:
+            data = json.loads(text, parse_constant=_refuse_constant)
         except RecursionError:
             raise exceptions.ParseError(_too_deep()) from None
         except ValueError as exc:
