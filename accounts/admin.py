@@ -28,7 +28,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts import selectors, services
-from accounts.backends import user_codes
+from accounts.backends import uncached_permissions, user_codes
 from accounts.exceptions import EscalationRefused, IdentityConflict
 from accounts.models import ApiKey, Permission, Role, RoleBinding, User
 from observability import context
@@ -44,10 +44,15 @@ class _DryRun(Exception):
 
 def dry_run(form: forms.BaseForm, service: Callable[..., Any], **kwargs: Any) -> None:
     """Run ``service`` in a savepoint that is always rolled back; put its refusals on form fields
-    (``form.field_aliases`` maps the services' field names to the form's)."""
+    (``form.field_aliases`` maps the services' field names to the form's).
+
+    Nothing of it outlives the rollback: its on-commit work (audit seals and counts, cache
+    invalidation) is discarded with the savepoint, and the permission cache is neither read, filled
+    nor invalidated meanwhile (``uncached_permissions``).
+    """
     aliases = getattr(form, "field_aliases", {})
     try:
-        with transaction.atomic():
+        with uncached_permissions(), transaction.atomic():
             service(**kwargs)
             raise _DryRun
     except _DryRun:
@@ -451,17 +456,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: the key's history stays in the audit trail
 
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        if object_id is not None:  # an existing key is read-only: revoke or rotate from the list
-            extra_context = {
-                **(extra_context or {}),
-                "show_save": False,
-                "show_save_and_continue": False,
-                "show_save_and_add_another": False,
-            }
-        return super().changeform_view(request, object_id, form_url, extra_context)
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        # An existing key is read-only (revoke or rotate it from the list, which needs the change
+        # permission): its page is a view page, with no Save to claim a change that never happened.
+        return obj is None and super().has_change_permission(request)
 
     @admin.display(description="Usable", boolean=True)
     def is_usable(self, obj: ApiKey) -> bool:

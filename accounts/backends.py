@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -26,8 +29,29 @@ def permissions_generation() -> int:
     return generation
 
 
+#: Set while work that will be rolled back runs (``uncached_permissions``).
+_uncached: ContextVar[bool] = ContextVar("symphony_uncached_permissions", default=False)
+
+
+@contextmanager
+def uncached_permissions() -> Iterator[None]:
+    """Compute permissions from the database, cache nothing and invalidate nothing, inside.
+
+    For work that is always rolled back, such as the admin forms' dry runs of the services: what
+    they see is never committed, so it must not reach the shared cache, and a rolled-back change
+    must not drop every process's cached permissions either.
+    """
+    token = _uncached.set(True)
+    try:
+        yield
+    finally:
+        _uncached.reset(token)
+
+
 def invalidate_permissions() -> None:
     """Drop every cached permission set. Call after any change to roles, grants or users' roles."""
+    if _uncached.get():
+        return
     try:
         cache.incr(GENERATION_KEY)
     except ValueError:  # not set yet (or evicted): the next read starts a fresh generation
@@ -74,6 +98,8 @@ def user_codes(user: Any) -> frozenset[str]:
     cached = getattr(user, "_rbac_codes", None)
     if cached is not None:
         return cached
+    if _uncached.get():
+        return compute_user_codes(user)
     key = f"rbac:user:{user.pk}:{permissions_generation()}"
     codes = cache.get(key)
     if codes is None:
@@ -88,6 +114,8 @@ def user_role_names(user: Any) -> list[str]:
     cached = getattr(user, "_rbac_role_names", None)
     if cached is not None:
         return cached
+    if _uncached.get():
+        return sorted(user.roles.values_list("name", flat=True))
     key = f"rbac:roles:{user.pk}:{permissions_generation()}"
     names = cache.get(key)
     if names is None:

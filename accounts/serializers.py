@@ -12,6 +12,7 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, Permission, Role, RoleBinding, User
 from accounts.validators import validate_rate_limit
+from symphony.serializers import InputSerializer
 
 
 def _codes(**kwargs: Any) -> serializers.SlugRelatedField:
@@ -168,14 +169,14 @@ class MeSerializer(serializers.Serializer):
 # --- input ------------------------------------------------------------------------------------------
 
 
-class RoleInputSerializer(serializers.Serializer):
+class RoleInputSerializer(InputSerializer):
     name = serializers.SlugField(max_length=64)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
     permissions = _codes(required=False)
     parents = _role_names(required=False)
 
 
-class UserInputSerializer(serializers.Serializer):
+class UserInputSerializer(InputSerializer):
     username = serializers.CharField(max_length=150)
     email = serializers.EmailField(required=False, allow_blank=True)
     password = serializers.CharField(
@@ -195,7 +196,7 @@ class UserInputSerializer(serializers.Serializer):
     is_superuser = serializers.BooleanField(required=False)
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
+class ApiKeyCreateSerializer(InputSerializer):
     name = serializers.CharField(max_length=100)
     scopes = _codes(
         required=False,

@@ -33,6 +33,7 @@ from accounts.serializers import (
     UserInputSerializer,
     UserSerializer,
 )
+from symphony.serializers import validate_no_body
 
 _FILTERS = [filters.SearchFilter]
 _WRITES = ("POST", "PUT", "PATCH")
@@ -249,6 +250,7 @@ class ApiKeyViewSet(
     @action(detail=True, methods=["post"])
     def rotate(self, request: Request, prefix: str | None = None) -> Response:
         """Replace the key; the old one keeps working for the grace period. The new key is in `api_key`."""
+        validate_no_body(request)
         new, raw = services.api_key_rotate(actor=request.user, key=self.get_object(), acting_key=_acting_key(request))
         return Response(self._created(new, raw), status=status.HTTP_201_CREATED)
 
@@ -256,6 +258,7 @@ class ApiKeyViewSet(
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, prefix: str | None = None) -> Response:
         """Revoke the key at once."""
+        validate_no_body(request)
         key = services.api_key_revoke(actor=request.user, key=self.get_object(), acting_key=_acting_key(request))
         return Response(ApiKeySerializer(selectors.api_key_list(viewer=request.user).get(pk=key.pk)).data)
 

@@ -59,6 +59,7 @@ EVENT_TYPES: dict[str, str] = {
     "task.cancelled": INFO,
     "task.retried": INFO,
     "task.expired": WARNING,
+    "task.deleted": WARNING,
     # system and security
     "system.config.changed": WARNING,
     "system.started": INFO,

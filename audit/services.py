@@ -106,7 +106,9 @@ def record(
             for sealed in _seal_pending(limit=None):
                 if sealed.pk == event.pk:
                     event.prev_hash, event.hash, event.chain_seq = sealed.prev_hash, sealed.hash, sealed.chain_seq
-    metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc()
+    # Counted when it commits: a rolled-back event (a refused request, an admin form's dry run) is
+    # not in the trail, so it is not in the count either.
+    transaction.on_commit(metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc)
     return event
 
 

@@ -136,7 +136,11 @@ def drain(base: str, key: str, max_tasks: int, start: multiprocessing.Event, out
         if not tasks:
             break
         for task in tasks:
-            r = session.post(f"{base}/api/v1/tasks/{task['id']}/complete/", json={"result": task["input"]}, timeout=30)
+            r = session.post(
+                f"{base}/api/v1/tasks/{task['id']}/complete/",
+                json={"attempt": task["attempt"], "result": task["input"]},
+                timeout=30,
+            )
             r.raise_for_status()
             done += 1
     out.put(done)

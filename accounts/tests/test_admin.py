@@ -62,6 +62,34 @@ def test_it_puts_an_escalation_error_on_the_roles_field(client, admin_user, user
     assert not AuditEvent.objects.filter(event_type__startswith="authz.role").exists()
 
 
+def test_it_validates_without_side_effects_when_the_form_is_refused(
+    client, admin_user, user_factory, django_capture_on_commit_callbacks
+):
+    """Issue 10: the form's dry run of the service was rolled back, but its cache invalidation (every
+    process's permissions dropped) and its audit events' count were not."""
+    from prometheus_client import REGISTRY
+
+    from accounts.backends import permissions_generation
+
+    bob = user_factory(username="bob", roles=["guest"])
+    client.force_login(admin_user)
+    client.get("/admin/")
+    assert "orchestra:read" not in user_codes(User.objects.get(pk=bob.pk))  # cached
+    generation = permissions_generation()
+    labels = {"event_type": "authz.role.assigned", "severity": "info"}
+    count = REGISTRY.get_sample_value("symphony_audit_events_total", labels) or 0
+    form = user_form(bob, roles=role_ids("viewer"), email="not an address")  # the dry run passes, the form not
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/accounts/user/{bob.pk}/change/", form)
+
+    assert response.status_code == 200
+    assert "email" in response.context["adminform"].form.errors
+    assert list(bob.roles.values_list("name", flat=True)) == ["guest"]
+    assert permissions_generation() == generation
+    assert (REGISTRY.get_sample_value("symphony_audit_events_total", labels) or 0) == count
+    assert not AuditEvent.objects.filter(event_type__startswith="authz.role").exists()
+
+
 def test_it_refuses_to_deactivate_the_last_super_admin_in_the_form(client, super_admin):
     client.force_login(super_admin)
     response = client.post(f"/admin/accounts/user/{super_admin.pk}/change/", user_form(super_admin, is_active=""))
@@ -149,6 +177,18 @@ def test_it_shows_a_new_key_once_and_never_its_hash(client, super_admin):
     assert raw not in again
     assert key.key_hash not in html + again
     assert AuditEvent.objects.get(event_type="apikey.created").actor == super_admin
+
+
+def test_it_shows_an_existing_key_read_only_and_claims_no_change(client, super_admin, api_key_factory):
+    """Issue 10: read-only pages must not offer Save, nor answer a POST with "changed successfully"."""
+    key = api_key_factory(owner=super_admin, name="frozen")
+    client.force_login(super_admin)
+    html = client.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
+    assert 'name="_save"' not in html
+    response = client.post(f"/admin/accounts/apikey/{key.pk}/change/", {"name": "thawed"}, follow=True)
+    assert response.status_code == 403
+    assert "changed successfully" not in response.content.decode()
+    assert ApiKey.objects.get(pk=key.pk).name == "frozen"
 
 
 def test_it_rejects_a_bad_rate_limit_on_the_field(client, super_admin):
