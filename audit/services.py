@@ -262,21 +262,27 @@ def audit_checkpoint(*, every: int = 1, wait: bool = True) -> Checkpoint | None:
     with transaction.atomic():
         if not _lock(_CHECKPOINT_LOCK_ID, wait=wait):
             return None
-        previous = checkpoints.newest(folder)
+        try:
+            previous = checkpoints.newest(folder)
+        except OSError as exc:
+            raise CheckpointError(f"cannot read the checkpoint folder: {exc}") from exc
         _known_checkpoint_seq[str(folder)] = previous.seq if previous else 0
         sealed = AuditEvent.objects.filter(chain_seq__isnull=False)
         head = sealed.order_by("-chain_seq").values("id", "chain_seq", "hash").first()
-        if head is None or (previous is not None and head["chain_seq"] - previous.seq < max(every, 1)):
-            return None
         start = sealed.order_by("chain_seq").values("chain_seq", "prev_hash").first()
-        if previous is not None and previous.seq >= start["chain_seq"]:
+        if previous is not None and (head is None or previous.seq >= start["chain_seq"]):
             stored = sealed.filter(chain_seq=previous.seq).values_list("hash", flat=True).first()
             if stored != previous.hash:
                 raise CheckpointError(
                     f"the chain no longer matches {previous.name} at position {previous.seq}: events were"
                     " deleted or rewritten; run audit_verify"
                 )
-        checkpoint = checkpoints.write(folder, key=key, previous=previous, head=head, start=start)
+        if head is None or (previous is not None and head["chain_seq"] - previous.seq < max(every, 1)):
+            return None
+        try:
+            checkpoint = checkpoints.write(folder, key=key, previous=previous, head=head, start=start)
+        except OSError as exc:
+            raise CheckpointError(f"cannot write to the checkpoint folder: {exc}") from exc
     _known_checkpoint_seq[str(folder)] = checkpoint.seq
     log.info("audit_checkpoint_written", checkpoint=checkpoint.number, seq=checkpoint.seq, file=checkpoint.name)
     return checkpoint
