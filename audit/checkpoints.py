@@ -256,7 +256,7 @@ def write(
             stream.write(data + b"\n")
             stream.flush()
             os.fsync(stream.fileno())
-        os.link(scratch, folder / name)
+        _link(scratch, folder / name)
     finally:
         scratch.unlink(missing_ok=True)
     directory = os.open(folder, os.O_RDONLY)
@@ -265,6 +265,23 @@ def write(
     finally:
         os.close(directory)
     return Checkpoint.from_payload(payload, name=name, digest=hashlib.sha256(data + b"\n").hexdigest())
+
+
+def _link(source: Path, target: Path) -> None:
+    """Give ``source`` the name ``target``, failing if ``target`` exists (``FileExistsError``).
+
+    A hard link does both at once. On file systems without hard links (SMB shares, some object
+    stores), a rename after an existence check: the caller holds the writers' lock, so nothing of
+    Symphony's can slip in between.
+    """
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError:
+        if target.exists():
+            raise FileExistsError(target) from None
+        os.replace(source, target)
 
 
 # --- Verification ---------------------------------------------------------------------------------

@@ -46,8 +46,9 @@ class PurgeNotPermitted(PermissionError):
     """Raised by ``audit_purge()`` when the database role may not delete audit events."""
 
 
-#: Per process and checkpoint folder: the position of the newest checkpoint known to exist. Only
-#: an optimisation (a stale value costs one look at the folder), so it need not be shared.
+#: Per process, by the value of SYMPHONY_AUDIT_CHECKPOINT_DIR: the position of the newest checkpoint
+#: known to exist. Only an optimisation (a stale value costs one look at the folder), so it need not
+#: be shared between processes.
 _known_checkpoint_seq: dict[str, int] = {}
 
 
@@ -266,7 +267,7 @@ def audit_checkpoint(*, every: int = 1, wait: bool = True) -> Checkpoint | None:
             previous = checkpoints.newest(folder)
         except OSError as exc:
             raise CheckpointError(f"cannot read the checkpoint folder: {exc}") from exc
-        _known_checkpoint_seq[str(folder)] = previous.seq if previous else 0
+        _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = previous.seq if previous else 0
         sealed = AuditEvent.objects.filter(chain_seq__isnull=False)
         head = sealed.order_by("-chain_seq").values("id", "chain_seq", "hash").first()
         start = sealed.order_by("chain_seq").values("chain_seq", "prev_hash").first()
@@ -283,7 +284,7 @@ def audit_checkpoint(*, every: int = 1, wait: bool = True) -> Checkpoint | None:
             checkpoint = checkpoints.write(folder, key=key, previous=previous, head=head, start=start)
         except OSError as exc:
             raise CheckpointError(f"cannot write to the checkpoint folder: {exc}") from exc
-    _known_checkpoint_seq[str(folder)] = checkpoint.seq
+    _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = checkpoint.seq
     log.info("audit_checkpoint_written", checkpoint=checkpoint.number, seq=checkpoint.seq, file=checkpoint.name)
     return checkpoint
 

@@ -263,3 +263,20 @@ def test_it_trusts_an_unsigned_anchor_the_first_checkpoint_found(settings, tmp_p
     settings.SYMPHONY_AUDIT_CHECKPOINT_DIR = str(tmp_path / "checkpoints")
     _run("audit_checkpoint")
     assert "matches 1 signed checkpoint(s)" in _run("audit_verify")
+
+
+def test_it_writes_checkpoints_on_a_file_system_without_hard_links(folder, event_factory, monkeypatch):
+    import errno
+    import os
+
+    def no_links(source, target):
+        raise OSError(errno.EPERM, "hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_links)
+    event_factory()
+    _run("audit_checkpoint")
+    event_factory()
+    _run("audit_checkpoint")
+    assert len(_files(folder)) == 2
+    assert sorted(path.name for path in folder.iterdir()) == [path.name for path in _files(folder)]  # no scratch left
+    assert "matches 2 signed checkpoint(s)" in _run("audit_verify")
