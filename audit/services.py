@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -243,43 +245,52 @@ def _lock_chain() -> None:
     every commit made before it. SQLite runs with ``transaction_mode=IMMEDIATE``, where every
     write transaction already holds the database lock.
     """
-    _lock(_CHAIN_LOCK_ID, wait=True)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
 
 
 def audit_checkpoint(*, every: int = 1, wait: bool = True) -> Checkpoint | None:
     """Write a signed checkpoint of the chain's head to ``SYMPHONY_AUDIT_CHECKPOINT_DIR`` and return it.
 
     Only when at least ``every`` events were sealed since the newest checkpoint (else None). One
-    writer at a time, across processes (an advisory lock on PostgreSQL, the write lock on SQLite):
-    ``wait=False`` gives up at once when another holds it, since that one covers the same events.
-    The file is written while the lock is held and the head read in the same transaction, so
-    checkpoints are numbered and chained without forks. Before signing, the newest checkpoint's
-    position must still hold the hash it signed; otherwise ``CheckpointError`` (the chain was cut or
-    rewritten: signing on would bless it). Also raised when the folder or the key is not usable.
+    writer at a time, across processes (``_checkpoint_lock``): ``wait=False`` gives up at once when
+    another holds it, since that one covers the same events. The lock is held from reading the
+    newest checkpoint to writing the next, so checkpoints are numbered and chained without forks.
+    Before signing, the newest checkpoint's position must still hold the hash it signed; otherwise
+    ``CheckpointError`` (the chain was cut or rewritten: signing on would bless it). Also raised
+    when the folder or the key is not usable.
     """
     folder, key = checkpoints.configured_folder(), checkpoints.signing_key()
     if folder is None or key is None:
         raise CheckpointError("checkpoints need SYMPHONY_AUDIT_CHECKPOINT_DIR and SYMPHONY_AUDIT_SIGNING_KEY_FILE")
-    with transaction.atomic():
-        if not _lock(_CHECKPOINT_LOCK_ID, wait=wait):
+    with _checkpoint_lock(wait=wait) as locked:
+        if not locked:
             return None
         try:
             previous = checkpoints.newest(folder)
         except OSError as exc:
             raise CheckpointError(f"cannot read the checkpoint folder: {exc}") from exc
         _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = previous.seq if previous else 0
-        sealed = AuditEvent.objects.filter(chain_seq__isnull=False)
-        head = sealed.order_by("-chain_seq").values("id", "chain_seq", "hash").first()
-        start = sealed.order_by("chain_seq").values("chain_seq", "prev_hash").first()
-        if previous is not None and (head is None or previous.seq >= start["chain_seq"]):
-            stored = sealed.filter(chain_seq=previous.seq).values_list("hash", flat=True).first()
-            if stored != previous.hash:
-                raise CheckpointError(
-                    f"the chain no longer matches {previous.name} at position {previous.seq}: events were"
-                    " deleted or rewritten; run audit_verify"
-                )
-        if head is None or (previous is not None and head["chain_seq"] - previous.seq < max(every, 1)):
-            return None
+        with transaction.atomic():
+            sealed = AuditEvent.objects.filter(chain_seq__isnull=False)
+            head = sealed.order_by("-chain_seq").values("id", "chain_seq", "hash").first()
+            start = sealed.order_by("chain_seq").values("chain_seq", "prev_hash").first()
+            if previous is not None and (head is None or previous.seq >= start["chain_seq"]):
+                stored = sealed.filter(chain_seq=previous.seq).values_list("hash", flat=True).first()
+                if stored != previous.hash:
+                    raise CheckpointError(
+                        f"the chain no longer matches {previous.name} at position {previous.seq}: events were"
+                        " deleted or rewritten; run audit_verify"
+                    )
+            if head is None or (previous is not None and head["chain_seq"] - previous.seq < max(every, 1)):
+                return None
+            if connection.vendor == "postgresql":
+                # Seals commit with synchronous_commit off: a crash could lose the one read here,
+                # and the resealed chain might differ from what was signed. Taking a transaction id
+                # makes this commit write a record, and flushing it flushes every earlier seal.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_current_xact_id()")
         try:
             checkpoint = checkpoints.write(folder, key=key, previous=previous, head=head, start=start)
         except OSError as exc:
@@ -287,6 +298,32 @@ def audit_checkpoint(*, every: int = 1, wait: bool = True) -> Checkpoint | None:
     _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = checkpoint.seq
     log.info("audit_checkpoint_written", checkpoint=checkpoint.number, seq=checkpoint.seq, file=checkpoint.name)
     return checkpoint
+
+
+@contextmanager
+def _checkpoint_lock(*, wait: bool) -> Iterator[bool]:
+    """Serialise checkpoint writers across processes; yields whether this one may write.
+
+    PostgreSQL: a session-level advisory lock, so it spans the commit that makes the head durable
+    and the file written after it. SQLite: a write transaction (``IMMEDIATE``) around both.
+    """
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_lock(%s)" if wait else "SELECT pg_try_advisory_lock(%s)", [_CHECKPOINT_LOCK_ID]
+        )
+        locked = wait or bool(cursor.fetchone()[0])
+    if not locked:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_CHECKPOINT_LOCK_ID])
 
 
 def _checkpoint_due(head_seq: int) -> bool:
@@ -305,18 +342,6 @@ def _checkpoint_if_due(head_seq: int, *, every: int | None = None) -> None:
     except Exception:  # the events are committed and sealed; the next interval tries again
         _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = head_seq
         log.error("audit_checkpoint_failed", seq=head_seq, exc_info=True)
-
-
-def _lock(lock_id: int, *, wait: bool) -> bool:
-    """Take a transaction-scoped advisory lock on PostgreSQL (SQLite's write transaction already serialises)."""
-    if connection.vendor != "postgresql":
-        return True
-    with connection.cursor() as cursor:
-        if wait:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_id])
-            return True
-        cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [lock_id])
-        return bool(cursor.fetchone()[0])
 
 
 @transaction.atomic
