@@ -114,10 +114,6 @@ def load_public_key(path: str) -> Ed25519PublicKey:
     return key
 
 
-def public_key_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-
-
 def key_id(key: Ed25519PublicKey) -> str:
     """A short name for a public key: the first 16 hex digits of SHA-256 over its raw 32 bytes."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
