@@ -107,8 +107,10 @@ def load_public_key(path: str) -> Ed25519PublicKey:
     """An Ed25519 public key from a PEM file holding either the public or the private key."""
     data = Path(path).read_bytes()
     if b"PRIVATE KEY" in data:
-        return load_private_key(path).public_key()
-    key = serialization.load_pem_public_key(data)
+        private = serialization.load_pem_private_key(data, password=None)
+        key = private.public_key() if isinstance(private, Ed25519PrivateKey) else None
+    else:
+        key = serialization.load_pem_public_key(data)
     if not isinstance(key, Ed25519PublicKey):
         raise ValueError(f"{path} is not an Ed25519 public key")
     return key

@@ -248,6 +248,8 @@ def test_it_verifies_elsewhere_with_the_public_key_alone(checkpointed, folder, s
         _run("audit_verify", "--checkpoint-dir", str(folder))
     out = _run("audit_verify", "--checkpoint-dir", str(folder), "--public-key", str(public))
     assert "matches 2 signed checkpoint(s)" in out
+    with pytest.raises(CommandError, match="--public-key"):
+        _run("audit_verify", "--checkpoint-dir", str(folder), "--public-key", str(tmp_path / "missing.pem"))
 
 
 def test_it_trusts_an_unsigned_anchor_the_first_checkpoint_found(settings, tmp_path, event_factory):
