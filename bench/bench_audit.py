@@ -6,7 +6,8 @@
 (a) 8 threads, each with its own connection, call ``audit.record()`` in their own transactions for
     a fixed number of events; events/s is reported with the chain verified afterwards. Set
     SYMPHONY_AUDIT_SIGNING_KEY_FILE and SYMPHONY_AUDIT_CHECKPOINT_DIR (and SYMPHONY_AUDIT_CHECKPOINT_EVERY)
-    to measure with automatic checkpoints; the folder is emptied with the table. For scale,
+    to measure with automatic checkpoints; the folder is emptied with the table. ``--checkpoint-overhead N``
+    compares only that, off against on (every N), in alternating blocks. For scale,
     the same is measured with 1 writer, and with 8 writers doing a plain unchained INSERT of the
     same row (what the advisory lock costs).
 (b) 1,000,000 events are loaded with COPY, with a *valid* chain computed in Python (so the same
@@ -142,6 +143,53 @@ def bench_writes(per_thread: int) -> dict:
     return results
 
 
+def bench_checkpoint_overhead(*, blocks: int, per_thread: int, every: int) -> dict:
+    """record() with 8 writers, automatic checkpoints off and on (every ``every`` events), in alternating blocks.
+
+    A shared machine's load drifts by more than the difference measured: alternating the order
+    block by block (off/on, on/off, ...) and taking medians keeps the drift out of the comparison.
+    """
+    import statistics
+    import tempfile
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    scratch = Path(tempfile.mkdtemp(prefix="symphony-bench-checkpoints-"))
+    key = scratch / "signing-key.pem"
+    key.write_bytes(
+        Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    written = []
+    for block in range(blocks):
+        for mode in ("off", "on") if block % 2 == 0 else ("on", "off"):
+            settings.SYMPHONY_AUDIT_SIGNING_KEY_FILE = str(key) if mode == "on" else ""
+            settings.SYMPHONY_AUDIT_CHECKPOINT_DIR = str(scratch / "checkpoints") if mode == "on" else ""
+            settings.SYMPHONY_AUDIT_CHECKPOINT_EVERY = every
+            _empty_table()
+            rates[mode].append(_run_writers(8, per_thread, _record))
+            if mode == "on":
+                written.append(len(os.listdir(scratch / "checkpoints")))
+    settings.SYMPHONY_AUDIT_SIGNING_KEY_FILE = settings.SYMPHONY_AUDIT_CHECKPOINT_DIR = ""
+    _empty_table()
+    shutil.rmtree(scratch, ignore_errors=True)
+    off, on = statistics.median(rates["off"]), statistics.median(rates["on"])
+    return {
+        "every": every,
+        "events_per_block": 8 * per_thread,
+        "blocks": blocks,
+        "checkpoints_per_block": written,
+        "off_per_s": [round(rate, 1) for rate in rates["off"]],
+        "on_per_s": [round(rate, 1) for rate in rates["on"]],
+        "median_off_per_s": round(off, 1),
+        "median_on_per_s": round(on, 1),
+        "median_change_percent": round(100 * (on - off) / off, 1),
+    }
+
+
 def load_events(count: int) -> float:
     """COPY ``count`` events with a valid chain; return seconds taken."""
     _empty_table()
@@ -239,6 +287,13 @@ def main() -> None:
     parser.add_argument("--per-thread", type=int, default=1000, help="record() calls per writer thread")
     parser.add_argument("--rows", type=int, default=1_000_000, help="events to load for the export")
     parser.add_argument("--export-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--checkpoint-overhead",
+        type=int,
+        metavar="N",
+        help="only compare record() with automatic checkpoints every N events against none (alternating blocks)",
+    )
+    parser.add_argument("--blocks", type=int, default=6, help="blocks per mode for --checkpoint-overhead")
     args = parser.parse_args()
     if args.export_child:
         export_child()
@@ -249,6 +304,12 @@ def main() -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+    if args.checkpoint_overhead is not None:
+        result = bench_checkpoint_overhead(
+            blocks=args.blocks, per_thread=args.per_thread, every=args.checkpoint_overhead
+        )
+        print(json.dumps(result, indent=2))
+        return
     report: dict = {"writes": bench_writes(args.per_thread)}
     report["load"] = {"rows": args.rows, "seconds": round(load_events(args.rows), 1)}
     started = time.perf_counter()
