@@ -10,19 +10,18 @@ import pytest
 REQUIRE_SERVICES = os.environ.get("SYMPHONY_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
 CHROMIUM = os.environ.get("SYMPHONY_CHROMIUM", "/usr/bin/chromium")
 
+# On PostgreSQL the audit table refuses DELETE and TRUNCATE (audit migration 0004) except to members
+# of symphony_audit_purger, and superusers are members of every role. Django flushes with TRUNCATE
+# after each transactional test, so the tests' database role must be a superuser (the postgres role
+# here) or a member of that role: a privilege the application's role never has in production
+# (docs/DEPLOYMENT.md, "Database roles"). audit/tests/conftest.py connects as an ordinary role.
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Each xdist worker gets its own cache key prefix, so clearing "its" cache between tests never
-    # wipes another worker's keys in the shared Redis database.
     from django.conf import settings
 
-    database = settings.DATABASES["default"]
-    if "postgresql" in database["ENGINE"]:
-        # The audit table refuses TRUNCATE on PostgreSQL (audit migration 0003); Django flushes with
-        # TRUNCATE after each transactional test, so test connections alone may do it.
-        options = database.setdefault("OPTIONS", {})
-        options["options"] = f"{options.get('options', '')} -c symphony.audit_allow_truncate=on".strip()
-
+    # Each xdist worker gets its own cache key prefix, so clearing "its" cache between tests never
+    # wipes another worker's keys in the shared Redis database.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if "KEY_PREFIX" in settings.CACHES["default"] or os.environ.get("REDIS_URL"):
         settings.CACHES["default"]["KEY_PREFIX"] = f"test-{worker}"

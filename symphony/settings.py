@@ -320,6 +320,18 @@ SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
 
+# --- Audit trail (docs/audit.md) ---------------------------------------------------------------
+# Signed checkpoints of the hash chain: an Ed25519 private key (PEM) and a folder outside the
+# database. `make run` generates both under var/; the key also signs purge anchors.
+SYMPHONY_AUDIT_SIGNING_KEY_FILE = env_str("SYMPHONY_AUDIT_SIGNING_KEY_FILE")
+SYMPHONY_AUDIT_CHECKPOINT_DIR = env_str("SYMPHONY_AUDIT_CHECKPOINT_DIR")
+# A checkpoint after every N sealed events (0: only `manage.py audit_checkpoint`, e.g. from cron).
+SYMPHONY_AUDIT_CHECKPOINT_EVERY = env_int("SYMPHONY_AUDIT_CHECKPOINT_EVERY", 1000, minimum=0)
+if SYMPHONY_AUDIT_CHECKPOINT_DIR and not SYMPHONY_AUDIT_SIGNING_KEY_FILE:
+    raise ImproperlyConfigured(
+        "SYMPHONY_AUDIT_CHECKPOINT_DIR needs SYMPHONY_AUDIT_SIGNING_KEY_FILE (the key that signs)"
+    )
+
 # --- deploy -----------------------------------------------------------------------------------
 # Serves /bench/constant, the bare-Django baseline of `make bench`. Never on in production.
 SYMPHONY_BENCH_VIEWS = env_bool("SYMPHONY_BENCH_VIEWS", False)
