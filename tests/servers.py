@@ -1,16 +1,21 @@
-"""Start real servers (gunicorn, nginx) on loopback for the artifact tests, and always stop them."""
+"""Start real servers (gunicorn, nginx, a private PostgreSQL cluster) on loopback for the tests, and
+always stop them."""
 
 from __future__ import annotations
 
+import glob
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -114,3 +119,137 @@ def stop(process: subprocess.Popen, timeout: float = 10.0) -> None:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout)
+
+
+# --- a private PostgreSQL cluster ------------------------------------------------------------------
+# Outage tests stop and freeze a database: never the machine's own (127.0.0.1:5432), always one of these.
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` holding ``initdb`` and ``pg_ctl``, else None."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name or 0))
+    for candidate in reversed(candidates):
+        if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    found = shutil.which("initdb")
+    return Path(found).parent if found and shutil.which("pg_ctl") else None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on a spare loopback port, trust authentication, user ``postgres``.
+
+    ``stop()``/``start()`` make an outage (connections refused); ``freeze()``/``thaw()`` SIGSTOP and
+    SIGCONT the postmaster and every backend: the server then accepts TCP connections (the kernel
+    answers) but never replies, as a hung host or a network blackhole would. As root, the server runs
+    as the ``postgres`` user (initdb refuses root).
+    """
+
+    def __init__(self, bin_dir: Path, port: int) -> None:
+        self.bin_dir, self.port = bin_dir, port
+        self.root = Path(tempfile.mkdtemp(prefix="symphony-pg-"))
+        self.data = self.root / "data"
+        self.frozen: list[int] = []
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
+
+    def init(self) -> PostgresCluster:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            # Small and fast: fsync off (nothing here must survive a crash), few connections.
+            conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+            conf.write("max_connections = 40\nshared_buffers = 16MB\n")
+        return self
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are terminated, new connections refused."""
+        self.thaw()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, walwriter, ...)."""
+        postmaster = self.postmaster_pid()
+        if postmaster is None:
+            return []
+        children = []
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                children.append(int(Path(stat).parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """SIGSTOP the postmaster first (so it starts no new backend), then its children."""
+        for pid in self.processes():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                self.frozen.append(pid)
+
+    def thaw(self) -> None:
+        for pid in reversed(self.frozen):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = []
+
+    def url(self, dbname: str = "postgres", user: str = "postgres") -> str:
+        return f"postgres://{user}@127.0.0.1:{self.port}/{dbname}"
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        result = self._run(
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            dbname,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        )
+        return result.stdout.strip()
+
+    def createdb(self, dbname: str) -> str:
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", dbname)
+        return self.url(dbname)
+
+    def destroy(self) -> None:
+        self.thaw()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PostgresCluster]:
+    """Start a private cluster on a free port of our range; always thaw, stop and delete it."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql")
+    cluster = PostgresCluster(bin_dir, free_port()).init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
