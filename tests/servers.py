@@ -210,8 +210,25 @@ class PostgresCluster:
                 os.kill(pid, signal.SIGCONT)
         self.frozen = []
 
-    def url(self, dbname: str = "postgres", user: str = "postgres") -> str:
-        return f"postgres://{user}@127.0.0.1:{self.port}/{dbname}"
+    def is_running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
+
+    def ensure_up(self) -> None:
+        """Thawed and running, whatever the previous test did to it."""
+        self.thaw()
+        if not self.is_running():
+            self.start()
+
+    def url(self, dbname: str = "postgres", user: str = "postgres", password: str = "") -> str:
+        """A ``DATABASE_URL``. Authentication is ``trust``: a password is sent only if asked for, so a
+        test may put a known secret in the URL and check that no log line ever shows it."""
+        credentials = f"{user}:{password}" if password else user
+        return f"postgres://{credentials}@127.0.0.1:{self.port}/{dbname}"
+
+    def clone(self, template: str, dbname: str) -> str:
+        """A new database copied from ``template`` (no one may be connected to it); returns its URL."""
+        self.psql(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
+        return self.url(dbname)
 
     def psql(self, sql: str, dbname: str = "postgres") -> str:
         result = self._run(
@@ -253,3 +270,43 @@ def private_postgres() -> Iterator[PostgresCluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+@contextmanager
+def private_redis(*, password: str = "") -> Iterator[tuple[subprocess.Popen, int]]:
+    """A throwaway ``redis-server`` on a free port of our range (optionally with ``requirepass``);
+    yields ``(process, port)`` and always kills it. Killing the process makes a Redis outage."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    if password:
+        command += ["--requirepass", password]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)  # polling for the server to listen
+        yield process, port
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def gunicorn_app(env: dict[str, str], log: Path, *, workers: int = 2) -> Iterator[str]:
+    """Symphony under real gunicorn (config/gunicorn.conf.py, sync workers) with ``env``; yields its
+    base URL once ``/health/startup`` answers 200. The output (stdout and stderr) goes to ``log``."""
+    port = free_port()
+    with running(gunicorn_command(port, workers=workers), env=env, log=log) as process:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while wait_for(f"{url}/health/startup", timeout=60, process=process) != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gunicorn did not boot: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url
