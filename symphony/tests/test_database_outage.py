@@ -9,120 +9,15 @@ answering; recovery needs no restart; and nothing acknowledged is lost.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 import requests
 
-from tests.servers import ROOT, app_env, gunicorn_app
+from symphony.tests.conftest import App, response_json
 
 pytestmark = pytest.mark.slow
-
-BOUND = "2"  # SYMPHONY_DB_TIMEOUT_SECONDS of the servers under test
-ADMIN_PASSWORD = "outage-admin-password-1"
-SEED = f"""
-from accounts.models import Role, User
-from accounts.services import api_key_create
-from agents.models import Orchestra
-user = User.objects.create_user(username="outage")
-user.roles.add(Role.objects.get(name="super_admin"))
-_, raw = api_key_create(owner=user, name="outage tests")
-User.objects.create_superuser(username="operator", password="{ADMIN_PASSWORD}")
-orchestra = Orchestra.objects.create(name="outage")
-print("SEEDED", raw, orchestra.pk)
-"""
-
-
-@dataclass
-class Seeded:
-    template: str
-    api_key: str
-    orchestra: int
-
-
-@pytest.fixture(scope="module")
-def seeded(postgres_cluster, migrated_template, tmp_path_factory) -> Seeded:
-    """The migrated template plus a super_admin key, an admin user and an orchestra, seeded once."""
-    name = "symphony_outage_seed"
-    url = postgres_cluster.clone(migrated_template, name)
-    env = _env(tmp_path_factory.mktemp("seed"), url)
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", SEED], cwd=ROOT, env=env, check=True, capture_output=True
-    ).stdout.decode()
-    _, raw, orchestra = out[out.index("SEEDED") :].split()[:3]
-    return Seeded(name, raw, int(orchestra))
-
-
-def _env(tmp, url: str, **extra: str) -> dict[str, str]:
-    env = app_env(tmp, DATABASE_URL=url, SYMPHONY_DB_TIMEOUT_SECONDS=BOUND, **extra)
-    env.pop("REDIS_URL", None)  # the embedded cache: sessions then live in the database too
-    return env
-
-
-@dataclass
-class App:
-    url: str
-    dbname: str
-    api_key: str
-    orchestra: int
-    answers: list[tuple[int, dict, str]] = field(default_factory=list)
-
-    def submit(self, key: str | None = None, timeout: float = 60) -> tuple[int, dict, requests.Response | None]:
-        """POST a task with a fresh idempotency key; (status, JSON body, response), status 0 if no answer."""
-        key = key or uuid.uuid4().hex
-        body = {"kind": "outage.test", "orchestra": self.orchestra, "idempotency_key": key}
-        headers = {"Authorization": f"Bearer {self.api_key}", "Connection": "close"}
-        try:
-            response = requests.post(f"{self.url}/api/v1/tasks/", json=body, headers=headers, timeout=timeout)
-        except requests.RequestException:
-            self.answers.append((0, {}, key))
-            return 0, {}, None
-        data = _json(response)
-        self.answers.append((response.status_code, data, key))
-        return response.status_code, data, response
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> requests.Response:
-        return requests.get(f"{self.url}{path}", headers={"Connection": "close", **(headers or {})}, timeout=60)
-
-    def admin_session(self) -> requests.Session:
-        """A session logged in to the admin as the seeded superuser."""
-        session = requests.Session()
-        session.get(f"{self.url}/admin/login/", timeout=30)
-        response = session.post(
-            f"{self.url}/admin/login/?next=/admin/",
-            data={
-                "username": "operator",
-                "password": ADMIN_PASSWORD,
-                "csrfmiddlewaretoken": session.cookies["csrftoken"],
-            },
-            headers={"Referer": f"{self.url}/admin/login/"},
-            timeout=30,
-        )
-        assert response.status_code == 200 and "sessionid" in session.cookies, response.text[:500]
-        return session
-
-
-def _json(response: requests.Response) -> dict:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-@pytest.fixture
-def outage_app(private_postgres, seeded, tmp_path) -> Iterator[App]:
-    """gunicorn with 2 sync workers on a fresh copy of the seeded database."""
-    dbname = f"outage_{uuid.uuid4().hex[:12]}"
-    url = private_postgres.clone(seeded.template, dbname)
-    with gunicorn_app(_env(tmp_path, url), tmp_path / "gunicorn.log", workers=2) as base:
-        yield App(base, dbname, seeded.api_key, seeded.orchestra)
 
 
 def _assert_database_unavailable(status: int, data: dict, response: requests.Response | None) -> None:
@@ -149,8 +44,8 @@ def test_it_answers_503_database_unavailable_while_postgres_is_stopped(outage_ap
     live = outage_app.get("/health/live")
 
     _assert_database_unavailable(*write)
-    _assert_database_unavailable(read.status_code, _json(read), read)
-    _assert_database_unavailable(by_session.status_code, _json(by_session), by_session)
+    _assert_database_unavailable(read.status_code, response_json(read), read)
+    _assert_database_unavailable(by_session.status_code, response_json(by_session), by_session)
     assert admin.status_code == 503
     assert admin.headers["Content-Type"].startswith("text/html")
     assert "Service unavailable" in admin.text and "Traceback" not in admin.text
