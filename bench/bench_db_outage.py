@@ -7,7 +7,8 @@ Starts a private PostgreSQL cluster (tests/servers.py: initdb + pg_ctl on a spar
 or stalled (SIGSTOP of the postmaster and every backend) for ``--fault`` seconds, then brought back.
 
 Reported per scenario: answers by status code (and error code) during the fault and after it, the
-slowest answer, the slowest liveness answer, and the bookkeeping check: every 201 task exists
+slowest answer, the liveness answers during the fault, how long after the database came back the
+first task was accepted, and the bookkeeping check: every 201 task exists
 afterwards, and no task exists behind a 5xx unless that answer said the outcome is unknown.
 
     python bench/bench_db_outage.py [--fault 10] [--clients 4] [--scenario stop|stall|both]
@@ -155,8 +156,9 @@ def scenario(name: str, fault: float, clients: int, tmp: Path) -> dict:
         keys = cluster.psql("SELECT idempotency_key FROM agents_task", dbname="symphony_outage").split()
 
     existing = set(keys)
-    during = [a for a in load.answers if fault_started <= a.finished < fault_ended + 0.5]
-    after = [a for a in load.answers if a.finished >= fault_ended + 0.5]
+    during = [a for a in load.answers if fault_started <= a.finished < fault_ended]
+    after = [a for a in load.answers if a.finished >= fault_ended]
+    first_201 = min((a.finished for a in after if a.status == 201), default=None)
     before = [a for a in load.answers if a.finished < fault_started]
     lost = [a for a in load.answers if a.status == 201 and a.key not in existing]
     behind_5xx = [a for a in load.answers if a.status >= 500 and a.key in existing]
@@ -164,10 +166,10 @@ def scenario(name: str, fault: float, clients: int, tmp: Path) -> dict:
     live_during = [
         (end - start, status)
         for path, start, end, status in load.probes
-        if path == "/health/live" and fault_started <= end < fault_ended + 0.5
+        if path == "/health/live" and fault_started <= end < fault_ended
     ]
     ready_during = Counter(
-        s for path, start, end, s in load.probes if path == "/health/ready" and fault_started <= end < fault_ended + 0.5
+        s for path, start, end, s in load.probes if path == "/health/ready" and fault_started <= end < fault_ended
     )
     return {
         "scenario": name,
@@ -175,6 +177,7 @@ def scenario(name: str, fault: float, clients: int, tmp: Path) -> dict:
         "before": _summary(before),
         "during": _summary(during),
         "after": _summary(after),
+        "first_201_after_recovery_s": round(first_201 - fault_ended, 2) if first_201 else None,
         "live_during": {
             "answers": dict(Counter(s for _, s in live_during)),
             "slowest_s": round(max((d for d, _ in live_during), default=0.0), 2),
