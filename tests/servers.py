@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -149,6 +150,7 @@ class PostgresCluster:
         self.root = Path(tempfile.mkdtemp(prefix="symphony-pg-"))
         self.data = self.root / "data"
         self.frozen: list[int] = []
+        self._thaw_timer: threading.Timer | None = None
         self._as_postgres = os.geteuid() == 0
         if self._as_postgres:
             shutil.chown(self.root, "postgres", "postgres")
@@ -197,14 +199,23 @@ class PostgresCluster:
                 children.append(int(Path(stat).parent.name))
         return [postmaster, *children]
 
-    def freeze(self) -> None:
-        """SIGSTOP the postmaster first (so it starts no new backend), then its children."""
+    def freeze(self, *, at_most: float = 90.0) -> None:
+        """SIGSTOP the postmaster first (so it starts no new backend), then its children.
+
+        Thawed by itself after ``at_most`` seconds, so a client that fails to give up makes its test
+        fail instead of hanging the whole run."""
         for pid in self.processes():
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
                 self.frozen.append(pid)
+        self._thaw_timer = threading.Timer(at_most, self.thaw)
+        self._thaw_timer.daemon = True
+        self._thaw_timer.start()
 
     def thaw(self) -> None:
+        if self._thaw_timer is not None:
+            self._thaw_timer.cancel()
+            self._thaw_timer = None
         for pid in reversed(self.frozen):
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGCONT)

@@ -125,7 +125,7 @@ def _probe_until_answered(connect_args: tuple[Any, ...], connect_kwargs: dict[st
     while _paused:
         time.sleep(_PROBE_INTERVAL)
         try:
-            connection = BoundedConnection.connect(*connect_args, **connect_kwargs)
+            connection = _open(connect_args, connect_kwargs)
         except psycopg.Error:
             continue
         try:
@@ -168,14 +168,23 @@ class BoundedConnection(psycopg.Connection):
         _committed.set(True)
 
 
+def _open(args: tuple[Any, ...], kwargs: dict[str, Any]) -> BoundedConnection:
+    # psycopg.connect, not BoundedConnection.connect: instrumentation (OpenTelemetry) rewraps
+    # psycopg.Connection.connect, and once unwrapped it stays bound to the base class, so the
+    # subclass's own classmethod could quietly return an unbounded psycopg.Connection. The class is
+    # set on the new connection instead (same layout: BoundedConnection adds no slots).
+    connection = psycopg.connect(*args, **kwargs)
+    connection.__class__ = BoundedConnection
+    connection.wait_timeout = _bound
+    connection._connect_params = (args, kwargs)
+    return connection
+
+
 def connect(*args: Any, **kwargs: Any) -> BoundedConnection:
     """``psycopg.connect`` for Django's backend: refuse at once while paused; bound the new connection."""
     check_not_paused()
     try:
-        connection = BoundedConnection.connect(*args, **kwargs)
+        return _open(args, kwargs)
     except pg_errors.ConnectionTimeout:
         _pause(args, kwargs)
         raise
-    connection.wait_timeout = _bound
-    connection._connect_params = (args, kwargs)
-    return connection

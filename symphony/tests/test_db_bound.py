@@ -85,3 +85,23 @@ def test_a_query_that_times_out_is_not_an_unknown_outcome(armed, private_postgre
 
     assert not raised.value.outcome_unknown
     assert isinstance(raised.value, psycopg.OperationalError)  # what Django maps to OperationalError
+
+
+def test_it_stays_bounded_whatever_tracing_did_to_psycopg(armed, private_postgres):
+    # OpenTelemetry rewraps psycopg.Connection.connect; once unwrapped, it stays bound to the base
+    # class (a subclass's connect() returned an unbounded psycopg.Connection: a test run hung on it).
+    from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+    PsycopgInstrumentor().instrument()
+    traced = _connect(private_postgres)
+    PsycopgInstrumentor().uninstrument()
+    untraced = _connect(private_postgres)
+
+    private_postgres.freeze()
+    try:
+        for connection in (traced, untraced):
+            assert isinstance(connection, db.BoundedConnection)
+            with pytest.raises(db.DatabaseTimeout):
+                connection.execute("SELECT 1")
+    finally:
+        private_postgres.thaw()
