@@ -91,6 +91,44 @@ def _seeded_catalog(request: pytest.FixtureRequest) -> None:
     ensure_catalog()
 
 
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A private PostgreSQL cluster for this test session (xdist worker): tests may stop it and freeze
+    it (tests/servers.py ``PostgresCluster``). Use ``private_postgres``, which repairs it around each test."""
+    from tests.servers import postgres_bin_dir, private_postgres
+
+    if postgres_bin_dir() is None:
+        _service_missing("PostgreSQL server binaries", "initdb and pg_ctl are not under /usr/lib/postgresql")
+    with private_postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def private_postgres(postgres_cluster):
+    """The session's private cluster, thawed and running at the start and at the end of the test."""
+    postgres_cluster.ensure_up()
+    yield postgres_cluster
+    postgres_cluster.ensure_up()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_cluster) -> str:
+    """The name of a database of the private cluster with every migration applied, to ``clone``."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.servers import ROOT, app_env
+
+    name = "symphony_template"
+    postgres_cluster.psql(f'CREATE DATABASE "{name}"')
+    with tempfile.TemporaryDirectory(prefix="symphony-migrate-") as tmp:
+        env = app_env(Path(tmp), DATABASE_URL=postgres_cluster.url(name), LOG_LEVEL="WARNING")
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    return name
+
+
 @pytest.fixture
 def spans():
     """Tracing on for this test, exporting synchronously to an in-memory exporter (yielded)."""
