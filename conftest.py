@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -26,6 +28,11 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if "KEY_PREFIX" in settings.CACHES["default"] or os.environ.get("REDIS_URL"):
         settings.CACHES["default"]["KEY_PREFIX"] = f"test-{worker}"
+    if settings.CACHES["default"]["BACKEND"] == "symphony.caches.SQLiteCache":
+        # The embedded default's shared cache file: one per xdist worker, never the install's own.
+        folder = Path(tempfile.gettempdir()) / f"symphony-test-cache-{os.getuid()}"
+        folder.mkdir(exist_ok=True)
+        settings.CACHES["default"]["LOCATION"] = str(folder / f"{worker}.sqlite3")
 
 
 def _service_missing(name: str, reason: str) -> None:

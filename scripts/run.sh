@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make run`: the embedded default (SQLite + in-process cache unless DATABASE_URL/REDIS_URL are set),
+# `make run`: the embedded default (SQLite + a shared SQLite cache unless DATABASE_URL/REDIS_URL are set),
 # migrated, with an admin user and the demo, served by gunicorn on 127.0.0.1:${PORT:-8000}
 # with the production configuration (config/gunicorn.conf.py).
 # Two demo agent workers run beside gunicorn (SYMPHONY_DEMO_WORKERS=0 turns them off) and stop with it.

@@ -1,6 +1,6 @@
 """Symphony settings: one module, driven by environment variables (see the README's settings table).
 
-With nothing set, Symphony runs on SQLite under ``var/`` and an in-process cache (the embedded
+With nothing set, Symphony runs on SQLite under ``var/`` and a cache file every process shares (the embedded
 default). ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis. Unsafe production
 configuration raises ``ImproperlyConfigured`` at import time, because gunicorn never runs checks.
 """
@@ -122,27 +122,37 @@ else:
 DATABASES = {"default": _db}
 
 # --- Cache and sessions -------------------------------------------------------------------------
+# One cache shared by every process of the install (permission generations, resolved keys, rate-limit
+# counters decide freshness and security, so a per-process cache cannot hold them; DESIGN.md).
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "symphony.caches.RedisCache",  # django-redis, failing fast while Redis is down
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "symphony"),
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 "SOCKET_CONNECT_TIMEOUT": env_float("REDIS_CONNECT_TIMEOUT", 1.0),
                 "SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 1.0),
+                "BREAKER_SECONDS": env_float("REDIS_RETRY_SECONDS", 1.0),
             },
         }
     }
-    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "symphony"}}
-    SESSION_ENGINE = "django.contrib.sessions.backends.db"
-    # django-ratelimit refuses a non-shared cache; the embedded default accepts per-process limits
-    # (documented in the README: exact limits across several workers need Redis).
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+    CACHES = {
+        "default": {
+            # The embedded default: one SQLite file every gunicorn worker of this install shares.
+            "BACKEND": "symphony.caches.SQLiteCache",
+            "LOCATION": str(VAR_DIR / "cache.sqlite3"),
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "symphony"),
+            "OPTIONS": {"MAX_ENTRIES": 200_000},
+        }
+    }
+# Sessions in the database on every shape: they survive a Redis outage, and a logout can never be
+# undone by a cached copy that could not be deleted while Redis was away. Session requests (the
+# admin, the browsable API) load their user from the database anyway.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Passwords, i18n, static --------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
