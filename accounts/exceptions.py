@@ -46,3 +46,13 @@ class SystemRoleProtected(IdentityConflict):
 class ApiKeyStateConflict(IdentityConflict):
     default_code = "api_key_state_conflict"
     default_detail = "This API key cannot change from its current state."
+
+
+class PermissionCacheUnavailable(exceptions.APIException):
+    """An identity change (roles, grants, users, keys) while the shared cache cannot be invalidated
+    (503 with ``Retry-After``). Committing it would let entries cached before it stay trusted."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "cache_unavailable"
+    default_detail = "Identity changes are refused while the shared cache is unreachable; try again shortly."
+    wait = 5  # DRF's handler turns it into Retry-After

@@ -184,7 +184,11 @@ class ApiKeyCreateSerializer(serializers.Serializer):
     scopes = _codes(required=False, help_text="Codes the key may use; omitted means all the owner holds.")
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     rate_limit = serializers.CharField(
-        max_length=32, required=False, allow_blank=True, validators=[validate_rate_limit], help_text="e.g. 100/m"
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        validators=[validate_rate_limit],
+        help_text="A preset (strict, moderate, lenient) or a rate such as 100/m or 100/15m; empty: the default.",
     )
     owner = serializers.SlugRelatedField(
         slug_field="username",

@@ -7,13 +7,13 @@ configuration raises ``ImproperlyConfigured`` at import time, because gunicorn n
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from ratelimit.rates import parse_rate
 from symphony.env import env_bool, env_float, env_int, env_list, env_map, env_secret, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     # Symphony, bottom layer first: each app imports only from the ones above it in this list.
     "observability",
     "audit",
+    "ratelimit",
     "accounts",
     "agents",
 ]
@@ -65,7 +66,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "symphony.middleware.RateLimitMiddleware",
+    "ratelimit.middleware.RateLimitMiddleware",
     "symphony.middleware.ApiRequestGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -216,9 +217,8 @@ SYMPHONY_PERMISSION_CACHE_SECONDS = env_int("SYMPHONY_PERMISSION_CACHE_SECONDS",
 SYMPHONY_API_KEY_ROTATION_GRACE_HOURS = env_int("SYMPHONY_API_KEY_ROTATION_GRACE_HOURS", 24, minimum=0)
 
 # --- Hardening: rate limits, request limits, security headers (docs/security.md) -------------------
-# Rate limits: a preset name or a rate "N/<k><s|m|h|d>" (django-ratelimit syntax, e.g. 100/15m).
-# strict and moderate are the predecessor's; lenient (10x moderate, ~5.5 req/s sustained) suits agents.
-SYMPHONY_RATELIMIT_PRESETS = {"strict": "100/15m", "moderate": "500/15m", "lenient": "5000/15m"}
+# Rate limits: a preset (strict, moderate, lenient) or a rate "N/<k><s|m|h|d>" such as 100/15m, in the
+# one grammar of ratelimit/rates.py (API keys' own limits use it too).
 RATELIMIT_ENABLE = env_bool("SYMPHONY_RATELIMIT_ENABLED", True)
 RATELIMIT_USE_CACHE = env_str("SYMPHONY_RATELIMIT_CACHE", "default")
 SYMPHONY_RATELIMIT_DEFAULT = env_str("SYMPHONY_RATELIMIT_DEFAULT", "moderate")
@@ -227,7 +227,8 @@ SYMPHONY_RATELIMIT_OVERRIDES = env_map("SYMPHONY_RATELIMIT_OVERRIDES")
 SYMPHONY_RATELIMIT_LOGIN_PER_IP = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_IP", "30/15m")
 SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME", "10/15m")
 SYMPHONY_RATELIMIT_LOGIN_VIEWS = env_list("SYMPHONY_RATELIMIT_LOGIN_VIEWS", ["admin:login", "rest_framework:login"])
-# When the counters' cache is unreachable: serve unlimited (true) or answer 503 (false).
+# When the shared cache is unreachable: serve (rate limits off, identity checks from the database) and
+# report degraded (true), or answer API requests 503 with Retry-After (false). docs/security.md.
 SYMPHONY_RATELIMIT_FAIL_OPEN = env_bool("SYMPHONY_RATELIMIT_FAIL_OPEN", True)
 for _name, _rate in [
     ("SYMPHONY_RATELIMIT_DEFAULT", SYMPHONY_RATELIMIT_DEFAULT),
@@ -235,8 +236,10 @@ for _name, _rate in [
     ("SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME", SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME),
     *(("SYMPHONY_RATELIMIT_OVERRIDES", _value) for _value in SYMPHONY_RATELIMIT_OVERRIDES.values()),
 ]:
-    if _rate.lower() not in SYMPHONY_RATELIMIT_PRESETS and not re.fullmatch(r"\d+/\d*[smhd]", _rate):
-        raise ImproperlyConfigured(f"{_name}: {_rate!r} is neither strict, moderate, lenient nor a rate like 100/15m")
+    try:
+        parse_rate(_rate)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"{_name}: {_exc}") from None
 
 # Request limits: body size (413), JSON nesting depth (400), JSON-only writes (415); see symphony/parsers.py.
 # Django's default 2.5 MiB: room for a task result of SYMPHONY_TASK_MAX_RESULT_BYTES (1 MiB) and its escaping.

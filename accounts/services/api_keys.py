@@ -59,7 +59,7 @@ def api_key_create(
     ``EscalationRefused`` when ``actor`` (default: the owner) does not hold every requested scope,
     or creates a key for someone else without user:update.
     """
-    from accounts.validators import validate_rate_limit
+    from accounts.validators import normalize_rate_limit, validate_rate_limit
 
     actor = actor or owner
     requested = set(scopes) if scopes is not None else set(user_codes(owner))
@@ -79,6 +79,7 @@ def api_key_create(
         validate_rate_limit(rate_limit)
     except ValidationError as exc:
         raise ValidationError({"rate_limit": exc.messages}) from None
+    rate_limit = normalize_rate_limit(rate_limit)
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["Expiry must be in the future."]})
     prefix, raw = keys.generate()

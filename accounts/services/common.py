@@ -108,8 +108,9 @@ def _roles(values: Iterable[Role | str], *, field: str) -> list[Role]:
 
 def _invalidate_on_commit() -> None:
     # Once now (so a check inside this transaction sees the change) and once after commit (so a
-    # value another request computed from the old rows in between does not survive it).
-    invalidate_permissions()
+    # value another request computed from the old rows in between does not survive it). The first
+    # is strict: when the shared cache cannot be reached, the change is refused (503) and rolls back.
+    invalidate_permissions(strict=True)
     transaction.on_commit(invalidate_permissions)
 
 
