@@ -13,8 +13,11 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from observability.multiprocess import settle_multiprocess_dir
 from ratelimit.rates import parse_rate
 from symphony.env import env_bool, env_float, env_int, env_list, env_map, env_secret, env_str
+
+settle_multiprocess_dir()  # before any app imports prometheus_client
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SYMPHONY_VAR_DIR", str(BASE_DIR / "var")))
@@ -23,10 +26,19 @@ VERSION = "0.1.0"
 # --- Core -------------------------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_secret("SECRET_KEY")
+# The install's own key, which `make run` generates: every process of the install (manage.py
+# commands, a gunicorn started by hand) finds it the way make run does, without SECRET_KEY_FILE.
+GENERATED_SECRET_KEY_FILE = VAR_DIR / "secret_key"
+if not SECRET_KEY and GENERATED_SECRET_KEY_FILE.is_file():
+    try:
+        SECRET_KEY = GENERATED_SECRET_KEY_FILE.read_text().strip()
+    except OSError as _exc:
+        raise ImproperlyConfigured(f"cannot read {GENERATED_SECRET_KEY_FILE}: {_exc}") from None
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off; `make run` generates one under var/."
+            f"SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off, or {GENERATED_SECRET_KEY_FILE} "
+            "must exist (`make run` generates it)."
         )
     SECRET_KEY = "insecure-development-only-key-do-not-use-in-production"  # noqa: S105 - DEBUG only
 elif not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith("insecure")):
