@@ -298,6 +298,9 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         except self.connection_errors as exc:
             self.breaker.failed(exc)
             raise
+        except Exception:
+            self.breaker.succeeded()  # Redis answered (incr of a missing key raises ValueError)
+            raise
         self.breaker.succeeded()
         return result
 

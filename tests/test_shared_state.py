@@ -10,88 +10,17 @@ worker pid and a phase header) shows which workers served them.
 from __future__ import annotations
 
 import os
-import re
-import subprocess
-import sys
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-import requests
 
-from tests.servers import ROOT, app_env, free_port, gunicorn_command, running, wait_for
+from tests.servers import Install
 
 pytestmark = pytest.mark.slow
 
 WORKERS = 3
 AFTER = 20  # requests checked right after each change
-
-
-class Install:
-    """A throwaway install served by gunicorn with ``WORKERS`` workers, administered over its API."""
-
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.tmp, self.port = tmp_path, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp_path / "gunicorn.log"
-        clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "REDIS_URL", "OTEL_"))}
-        self.env = {
-            **app_env(tmp_path),
-            **{k: v for k, v in clean.items() if k == "PATH"},
-            "SYMPHONY_RATELIMIT_DEFAULT": "1000000/15m",  # this test counts answers, not limits
-            "LOG_LEVEL": "INFO",  # gunicorn's access log (with the worker pid) logs at INFO
-            "GUNICORN_ACCESSLOG": "-",
-            "PYTHONUNBUFFERED": "1",  # the access log is read while the server runs
-            **env,
-        }
-        for name in ("DATABASE_URL", "REDIS_URL"):
-            if name not in env:
-                self.env.pop(name, None)
-
-    def manage(self, *args: str) -> str:
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=True
-        )
-        return result.stdout
-
-    def __enter__(self) -> Install:
-        self.manage("migrate", "--noinput", "-v", "0")
-        self.manage("ensure_admin")
-        self.admin = {"Authorization": f"Bearer {self.manage('create_api_key', 'admin', '--name', 'root').strip()}"}
-        command = [
-            *gunicorn_command(self.port, workers=WORKERS),
-            "--access-logformat",
-            "pid=%(p)s phase=%({x-phase}i)s",
-        ]
-        self._server = running(command, env=self.env, log=self.log)
-        process = self._server.__enter__()
-        wait_for(f"{self.url}/health/startup", timeout=60, process=process)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.__exit__(*exc)
-
-    def call(self, method: str, path: str, headers: dict[str, str], json: dict | None = None, phase: str = "setup"):
-        headers = {"Connection": "close", "X-Phase": phase, **headers}
-        return requests.request(method, f"{self.url}{path}", headers=headers, json=json, timeout=30)
-
-    def burst(self, path: str, headers: dict[str, str], *, count: int, phase: str) -> list[int]:
-        """``count`` GETs, four at a time (so every worker takes some), each on a fresh connection."""
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            return list(pool.map(lambda _: self.call("GET", path, headers, phase=phase).status_code, range(count)))
-
-    def workers_of(self, phase: str) -> Counter[str]:
-        return Counter(re.findall(rf"pid=<?(\d+)>? phase={re.escape(phase)}\b", self.log.read_text()))
-
-    def user_with_key(self, username: str, roles: list[str], scopes: list[str] | None = None) -> dict[str, str]:
-        created = self.call("POST", "/api/v1/users/", self.admin, {"username": username, "roles": roles})
-        assert created.status_code == 201, created.text
-        body = {"name": username, "owner": username, **({"scopes": scopes} if scopes else {})}
-        key = self.call("POST", "/api/v1/api-keys/", self.admin, body)
-        assert key.status_code == 201, key.text
-        return {"Authorization": f"Bearer {key.json()['api_key']}", "_prefix": key.json()["prefix"]}
 
 
 def _scenarios(install: Install) -> dict[str, dict]:
@@ -100,7 +29,7 @@ def _scenarios(install: Install) -> dict[str, dict]:
 
     def check(name: str, path: str, headers: dict[str, str], change, before: int, after: int) -> None:
         headers = {k: v for k, v in headers.items() if not k.startswith("_")}
-        warm = install.burst(path, headers, count=3 * WORKERS * 2, phase=f"{name}-warm")
+        warm = install.burst(path, headers, count=6 * WORKERS, phase=f"{name}-warm")
         assert set(warm) == {before}, (name, warm)
         assert len(install.workers_of(f"{name}-warm")) == WORKERS, "every worker cached the old answer"
         response = change()
@@ -166,7 +95,7 @@ def _assert_fresh(figures: dict[str, dict]) -> None:
 
 
 def test_every_worker_sees_each_change_at_once_on_the_embedded_default(tmp_path):
-    with Install(tmp_path) as install:
+    with Install(tmp_path, workers=WORKERS) as install:
         figures = _scenarios(install)
 
     _assert_fresh(figures)
@@ -178,7 +107,7 @@ def test_every_worker_sees_each_change_at_once_on_redis(tmp_path):
 
     prefix = f"shared-state-{uuid.uuid4().hex[:8]}"
     try:
-        with Install(tmp_path, REDIS_URL=os.environ["REDIS_URL"], CACHE_KEY_PREFIX=prefix) as install:
+        with Install(tmp_path, workers=WORKERS, REDIS_URL=os.environ["REDIS_URL"], CACHE_KEY_PREFIX=prefix) as install:
             assert install.call("GET", "/health", {}).json()["components"]["redis"]["status"] == "healthy"
             figures = _scenarios(install)
     finally:

@@ -8,9 +8,11 @@ import multiprocessing
 from pathlib import Path
 
 import pytest
+import redis
 import time_machine
 
 from symphony import caches
+from tests.servers import RedisServer
 
 
 def _cache(path: Path, **options) -> caches.SQLiteCache:
@@ -137,3 +139,27 @@ def test_it_keeps_entries_across_restarts_but_not_across_reboots(tmp_path, monke
     assert _cache(path).get("generation") == 7  # a new process of the same boot
     boot.write_text("boot-2\n")
     assert _cache(path).get("generation") is None  # after a reboot: a power loss may have lost writes
+
+
+def test_the_redis_breaker_fails_fast_then_probes_and_counts_any_answer_as_recovery(tmp_path):
+    """After a connection error the breaker refuses calls at once; once the interval is over, one
+    probe goes through, and any answer closes it, an error of Redis's own included (incr of a key
+    that is gone with the restarted server: ValueError)."""
+    with RedisServer(tmp_path) as server:
+        cache = caches.RedisCache(server.url, {"OPTIONS": {"BREAKER_SECONDS": 60, "SOCKET_CONNECT_TIMEOUT": 0.5}})
+        cache.set("hits", 1, timeout=None)
+        server.kill()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            cache.incr("hits")
+        with pytest.raises(caches.CacheUnavailable):
+            cache.get("hits")  # refused at once, without a round trip
+        server.start()
+        with pytest.raises(caches.CacheUnavailable):
+            cache.get("hits")  # still within the interval
+        cache.breaker.open_until = 0.0  # the interval (BREAKER_SECONDS) is over
+
+        with pytest.raises(ValueError):
+            cache.incr("hits")  # the probe: Redis answered "no such key"
+        assert cache.add("hits", 5) is True  # closed: every call goes through again
+        assert cache.incr("hits") == 6
+        assert cache.breaker.failing_since == 0.0
