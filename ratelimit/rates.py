@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 #: strict and moderate are the predecessor's; lenient (10x moderate, ~5.5 req/s sustained) suits agents.
 PRESETS: dict[str, str] = {"strict": "100/15m", "moderate": "500/15m", "lenient": "5000/15m"}
-_PATTERN = re.compile(r"(?P<count>[1-9][0-9]{0,8})/(?P<multiplier>[1-9][0-9]{0,5})?(?P<unit>[smhd])")
+_PATTERN = re.compile(r"(?P<count>[1-9][0-9]{0,11})/(?P<multiplier>[1-9][0-9]{0,5})?(?P<unit>[smhd])")
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

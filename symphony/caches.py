@@ -10,9 +10,9 @@ write is one statement (an UPSERT or an ``UPDATE ... RETURNING``), which SQLite 
 
 ``RedisCache``: django-redis with a circuit breaker. When Redis stops answering, every command would
 wait for its socket timeout; with a SIGSTOP'd server that is a second per cache call and several per
-request. After a failure the breaker fails every call at once (``CacheUnavailable``) for
-``BREAKER_SECONDS``, then lets one call through to probe. Callers treat any cache exception as
-"unavailable" and fall back (docs/security.md, "When Redis is down").
+request. After a failure the breaker fails every call at once (``CacheUnavailable``) while a
+background thread pings Redis every ``BREAKER_SECONDS``; the first answer closes it. Callers treat
+any cache exception as "unavailable" and fall back (docs/security.md, "When Redis is down").
 """
 
 from __future__ import annotations
@@ -244,40 +244,48 @@ class SQLiteCache(BaseCache):
 
 
 class CacheUnavailable(ConnectionError):
-    """The shared cache failed recently; calls fail at once until the breaker lets a probe through."""
+    """The shared cache failed and has not answered since; calls fail at once meanwhile."""
 
 
 class _Breaker:
-    """Per process and server: after a failure, refuse calls for ``seconds``, then let one through to probe."""
+    """Per process and server. After a connection failure every call fails at once, and a background
+    thread probes the server (``PING``) every ``seconds`` until it answers: no request ever waits on a
+    probe, which against a SIGSTOP'd Redis would cost a whole socket timeout each time."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.open_until = 0.0
         self.failing_since = 0.0
         self._lock = threading.Lock()
+        self._prober: threading.Thread | None = None
 
     def before(self) -> None:
-        now = time.monotonic()
-        if now < self.open_until:
-            raise CacheUnavailable("the cache failed less than a moment ago; not retrying yet")
         if self.failing_since:
-            with self._lock:  # one probe per interval; the others keep failing fast meanwhile
-                if time.monotonic() < self.open_until:
-                    raise CacheUnavailable("the cache failed less than a moment ago; not retrying yet")
-                self.open_until = now + self.seconds
+            raise CacheUnavailable("the cache is unreachable (a probe checks it every moment)")
 
-    def failed(self, exc: BaseException) -> None:
-        now = time.monotonic()
-        if not self.failing_since:
-            self.failing_since = now
-            log.warning("cache_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
-        self.open_until = now + self.seconds
+    def failed(self, exc: BaseException, ping: Callable[[], Any]) -> None:
+        with self._lock:
+            if not self.failing_since:
+                self.failing_since = time.monotonic()
+                log.warning("cache_unavailable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+            if self._prober is None or not self._prober.is_alive():
+                self._prober = threading.Thread(
+                    target=self._probe, args=(ping,), name="symphony-cache-probe", daemon=True
+                )
+                self._prober.start()
+
+    def _probe(self, ping: Callable[[], Any]) -> None:
+        while self.failing_since:
+            time.sleep(self.seconds)
+            try:
+                ping()
+            except Exception:  # noqa: BLE001, S112 - still down: probe again after the interval
+                continue
+            self.succeeded()
 
     def succeeded(self) -> None:
         if self.failing_since:
             log.warning("cache_recovered", outage_seconds=round(time.monotonic() - self.failing_since, 1))
             self.failing_since = 0.0
-            self.open_until = 0.0
 
 
 _breakers: dict[str, _Breaker] = {}
@@ -296,12 +304,8 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             result = method(self, *args, **kwargs)
         except self.connection_errors as exc:
-            self.breaker.failed(exc)
+            self.breaker.failed(exc, self.ping)
             raise
-        except Exception:
-            self.breaker.succeeded()  # Redis answered (incr of a missing key raises ValueError)
-            raise
-        self.breaker.succeeded()
         return result
 
     call.__name__ = method.__name__
@@ -310,8 +314,9 @@ def _guarded(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class RedisCache(DjangoRedisCache):
-    """django-redis's cache, failing fast while Redis is unreachable (``OPTIONS["BREAKER_SECONDS"]``,
-    default 1 s). Errors are raised, never swallowed: each caller decides how to degrade."""
+    """django-redis's cache, failing fast while Redis is unreachable (probed every
+    ``OPTIONS["BREAKER_SECONDS"]``, default 1 s). Errors are raised, never swallowed: each caller
+    decides how to degrade."""
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         options = dict(params.get("OPTIONS", {}))
@@ -320,6 +325,10 @@ class RedisCache(DjangoRedisCache):
         # Django builds a cache object per thread: the breaker is shared by the process's threads.
         self.breaker = _breakers.setdefault(server, _Breaker(seconds))
         self.connection_errors = _connection_errors()
+
+    def ping(self) -> None:
+        """``PING`` the server, bypassing the breaker (the probe). Raises when it does not answer."""
+        self.client.get_client(write=True).ping()
 
 
 for _name in (
