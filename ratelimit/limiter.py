@@ -160,6 +160,11 @@ def endpoint_rule(request: HttpRequest) -> tuple[str, Rate]:
 
 def check_api_request(request: HttpRequest) -> Usage:
     """Count an API request against its scope and endpoint. Raises ``RateLimiterUnavailable``."""
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    if getattr(cache, "is_failing", lambda: False)():
+        # Known down (symphony.caches.RedisCache's breaker): no counter to find, so spare the key
+        # lookup that identifying the caller would cost (from the database, during an outage).
+        raise RateLimiterUnavailable("the rate-limit cache is unreachable")
     scope, value, own_rate = identify(request)
     if own_rate is not None:
         # A key's own limit replaces the presets across the whole API (one counter per key).

@@ -326,6 +326,10 @@ class RedisCache(DjangoRedisCache):
         self.breaker = _breakers.setdefault(server, _Breaker(seconds))
         self.connection_errors = _connection_errors()
 
+    def is_failing(self) -> bool:
+        """Whether this process currently knows Redis to be unreachable (calls would fail at once)."""
+        return bool(self.breaker.failing_since)
+
     def ping(self) -> None:
         """``PING`` the server, bypassing the breaker (the probe). Raises when it does not answer."""
         self.client.get_client(write=True).ping()
