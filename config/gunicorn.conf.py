@@ -11,9 +11,11 @@ Every knob comes from the environment (README settings table, docs/observability
 - ``GUNICORN_ACCESSLOG``: gunicorn's own access log (off by default: the Django middleware already
   writes one richer JSON line per request, with request id, user and key prefix).
 
-Prometheus: with ``PROMETHEUS_MULTIPROC_DIR`` set, counters are summed across workers. The folder is
-emptied when the master starts (stale files from a previous run would be summed in) and each dead
-worker's live gauges are dropped. Tracing is set up after fork, in each worker.
+Prometheus: counters are summed across workers in ``PROMETHEUS_MULTIPROC_DIR``. When it is unset, this
+config makes a private folder for the master and its workers (under /dev/shm when there is one) and
+removes it when the master exits, so every scrape reports the totals of all workers, whichever serves
+it. The folder is emptied when the master starts (stale files from a previous run would be summed in)
+and each dead worker's live gauges are dropped. Tracing is set up after fork, in each worker.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import multiprocessing
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -30,6 +33,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "symphony.settings")
 os.environ["SYMPHONY_GUNICORN"] = "1"
 
 from observability.logs import logging_config
+
+# --- Prometheus multiprocess folder (before anything imports prometheus_client) -------------------------
+# Set in the master, so every worker inherits it. A folder this config made is marked, so a reload
+# (which runs this file again) keeps it and the master's exit removes it.
+_OWNED_MULTIPROC = "SYMPHONY_OWNED_PROMETHEUS_DIR"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(
+        prefix="symphony-prometheus-",
+        dir="/dev/shm" if os.path.isdir("/dev/shm") else None,  # noqa: S108
+    )
+    os.environ[_OWNED_MULTIPROC] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 
 def _int(name: str, default: int) -> int:
@@ -95,3 +109,10 @@ def child_exit(server, worker) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the multiprocess folder this config made (one named by the operator is left alone)."""
+    owned = os.environ.get(_OWNED_MULTIPROC)
+    if owned and owned == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(owned, ignore_errors=True)
