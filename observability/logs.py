@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 JSON, CONSOLE = "json", "console"
 REDACTED = "[REDACTED]"
@@ -148,7 +149,9 @@ def make_formatter(fmt: str = JSON) -> structlog.stdlib.ProcessorFormatter:
     else:
         final = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks,
+            # Never dict_tracebacks: its transformer logs every frame's local variables by default,
+            # which put database passwords and request bodies in gunicorn's worker-crash lines.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             redact,
             structlog.processors.JSONRenderer(default=str),
         ]

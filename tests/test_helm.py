@@ -215,3 +215,36 @@ def test_it_runs_only_management_commands_that_exist():
     commands |= references.manage_commands_in(json.dumps(cron))
     assert commands == {"migrate", "run_agent", "reap_tasks"}
     assert commands <= references.management_commands()
+
+
+def test_it_runs_every_container_with_the_settings_of_the_compose_file():
+    # `make image-test` runs the image with the Compose file's settings; the chart must not differ.
+    from tests.test_compose import COMPOSE, SYMPHONY_SERVICES, tmpfs_mounts
+
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    web = compose["symphony"]
+    kinds = _by_kind(render({**SECRETS, **EVERYTHING_ON}))
+    pods = [d["spec"]["template"]["spec"] for d in kinds["Deployment"] + kinds["Job"]]
+    pods += [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in kinds["CronJob"]]
+    for pod in pods:
+        [container] = pod["containers"]
+        security = container["securityContext"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        assert set(mounts) == set(tmpfs_mounts(web)), container["name"]
+        assert all("emptyDir" in volume for volume in mounts.values())
+        assert security["readOnlyRootFilesystem"] is (web["read_only"] is True)
+        assert security["capabilities"]["drop"] == web["cap_drop"]
+        assert security["allowPrivilegeEscalation"] is False and "no-new-privileges:true" in web["security_opt"]
+        # emptyDirs are root's: fsGroup makes them the app's group's, as the tmpfs mode does under Compose.
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {env["PROMETHEUS_MULTIPROC_DIR"], env["SYMPHONY_VAR_DIR"]} <= set(mounts)
+        assert "GUNICORN_CONTROL_SOCKET" not in env  # off, as under Compose
+    for name in SYMPHONY_SERVICES:
+        assert tmpfs_mounts(compose[name]) == tmpfs_mounts(web), name
+        assert compose[name]["stop_grace_period"] == web["stop_grace_period"]
+    grace = {d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for d in kinds["Deployment"]}
+    assert grace == {int(web["stop_grace_period"].rstrip("s"))}
+    config = kinds["ConfigMap"][0]["data"]
+    assert int(config["GUNICORN_GRACEFUL_TIMEOUT"]) + 5 < min(grace)  # the preStop pause, then gunicorn's own

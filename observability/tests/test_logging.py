@@ -78,6 +78,24 @@ def test_it_writes_exceptions_as_structured_tracebacks(log_output):
     assert frame_group["exc_value"] == "boom"
 
 
+def test_it_leaves_the_frames_local_variables_out_of_tracebacks(log_output):
+    # A stdlib logger, as gunicorn logs a worker that crashed while importing the app.
+    def connect(password: str) -> None:
+        database_password = password  # noqa: F841 - a local variable the traceback must not show
+        raise ConnectionError("connection refused")
+
+    try:
+        connect("pg-password-in-a-local")
+    except ConnectionError:
+        logging.getLogger("gunicorn.error").exception("Exception in worker process")
+
+    [record] = log_output.events("Exception in worker process")
+    frames = record["exception"][0]["frames"]
+    assert frames[-1]["name"] == "connect"
+    assert all("locals" not in frame for frame in frames)
+    assert "pg-password-in-a-local" not in log_output.stream.getvalue()
+
+
 def test_it_renders_console_lines_in_development():
     record = logging.makeLogRecord({"name": "dev", "levelno": logging.INFO, "levelname": "INFO", "msg": "hello"})
 
