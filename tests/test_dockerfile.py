@@ -129,7 +129,7 @@ def test_it_declares_in_each_stage_every_build_argument_the_stage_uses(parsed):
         for instruction in stage.instructions:
             if instruction.keyword in ("LABEL", "COPY", "WORKDIR", "USER"):
                 for name in re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", instruction.args):
-                    assert name in declared, f"stage {stage.name}: {instruction.keyword} uses ${name} without ARG {name}"
+                    assert name in declared, f"stage {stage.name}: {instruction.args} needs ARG {name}"
     assert "PYTHON_IMAGE" in global_args
 
 
