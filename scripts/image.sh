@@ -51,10 +51,13 @@ install_podman() {
     dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || return 1
+  [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null ||
+    skip "no Docker engine, and podman is missing: installing it needs root and apt (missing: ${missing[*]})"
   say "installing ${missing[*]} (Debian packages)"
-  apt-get update -qq || return 1
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Other jobs on the machine may hold dpkg's lock for a while: wait for it rather than fail.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
 }
 
 # podman reads only these files (CONTAINERS_CONF and friends replace the machine's): nothing outside
@@ -116,7 +119,7 @@ select_engine() {
       BUILD_FLAGS=(--network host)
       ;;
     podman)
-      install_podman || skip "no Docker engine, and podman is missing and cannot be installed here (needs root and apt)"
+      install_podman
       [ "$(id -u)" = 0 ] || skip "no Docker engine, and podman runs here only as root (rootless needs subuid ranges)"
       podman_sandbox
       podman info >/dev/null 2>&1 || skip "podman cannot run on this machine: $(podman info 2>&1 | tail -1)"
