@@ -8,8 +8,9 @@
 # Engine: docker when a Docker engine answers, else podman (installed from Debian's packages when
 # missing). For podman, everything the sandbox needs is made here, under .cache/image/ (ignored by git
 # and by the build context), never in the machine's /etc: storage, containers.conf (runc, cgroupfs, the
-# open-file limit the machine allows), registries.conf. Build steps reach Debian and PyPI through the
-# host network with the host's CA bundle mounted read-only (this machine's egress re-signs TLS).
+# open-file and process limits the machine allows), registries.conf. Build steps reach Debian and PyPI
+# through the host network with the host's CA bundle mounted read-only (this machine's egress re-signs
+# TLS). The docker path (plain `docker build`, no stand-in) was never run here: no engine.
 #
 # Where the official base image cannot be pulled (no container registry reachable), a stand-in is built
 # from Debian bookworm with debootstrap --variant=minbase, Debian's python3 and a virtual environment at
@@ -116,7 +117,6 @@ select_engine() {
   case $ENGINE in
     docker)
       docker_answers || die "IMAGE_ENGINE=docker but no Docker engine answers"
-      BUILD_FLAGS=(--network host)
       ;;
     podman)
       install_podman
