@@ -247,7 +247,7 @@ class Smoke:
             print(f"IMAGE_TEST_KEEP=1: left containers {self.containers}, database {self.database}, {self.tmp}")
             return
         for name in self.containers:
-            self.run("rm", "--force", "--time", "0", name, check=False)
+            self.run("rm", "--force", *(["--time", "0"] if self.engine == "podman" else []), name, check=False)
         if self.database:
             import psycopg
 
@@ -445,6 +445,14 @@ class Smoke:
         bad = [line for line in agent_log.splitlines() if re.search(r" (ERROR|CRITICAL) |Traceback", line)]
         self.expect("worker starting" in agent_log and not bad, "no error line in the agent container's log",
                     "\n".join(bad) or agent_log[-500:])  # fmt: skip
+        secrets_used = {
+            "SECRET_KEY": self.secret,
+            "the agent's key": self.demo["agents"][0]["key"],
+            "the submitter's key": self.demo["submit_key"],
+        }
+        both = self.logs(self.web) + agent_log
+        leaked = [name for name, value in secrets_used.items() if value in both]
+        self.expect(not leaked, "neither log holds the secret key or an API key", ", ".join(leaked))
 
     def main(self) -> int:
         started = time.monotonic()
