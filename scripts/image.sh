@@ -274,6 +274,11 @@ build() {
   say "built $IMAGE in $((SECONDS - started))s: $($ENGINE image inspect --format '{{.Size}}' "$IMAGE") bytes" \
     "(base $BASE_REF: $($ENGINE image inspect --format '{{.Size}}' "$BASE_REF") bytes)"
   is_standin "$BASE_REF" && say "NOTE: built on the STAND-IN base, not the official $PYTHON_IMAGE"
+  if [ "$ENGINE" = podman ]; then
+    # Earlier builds' images, untagged now, would pile up in .cache/image (about 50 MB a commit). The
+    # label is on the final stage only, so the cached builder and static stages stay.
+    podman image prune -f --filter label=org.opencontainers.image.title=Symphony >/dev/null
+  fi
   return 0
 }
 
