@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminPasswordChangeForm, AdminUserCreationForm, UserChangeForm
 from django.contrib.auth.models import Group
@@ -27,9 +28,9 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts import selectors, services
-from accounts.backends import user_codes
+from accounts.backends import uncached_permissions, user_codes
 from accounts.exceptions import EscalationRefused, IdentityConflict
-from accounts.models import ApiKey, Permission, Role, User
+from accounts.models import ApiKey, Permission, Role, RoleBinding, User
 from observability import context
 
 # The RBAC is roles: Django's groups would be a second, ignored permission system.
@@ -42,9 +43,16 @@ class _DryRun(Exception):
 
 
 def dry_run(form: forms.BaseForm, service: Callable[..., Any], **kwargs: Any) -> None:
-    """Run ``service`` in a savepoint that is always rolled back; put its refusals on form fields."""
+    """Run ``service`` in a savepoint that is always rolled back; put its refusals on form fields
+    (``form.field_aliases`` maps the services' field names to the form's).
+
+    Nothing of it outlives the rollback: its on-commit work (audit seals and counts, cache
+    invalidation) is discarded with the savepoint, and the permission cache is neither read, filled
+    nor invalidated meanwhile (``uncached_permissions``).
+    """
+    aliases = getattr(form, "field_aliases", {})
     try:
-        with transaction.atomic():
+        with uncached_permissions(), transaction.atomic():
             service(**kwargs)
             raise _DryRun
     except _DryRun:
@@ -52,9 +60,11 @@ def dry_run(form: forms.BaseForm, service: Callable[..., Any], **kwargs: Any) ->
     except ValidationError as exc:
         errors = exc.message_dict if hasattr(exc, "error_dict") else {None: exc.messages}
         for field, messages_ in errors.items():
+            field = aliases.get(field, field)
             form.add_error(field if field in form.fields else None, messages_)
     except (EscalationRefused, IdentityConflict) as exc:
-        form.add_error(exc.field if exc.field in form.fields else None, str(exc.detail))
+        field = aliases.get(exc.field, exc.field)
+        form.add_error(field if field in form.fields else None, str(exc.detail))
 
 
 def _with_request(form_class: type[forms.BaseForm], request: HttpRequest) -> type[forms.BaseForm]:
@@ -122,10 +132,30 @@ USER_FIELDS = (
 
 class UserAdminChangeForm(UserChangeForm):
     request: HttpRequest
+    field_aliases = {"roles": "manual_roles"}
+
+    # Not the model field: ``User.roles`` goes through RoleBinding, and this form edits only the
+    # manual bindings (the single sign-on sync owns the others).
+    manual_roles = forms.ModelMultipleChoiceField(
+        queryset=Role.objects.all(),
+        required=False,
+        label="Roles",
+        widget=FilteredSelectMultiple("roles", is_stacked=False),
+        help_text="Granted manually. Roles synced from single sign-on are shown apart and change at each SSO login.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            manual = self.instance.role_bindings.filter(source=RoleBinding.Source.MANUAL)
+            self.initial["manual_roles"] = list(manual.values_list("role_id", flat=True))
 
     def service_changes(self) -> dict[str, Any]:
+        renamed = {"manual_roles": "roles"}
         return {
-            f: _as_list(self.cleaned_data[f]) for f in self.changed_data if f in USER_FIELDS and f in self.cleaned_data
+            renamed.get(f, f): _as_list(self.cleaned_data[f])
+            for f in self.changed_data
+            if renamed.get(f, f) in USER_FIELDS and f in self.cleaned_data
         }
 
     def clean(self) -> dict[str, Any]:
@@ -167,12 +197,15 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
     list_filter = ["is_active", "is_staff", "is_superuser", "roles"]
     search_fields = ["username", "email", "first_name", "last_name"]
     ordering = ["username"]
-    filter_horizontal = ["roles", "extra_permissions"]
-    readonly_fields = ["effective_permissions", "last_login", "date_joined"]
+    filter_horizontal = ["extra_permissions"]
+    readonly_fields = ["sso_roles", "effective_permissions", "last_login", "date_joined"]
     fieldsets = [
         (None, {"fields": ["username", "password"]}),
         ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
-        ("Access", {"fields": ["is_active", "is_staff", "is_superuser", "roles", "extra_permissions"]}),
+        (
+            "Access",
+            {"fields": ["is_active", "is_staff", "is_superuser", "manual_roles", "sso_roles", "extra_permissions"]},
+        ),
         ("Effective permissions", {"fields": ["effective_permissions"]}),
         ("Important dates", {"fields": ["last_login", "date_joined"]}),
     ]
@@ -182,7 +215,14 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
 
     @admin.display(description="Roles")
     def role_names(self, obj: User) -> str:
-        return ", ".join(role.name for role in obj.roles.all()) or "-"
+        return ", ".join(sorted({role.name for role in obj.roles.all()})) or "-"
+
+    @admin.display(description="Roles from single sign-on")
+    def sso_roles(self, obj: User) -> SafeString:
+        if obj.pk is None:
+            return format_html("<em>{}</em>", "none")
+        names = obj.role_bindings.filter(source=RoleBinding.Source.SSO).values_list("role__name", flat=True)
+        return _codes_html(list(names))
 
     @admin.display(description="Effective permissions")
     def effective_permissions(self, obj: User) -> SafeString:
@@ -416,17 +456,10 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: the key's history stays in the audit trail
 
-    def changeform_view(
-        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
-    ) -> HttpResponse:
-        if object_id is not None:  # an existing key is read-only: revoke or rotate from the list
-            extra_context = {
-                **(extra_context or {}),
-                "show_save": False,
-                "show_save_and_continue": False,
-                "show_save_and_add_another": False,
-            }
-        return super().changeform_view(request, object_id, form_url, extra_context)
+    def has_change_permission(self, request: HttpRequest, obj: ApiKey | None = None) -> bool:
+        # An existing key is read-only (revoke or rotate it from the list, which needs the change
+        # permission): its page is a view page, with no Save to claim a change that never happened.
+        return obj is None and super().has_change_permission(request)
 
     @admin.display(description="Usable", boolean=True)
     def is_usable(self, obj: ApiKey) -> bool:

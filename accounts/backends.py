@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -26,8 +29,29 @@ def permissions_generation() -> int:
     return generation
 
 
+#: Set while work that will be rolled back runs (``uncached_permissions``).
+_uncached: ContextVar[bool] = ContextVar("symphony_uncached_permissions", default=False)
+
+
+@contextmanager
+def uncached_permissions() -> Iterator[None]:
+    """Compute permissions from the database, cache nothing and invalidate nothing, inside.
+
+    For work that is always rolled back, such as the admin forms' dry runs of the services: what
+    they see is never committed, so it must not reach the shared cache, and a rolled-back change
+    must not drop every process's cached permissions either.
+    """
+    token = _uncached.set(True)
+    try:
+        yield
+    finally:
+        _uncached.reset(token)
+
+
 def invalidate_permissions() -> None:
     """Drop every cached permission set. Call after any change to roles, grants or users' roles."""
+    if _uncached.get():
+        return
     try:
         cache.incr(GENERATION_KEY)
     except ValueError:  # not set yet (or evicted): the next read starts a fresh generation
@@ -74,6 +98,8 @@ def user_codes(user: Any) -> frozenset[str]:
     cached = getattr(user, "_rbac_codes", None)
     if cached is not None:
         return cached
+    if _uncached.get():
+        return compute_user_codes(user)
     key = f"rbac:user:{user.pk}:{permissions_generation()}"
     codes = cache.get(key)
     if codes is None:
@@ -88,10 +114,12 @@ def user_role_names(user: Any) -> list[str]:
     cached = getattr(user, "_rbac_role_names", None)
     if cached is not None:
         return cached
+    if _uncached.get():
+        return sorted(user.roles.values_list("name", flat=True))
     key = f"rbac:roles:{user.pk}:{permissions_generation()}"
     names = cache.get(key)
     if names is None:
-        names = sorted(user.roles.values_list("name", flat=True))
+        names = sorted(set(user.roles.values_list("name", flat=True)))  # a role may be bound manually and by SSO
         cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
     user._rbac_role_names = names
     return names
@@ -104,6 +132,13 @@ class RBACBackend(ModelBackend):
     object (``_api_key_scopes``) and permissions are the intersection: a key never does more than
     its scopes, nor more than its owner may do now.
     """
+
+    def user_can_authenticate(self, user: Any) -> bool:
+        # SYMPHONY_OIDC_ONLY: passwords (and the sessions they opened) for superusers only, the
+        # break-glass accounts; everyone else signs in through the OIDC provider.
+        if settings.SYMPHONY_OIDC_ONLY and not getattr(user, "is_superuser", False):
+            return False
+        return super().user_can_authenticate(user)
 
     def get_user_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
         return set()

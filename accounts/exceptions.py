@@ -46,3 +46,10 @@ class SystemRoleProtected(IdentityConflict):
 class ApiKeyStateConflict(IdentityConflict):
     default_code = "api_key_state_conflict"
     default_detail = "This API key cannot change from its current state."
+
+
+class DeletedConcurrently(IdentityConflict):
+    """The row being changed was deleted by another request in the meantime (409)."""
+
+    default_code = "deleted_concurrently"
+    default_detail = "This object was deleted by another request; nothing was changed."

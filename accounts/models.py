@@ -1,4 +1,4 @@
-"""Identity: users, the permission catalog, roles, and API keys."""
+"""Identity: users, the permission catalog, roles, role bindings, SSO identities and API keys."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Role(models.Model):
 class User(AbstractUser):
     """A person or service account. Holds several roles plus extra per-user permissions."""
 
-    roles = models.ManyToManyField(Role, blank=True, related_name="users")
+    roles = models.ManyToManyField(Role, blank=True, related_name="users", through="RoleBinding")
     extra_permissions = models.ManyToManyField(
         Permission, blank=True, related_name="users", help_text="Permissions held beyond those of the user's roles."
     )
@@ -72,6 +72,64 @@ class User(AbstractUser):
         if getattr(self, "_api_key_scopes", None) is not None:
             return _user_has_module_perms(self, app_label)
         return super().has_module_perms(app_label)
+
+
+class RoleBinding(models.Model):
+    """A user holding a role, and where that came from.
+
+    ``manual`` bindings are granted by people (admin, API, commands); ``sso`` bindings are written
+    only by the single sign-on sync, which replaces them at every login and never touches manual
+    ones. A user may hold the same role both ways: leaving the provider's group then keeps the
+    manual grant.
+    """
+
+    class Source(models.TextChoices):
+        MANUAL = "manual", "granted manually"
+        SSO = "sso", "synced from single sign-on"
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="role_bindings")
+    role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="bindings")
+    source = models.CharField(
+        max_length=16,
+        choices=Source.choices,
+        default=Source.MANUAL,
+        help_text="manual: granted by a person; sso: replaced by the single sign-on sync at every login.",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["user_id", "role_id", "source"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "role", "source"], name="rolebinding_unique_user_role_source"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}:{self.role_id} ({self.source})"
+
+
+class SsoIdentity(models.Model):
+    """The link between a user and an account at an OpenID Connect provider (issuer + subject).
+
+    Users are matched by this pair only, never by username or email, which a provider may let
+    people choose.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="sso_identities")
+    issuer = models.CharField(max_length=255, help_text="The provider's issuer URL (the iss claim).")
+    subject = models.CharField(max_length=255, help_text="The user's id at the provider (the sub claim).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_login_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "SSO identity"
+        verbose_name_plural = "SSO identities"
+        ordering = ["issuer", "subject"]
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="ssoidentity_unique_issuer_subject"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.subject} @ {self.issuer}"
 
 
 class ApiKeyQuerySet(models.QuerySet):

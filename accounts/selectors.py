@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
-from accounts.models import ApiKey, Permission, Role, User
+from accounts.models import ApiKey, Permission, Role, RoleBinding, User
 
 
 def permission_list() -> QuerySet[Permission]:
@@ -39,7 +39,8 @@ def role_effective_map() -> dict[int, list[str]]:
 
 
 def user_list() -> QuerySet[User]:
-    return User.objects.prefetch_related("roles", "extra_permissions").order_by("username")
+    bindings = Prefetch("role_bindings", queryset=RoleBinding.objects.select_related("role"))
+    return User.objects.prefetch_related(bindings, "extra_permissions").order_by("username")
 
 
 def api_key_list(*, viewer: Any) -> QuerySet[ApiKey]:

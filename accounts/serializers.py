@@ -10,8 +10,9 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import ApiKey, Permission, Role, User
+from accounts.models import ApiKey, Permission, Role, RoleBinding, User
 from accounts.validators import validate_rate_limit
+from symphony.serializers import InputSerializer
 
 
 def _codes(**kwargs: Any) -> serializers.SlugRelatedField:
@@ -70,7 +71,10 @@ class RoleSerializer(serializers.ModelSerializer):
 class UserSerializer(serializers.ModelSerializer):
     # A plain string: users may have no email, and "" is not a valid "format: email" value.
     email = serializers.CharField(read_only=True)
-    roles = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
+    roles = serializers.SerializerMethodField(help_text="Roles granted manually (what `roles` in a write sets).")
+    sso_roles = serializers.SerializerMethodField(
+        help_text="Roles synced from single sign-on at the user's last SSO login (read-only)."
+    )
     extra_permissions = serializers.SlugRelatedField(slug_field="code", many=True, read_only=True)
 
     class Meta:
@@ -85,11 +89,24 @@ class UserSerializer(serializers.ModelSerializer):
             "is_staff",
             "is_superuser",
             "roles",
+            "sso_roles",
             "extra_permissions",
             "date_joined",
             "last_login",
         ]
         read_only_fields = fields
+
+    @staticmethod
+    def _role_names(user: User, source: str) -> list[str]:
+        return sorted(b.role.name for b in user.role_bindings.all() if b.source == source)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_roles(self, user: User) -> list[str]:
+        return self._role_names(user, RoleBinding.Source.MANUAL)
+
+    @extend_schema_field(serializers.ListField(child=serializers.CharField()))
+    def get_sso_roles(self, user: User) -> list[str]:
+        return self._role_names(user, RoleBinding.Source.SSO)
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
@@ -152,14 +169,14 @@ class MeSerializer(serializers.Serializer):
 # --- input ------------------------------------------------------------------------------------------
 
 
-class RoleInputSerializer(serializers.Serializer):
+class RoleInputSerializer(InputSerializer):
     name = serializers.SlugField(max_length=64)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True)
     permissions = _codes(required=False)
     parents = _role_names(required=False)
 
 
-class UserInputSerializer(serializers.Serializer):
+class UserInputSerializer(InputSerializer):
     username = serializers.CharField(max_length=150)
     email = serializers.EmailField(required=False, allow_blank=True)
     password = serializers.CharField(
@@ -179,12 +196,19 @@ class UserInputSerializer(serializers.Serializer):
     is_superuser = serializers.BooleanField(required=False)
 
 
-class ApiKeyCreateSerializer(serializers.Serializer):
+class ApiKeyCreateSerializer(InputSerializer):
     name = serializers.CharField(max_length=100)
-    scopes = _codes(required=False, help_text="Codes the key may use; omitted means all the owner holds.")
+    scopes = _codes(
+        required=False,
+        help_text="Codes the key may use; omitted means all the owner holds (through an API key: all of that key's).",
+    )
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
     rate_limit = serializers.CharField(
-        max_length=32, required=False, allow_blank=True, validators=[validate_rate_limit], help_text="e.g. 100/m"
+        max_length=32,
+        required=False,
+        allow_blank=True,
+        validators=[validate_rate_limit],
+        help_text="e.g. 100/m; empty means the default limit, omitted too (through an API key: that key's limit).",
     )
     owner = serializers.SlugRelatedField(
         slug_field="username",

@@ -48,16 +48,18 @@ def _user_saved(sender: Any, instance: Any, update_fields: Any = None, **kwargs:
 
 
 def connect() -> None:
-    from accounts.models import ApiKey, Permission, Role, User
+    from accounts.models import ApiKey, Permission, Role, RoleBinding, User
 
     auth_signals.user_logged_in.connect(on_login, dispatch_uid="accounts.audit.login")
     auth_signals.user_logged_out.connect(on_logout, dispatch_uid="accounts.audit.logout")
     auth_signals.user_login_failed.connect(on_login_failed, dispatch_uid="accounts.audit.login_failed")
 
     model_signals.post_save.connect(_user_saved, sender=User, dispatch_uid="accounts.cache.user_saved")
-    for model in (User, Role, Permission, ApiKey):
+    # RoleBinding rows are also written directly; bulk_create sends no signal, so the services
+    # invalidate themselves and these receivers catch the other writes.
+    for model in (User, Role, Permission, ApiKey, RoleBinding):
         model_signals.post_delete.connect(_invalidate_on_commit, sender=model, dispatch_uid=f"accounts.cache.{model}")
-    for model in (Role, ApiKey):
+    for model in (Role, ApiKey, RoleBinding):
         model_signals.post_save.connect(_invalidate_on_commit, sender=model, dispatch_uid=f"accounts.cache.s.{model}")
     for through in (
         User.roles.through,

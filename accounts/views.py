@@ -33,6 +33,7 @@ from accounts.serializers import (
     UserInputSerializer,
     UserSerializer,
 )
+from symphony.serializers import validate_no_body
 
 _FILTERS = [filters.SearchFilter]
 _WRITES = ("POST", "PUT", "PATCH")
@@ -78,7 +79,7 @@ class MeView(APIView):
     @extend_schema(responses=MeSerializer)
     def get(self, request: Request) -> Response:
         user = request.user
-        key = request.auth if isinstance(request.auth, ApiKey) else None
+        key = _acting_key(request)
         data = {
             "username": user.get_username(),
             "email": user.email,
@@ -239,8 +240,9 @@ class ApiKeyViewSet(
             name=data["name"],
             scopes=[p.code for p in scopes] if scopes is not None else None,
             expires_at=data.get("expires_at"),
-            rate_limit=data.get("rate_limit", ""),
+            rate_limit=data.get("rate_limit"),
             actor=request.user,
+            acting_key=_acting_key(request),
         )
         return Response(self._created(key, raw), status=status.HTTP_201_CREATED)
 
@@ -248,14 +250,16 @@ class ApiKeyViewSet(
     @action(detail=True, methods=["post"])
     def rotate(self, request: Request, prefix: str | None = None) -> Response:
         """Replace the key; the old one keeps working for the grace period. The new key is in `api_key`."""
-        new, raw = services.api_key_rotate(actor=request.user, key=self.get_object())
+        validate_no_body(request)
+        new, raw = services.api_key_rotate(actor=request.user, key=self.get_object(), acting_key=_acting_key(request))
         return Response(self._created(new, raw), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses=ApiKeySerializer)
     @action(detail=True, methods=["post"])
     def revoke(self, request: Request, prefix: str | None = None) -> Response:
         """Revoke the key at once."""
-        key = services.api_key_revoke(actor=request.user, key=self.get_object())
+        validate_no_body(request)
+        key = services.api_key_revoke(actor=request.user, key=self.get_object(), acting_key=_acting_key(request))
         return Response(ApiKeySerializer(selectors.api_key_list(viewer=request.user).get(pk=key.pk)).data)
 
     @staticmethod
@@ -263,6 +267,11 @@ class ApiKeyViewSet(
         key = ApiKey.objects.select_related("owner", "rotated_to").prefetch_related("scopes").get(pk=key.pk)
         key.api_key = raw
         return ApiKeyCreatedSerializer(key).data
+
+
+def _acting_key(request: Request) -> ApiKey | None:
+    """The API key the request authenticated with, or None (a session)."""
+    return request.auth if isinstance(request.auth, ApiKey) else None
 
 
 def _valid(serializer_class: type, request: Request, *, partial: bool = False) -> dict[str, Any]:

@@ -7,17 +7,20 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
 from rest_framework.exceptions import APIException
 
 from agents import services
+from agents.exceptions import TaskStateConflict
 from agents.models import Agent, Orchestra, Task, TaskAttempt, validate_capabilities
 
 
@@ -63,8 +66,23 @@ class CapabilitiesWidgetField(forms.CharField):
         validate_capabilities(sorted(set(value)))
 
 
+class StorableJSONFormField(forms.JSONField):
+    """Django's JSON form field, redisplaying JSON that holds a lone surrogate (typed as ``"\\ud800"``)
+    escaped: as is, it cannot be encoded into the page, and showing the error was a 500. The model
+    field's validator refuses the value itself."""
+
+    def prepare_value(self, value: Any) -> str:
+        text = super().prepare_value(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, cls=self.encoder)  # ASCII, with the surrogate as an escape
+        return text
+
+
 class AgentForm(forms.ModelForm):
     capabilities = CapabilitiesWidgetField(required=False, help_text="Comma-separated, e.g. echo, word_count.")
+    metadata = StorableJSONFormField(required=False, help_text=Agent._meta.get_field("metadata").help_text)
 
     class Meta:
         model = Agent
@@ -91,11 +109,27 @@ class TaskAttemptInline(admin.TabularInline):
         return False
 
 
+class EffectiveStatusFilter(admin.SimpleListFilter):
+    """The status the list shows: offline once the heartbeat is older than the timeout, whatever the
+    agent last reported (the stored status alone listed a silent agent as busy)."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Agent.Status.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Agent]) -> QuerySet[Agent]:
+        if self.value() in Agent.Status.values:
+            return queryset.with_status(self.value(), Agent.heartbeat_cutoff())
+        return queryset
+
+
 @admin.register(Agent)
 class AgentAdmin(admin.ModelAdmin):
     form = AgentForm
     list_display = ["name", "type", "status_display", "capabilities_display", "trust_level", "orchestra_names", "owner"]
-    list_filter = ["type", "trust_level", "status", "orchestras"]
+    list_filter = ["type", "trust_level", EffectiveStatusFilter, "orchestras"]
     search_fields = ["name", "version", "api_key__prefix"]
     ordering = ["name"]
     list_select_related = ["owner", "api_key"]
@@ -254,6 +288,21 @@ class OrchestraAdmin(admin.ModelAdmin):
 # --- tasks ----------------------------------------------------------------------------------------
 
 
+def delete_selected_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Task]) -> Any:
+    """Django's ``delete_selected`` (its confirmation page, which refuses a selection with running
+    tasks), with each deletion made by ``task_delete`` (audited) and counted honestly."""
+    protected = modeladmin.get_deleted_objects(queryset, request)[3]
+    if not request.POST.get("post") or protected:
+        return delete_selected(modeladmin, request, queryset)
+
+    def delete(task: Task) -> None:
+        modeladmin.log_deletions(request, [task])
+        services.task_delete(task_id=task.pk, actor=request.user)
+
+    _run_per_object(modeladmin, request, queryset, "Deleted", delete)
+    return None
+
+
 @admin.register(Task)
 class TaskAdmin(admin.ModelAdmin):
     list_display = ["id", "kind", "status", "priority", "orchestra", "agent", "attempts_display", "created_at"]
@@ -309,7 +358,39 @@ class TaskAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # tasks are submitted through the API (POST /api/v1/tasks/)
 
-    @admin.action(permissions=["change"], description="Cancel selected tasks")
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Nothing on a task is edited here: it changes through the protocol and the actions below. So
+        # its page is a view page, with no Save button to claim a change that never happened.
+        return False
+
+    def has_execute_permission(self, request: HttpRequest) -> bool:
+        """Cancel and retry: the API's ``agent:execute`` (``agents.change_task``)."""
+        return request.user.has_perm("agents.change_task")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:  # the confirmation page posts back to this name
+            actions["delete_selected"] = (delete_selected_tasks, "delete_selected", actions["delete_selected"][2])
+        return actions
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> tuple[Any, Any, Any, list[Any]]:
+        """A running task is protected: its holder is still working on it (cancel it first)."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        running = [f"{task}: running, cancel it first" for task in objs if task.status == Task.Status.RUNNING]
+        return deleted, counts, perms_needed, [*protected, *running]
+
+    def delete_model(self, request: HttpRequest, obj: Task) -> None:
+        services.task_delete(task_id=obj.pk, actor=request.user)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        try:
+            with transaction.atomic():
+                return super().delete_view(request, object_id, extra_context)
+        except TaskStateConflict as exc:  # claimed between the confirmation page and now
+            self.message_user(request, str(exc.detail), messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:agents_task_change", args=[object_id]))
+
+    @admin.action(permissions=["execute"], description="Cancel selected tasks")
     def cancel(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         _run_per_object(
             self,
@@ -319,7 +400,7 @@ class TaskAdmin(admin.ModelAdmin):
             lambda t: services.task_cancel(task_id=t.pk, actor=request.user, reason="admin"),
         )
 
-    @admin.action(permissions=["change"], description="Retry selected tasks")
+    @admin.action(permissions=["execute"], description="Retry selected tasks")
     def retry(self, request: HttpRequest, queryset: QuerySet[Task]) -> None:
         _run_per_object(
             self, request, queryset, "Retried", lambda t: services.task_retry(task_id=t.pk, actor=request.user)

@@ -2,7 +2,7 @@
 
 The database enforces the invariants of dispatch (see ``Task.Meta.constraints``): a running task always
 has a holder and a lease, a task is addressed to an orchestra or to one agent, attempts never exceed
-their maximum, and an idempotency key is unique per submitter.
+their maximum, an attempt number is never given twice, and an idempotency key is unique per submitter.
 """
 
 from __future__ import annotations
@@ -37,6 +37,33 @@ def validate_capabilities(value: object) -> None:
             )
     if len(set(value)) != len(value):
         raise ValidationError("Capabilities must not repeat.", code="duplicate")
+
+
+#: Text no database stores: NUL (PostgreSQL text and jsonb refuse it) and lone UTF-16 surrogates (not
+#: encodable as UTF-8: psycopg fails, while SQLite stores the escape and every later answer rendering the
+#: row fails). The API's JSON parser refuses both already; this guards the other ways in (admin forms).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def validate_storable_json(value: object) -> None:
+    """Refuse JSON holding a NUL or a lone surrogate in any string or key."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            texts = [item]
+        elif isinstance(item, dict):
+            texts = list(item)
+            stack.extend(item.values())
+        else:
+            texts = []
+            if isinstance(item, list):
+                stack.extend(item)
+        if any(_UNSTORABLE.search(text) for text in texts):
+            raise ValidationError(
+                "JSON text may not contain NUL characters or lone UTF-16 surrogates (\\ud800-\\udfff).",
+                code="unstorable",
+            )
 
 
 def normalize_capabilities(value: list[str]) -> list[str]:
@@ -103,7 +130,12 @@ class Agent(models.Model):
         help_text="How far the agent is trusted.",
     )
     version = models.CharField(max_length=64, blank=True, help_text="Version the agent reports.")
-    metadata = models.JSONField(default=dict, blank=True, help_text="Free-form JSON object (last metrics included).")
+    metadata = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_storable_json],
+        help_text="Free-form JSON object (last metrics included).",
+    )
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="agents", help_text="Who registered it."
     )
@@ -234,7 +266,12 @@ class Task(models.Model):
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     kind = models.CharField(max_length=100, validators=[validate_kind], help_text="Which handler runs the task.")
-    input = models.JSONField(default=dict, blank=True, help_text="JSON input given to the handler (size-limited).")
+    input = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_storable_json],
+        help_text="JSON input given to the handler (size-limited).",
+    )
     required_capabilities = models.JSONField(
         default=list,
         blank=True,
@@ -245,12 +282,21 @@ class Task(models.Model):
         choices=Priority.choices, default=Priority.NORMAL, help_text="Higher priorities are claimed first."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0, help_text="Claims so far (each claim is one attempt).")
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Claims counted against max_attempts (each claim is one; a retry starts again at 0)."
+    )
+    last_attempt = models.PositiveIntegerField(
+        default=0,
+        help_text="Number of the latest attempt: the lease token of its holder. Never reused for this task, "
+        "retries included.",
+    )
     max_attempts = models.PositiveSmallIntegerField(default=3, help_text="After this many attempts the task fails.")
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="The holder must extend, complete or fail the task before this time."
     )
-    result = models.JSONField(null=True, blank=True, help_text="What the handler returned.")
+    result = models.JSONField(
+        null=True, blank=True, validators=[validate_storable_json], help_text="What the handler returned."
+    )
     error = models.TextField(blank=True, help_text="Why the last attempt failed.")
     idempotency_key = models.CharField(
         max_length=200, blank=True, default="", help_text="Same key from the same submitter returns the same task."
@@ -348,6 +394,11 @@ class TaskAttempt(models.Model):
 
     class Meta:
         ordering = ["task", "id"]
+        constraints = [
+            # The attempt number is the lease token: a number given twice would let a stale holder
+            # report over a newer attempt.
+            models.UniqueConstraint(fields=["task", "number"], name="task_attempt_number_unique"),
+        ]
 
     def __str__(self) -> str:
         return f"task {self.task_id} attempt {self.number}"

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.models import Agent, Orchestra, Task, validate_capabilities, validate_kind
+from symphony.serializers import InputSerializer
 
 
 class PriorityField(serializers.ChoiceField):
@@ -91,7 +92,7 @@ class AgentCreatedSerializer(AgentSerializer):
         read_only_fields = fields
 
 
-class AgentWriteSerializer(serializers.Serializer):
+class AgentWriteSerializer(InputSerializer):
     name = serializers.CharField(max_length=100)
     type = serializers.ChoiceField(choices=Agent.Type.choices, default=Agent.Type.CUSTOM)
     capabilities = CapabilitiesField(required=False, default=list)
@@ -112,13 +113,13 @@ class OrchestraSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class OrchestraWriteSerializer(serializers.Serializer):
+class OrchestraWriteSerializer(InputSerializer):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     agents = serializers.PrimaryKeyRelatedField(many=True, queryset=Agent.objects.all(), required=False)
 
 
-class MembershipSerializer(serializers.Serializer):
+class MembershipSerializer(InputSerializer):
     agents = serializers.PrimaryKeyRelatedField(many=True, queryset=Agent.objects.all(), allow_empty=False)
 
 
@@ -143,6 +144,7 @@ class TaskSerializer(serializers.ModelSerializer):
             "agent",
             "attempts",
             "max_attempts",
+            "last_attempt",
             "lease_expires_at",
             "result",
             "error",
@@ -158,11 +160,13 @@ class TaskSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TaskExecuteSerializer(serializers.Serializer):
+class TaskExecuteSerializer(InputSerializer):
     """A task for one agent (``agents/{id}/execute/``)."""
 
     kind = serializers.CharField(max_length=100, validators=[validate_kind])
-    input = serializers.JSONField(required=False, default=dict, help_text="Size-limited JSON input.")
+    input = serializers.JSONField(
+        required=False, default=dict, validators=[_json_object], help_text="A JSON object (size-limited)."
+    )
     required_capabilities = CapabilitiesField(required=False, default=list)
     priority = PriorityField(required=False, default="normal")
     max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
@@ -173,14 +177,14 @@ class TaskSubmitSerializer(TaskExecuteSerializer):
     orchestra = serializers.PrimaryKeyRelatedField(queryset=Orchestra.objects.all())
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(InputSerializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
 # --- the agent protocol ---------------------------------------------------------------------------
 
 
-class HeartbeatSerializer(serializers.Serializer):
+class HeartbeatSerializer(InputSerializer):
     status = serializers.ChoiceField(
         choices=[s for s in Agent.Status.values if s != Agent.Status.OFFLINE], default=Agent.Status.ACTIVE
     )
@@ -206,7 +210,7 @@ class HeartbeatResponseSerializer(serializers.Serializer):
     server_time = serializers.DateTimeField()
 
 
-class ClaimSerializer(serializers.Serializer):
+class ClaimSerializer(InputSerializer):
     max_tasks = serializers.IntegerField(min_value=1, max_value=10**6, default=1)
     lease_seconds = serializers.IntegerField(
         min_value=1,
@@ -222,7 +226,11 @@ class ClaimSerializer(serializers.Serializer):
 
 
 class ClaimedTaskSerializer(serializers.ModelSerializer):
-    attempt = serializers.IntegerField(source="attempts", read_only=True, help_text="This attempt's number.")
+    attempt = serializers.IntegerField(
+        source="last_attempt",
+        read_only=True,
+        help_text="This attempt's number: send it with extend, complete and fail (never reused for this task).",
+    )
     priority = PriorityField(read_only=True)
 
     class Meta:
@@ -246,12 +254,11 @@ class ClaimResponseSerializer(serializers.Serializer):
     tasks = ClaimedTaskSerializer(many=True)
 
 
-class _AttemptSerializer(serializers.Serializer):
+class _AttemptSerializer(InputSerializer):
     attempt = serializers.IntegerField(
         min_value=1,
-        max_value=10**6,
-        required=False,
-        help_text="The attempt from the claim; a stale attempt gets 409 lease_lost.",
+        max_value=2**31 - 1,
+        help_text="The lease token: the attempt number from the claim. Any other (stale) attempt gets 409 lease_lost.",
     )
 
 

@@ -40,6 +40,7 @@ from agents.serializers import (
     TaskSubmitSerializer,
 )
 from agents.tracing import record_task_step, submission_span, submission_traceparent
+from symphony.serializers import validate_no_body
 
 
 def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
@@ -174,6 +175,7 @@ class OrchestraViewSet(viewsets.ModelViewSet):
         services.orchestra_delete(orchestra=instance, actor=self.request.user)
 
     def _transition(self, action_name: str) -> Response:
+        validate_no_body(self.request)
         orchestra = services.orchestra_transition(
             orchestra=self.get_object(), actor=self.request.user, action=action_name
         )
@@ -261,6 +263,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
         """Queue a failed or cancelled task again with a fresh attempt budget (409 otherwise)."""
+        validate_no_body(request)
         task = services.task_retry(task_id=self.get_object().pk, actor=request.user)
         return Response(TaskSerializer(task).data)
 
@@ -271,7 +274,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         agent = _calling_agent(request)
         data = _validated(ExtendSerializer, request)
         task = services.task_extend(task_id=int(pk), agent=agent, **data)
-        return Response({"id": task.pk, "attempt": task.attempts, "lease_expires_at": task.lease_expires_at})
+        return Response({"id": task.pk, "attempt": task.last_attempt, "lease_expires_at": task.lease_expires_at})
 
     @extend_schema(request=CompleteSerializer, responses=TaskSerializer)
     @action(detail=True, methods=["post"], filter_backends=[])
@@ -330,6 +333,8 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
         tasks = services.task_claim(agent=agent, **data)
         for task in tasks:
             record_task_step(
-                "symphony.task.claim", task, **{"symphony.agent": agent.name, "symphony.task.attempt": task.attempts}
+                "symphony.task.claim",
+                task,
+                **{"symphony.agent": agent.name, "symphony.task.attempt": task.last_attempt},
             )
         return Response(ClaimResponseSerializer({"tasks": tasks}).data)

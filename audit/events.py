@@ -11,6 +11,8 @@ EVENT_TYPES: dict[str, str] = {
     "auth.login": INFO,
     "auth.logout": INFO,
     "auth.failed": WARNING,
+    "auth.sso.login": INFO,
+    "auth.sso.failed": WARNING,
     # API keys
     "apikey.created": INFO,
     "apikey.rotated": INFO,
@@ -57,6 +59,7 @@ EVENT_TYPES: dict[str, str] = {
     "task.cancelled": INFO,
     "task.retried": INFO,
     "task.expired": WARNING,
+    "task.deleted": WARNING,
     # system and security
     "system.config.changed": WARNING,
     "system.started": INFO,

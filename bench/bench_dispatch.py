@@ -136,7 +136,11 @@ def drain(base: str, key: str, max_tasks: int, start: multiprocessing.Event, out
         if not tasks:
             break
         for task in tasks:
-            r = session.post(f"{base}/api/v1/tasks/{task['id']}/complete/", json={"result": task["input"]}, timeout=30)
+            r = session.post(
+                f"{base}/api/v1/tasks/{task['id']}/complete/",
+                json={"attempt": task["attempt"], "result": task["input"]},
+                timeout=30,
+            )
             r.raise_for_status()
             done += 1
     out.put(done)
@@ -164,10 +168,12 @@ def throughput(base: str, keys: list[str], orchestra_id: int, tasks: int, max_ta
 def latency(base: str, keys: list[str], submit_key: str, orchestra_id: int, count: int, poll: float) -> list[float]:
     import random
 
-    from agents.models import Task
-    from symphony_agent import ProtocolClient, Worker
+    from symphony_agent import HandlerRegistry, ProtocolClient, Worker, demo
 
-    workers = [Worker(ProtocolClient(base, key), poll_interval=poll, concurrency=1) for key in keys]
+    from agents.models import Task
+
+    registry = demo.register(HandlerRegistry())  # the tasks are echo tasks
+    workers = [Worker(ProtocolClient(base, key), registry=registry, poll_interval=poll, concurrency=1) for key in keys]
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
     for thread in threads:
         thread.start()

@@ -140,7 +140,9 @@ def main() -> None:
         assert r.status_code == 200, r.content[:300]
         (task,) = r.json()["tasks"]
         r = agent_client.post(
-            f"/api/v1/tasks/{task['id']}/complete/", {"result": {"ok": True}}, content_type="application/json"
+            f"/api/v1/tasks/{task['id']}/complete/",
+            {"attempt": task["attempt"], "result": {"ok": True}},
+            content_type="application/json",
         )
         assert r.status_code == 200, r.content[:300]
 

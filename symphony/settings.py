@@ -7,6 +7,7 @@ configuration raises ``ImproperlyConfigured`` at import time, because gunicorn n
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "observability.middleware.RequestContextMiddleware",
+    "symphony.middleware.ChunkedBodyMiddleware",  # before anything reads the body
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -75,7 +77,8 @@ MIDDLEWARE = [
 ROOT_URLCONF = "symphony.urls"
 WSGI_APPLICATION = "symphony.wsgi.application"
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = ["accounts.backends.RBACBackend"]
+# The SSO backend authenticates only the OIDC callback and answers no permission (RBAC does).
+AUTHENTICATION_BACKENDS = ["accounts.backends.RBACBackend", "accounts.sso.backend.SsoBackend"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TEMPLATES = [
@@ -94,6 +97,13 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------
+# The longest a web request waits for one answer from PostgreSQL (connecting included) before it
+# gives up with 503 database_unavailable; enforced client side, see symphony/db/__init__.py.
+SYMPHONY_DB_TIMEOUT_SECONDS = env_float("SYMPHONY_DB_TIMEOUT_SECONDS", 5.0)
+if not 0 < SYMPHONY_DB_TIMEOUT_SECONDS <= 600:
+    raise ImproperlyConfigured(
+        f"SYMPHONY_DB_TIMEOUT_SECONDS must be above 0 and at most 600, got {SYMPHONY_DB_TIMEOUT_SECONDS}"
+    )
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     _db = dj_database_url.parse(
@@ -102,7 +112,10 @@ if DATABASE_URL:
         conn_health_checks=True,
     )
     if _db["ENGINE"] == "django.db.backends.postgresql":
-        _db["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        # django-prometheus's backend (query metrics) on connections whose waits are bounded.
+        _db["ENGINE"] = "symphony.db.postgresql"
+        # libpq counts whole seconds, at least 2; a connect_timeout in DATABASE_URL wins.
+        _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", max(2, math.ceil(SYMPHONY_DB_TIMEOUT_SECONDS)))
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     _db = {
@@ -205,6 +218,37 @@ SYMPHONY_TRUSTED_PROXIES = env_list("SYMPHONY_TRUSTED_PROXIES")
 SYMPHONY_PERMISSION_CACHE_SECONDS = env_int("SYMPHONY_PERMISSION_CACHE_SECONDS", 300, minimum=0)
 SYMPHONY_API_KEY_ROTATION_GRACE_HOURS = env_int("SYMPHONY_API_KEY_ROTATION_GRACE_HOURS", 24, minimum=0)
 
+# --- Single sign-on: OpenID Connect (docs/identity.md) -------------------------------------------
+from accounts.sso.rolemap import parse_role_map  # noqa: E402 - a plain parser, no Django models
+
+SYMPHONY_OIDC_ISSUER = env_str("SYMPHONY_OIDC_ISSUER")
+SYMPHONY_OIDC_CLIENT_ID = env_str("SYMPHONY_OIDC_CLIENT_ID")
+SYMPHONY_OIDC_CLIENT_SECRET = env_secret("SYMPHONY_OIDC_CLIENT_SECRET")
+SYMPHONY_OIDC_SCOPES = env_str("SYMPHONY_OIDC_SCOPES", "openid email profile")
+SYMPHONY_OIDC_ROLES_CLAIM = env_str("SYMPHONY_OIDC_ROLES_CLAIM", "groups")
+# group=role or group=role@project, comma-separated; parsed again at each login (override_settings works).
+SYMPHONY_OIDC_ROLE_MAP = env_str("SYMPHONY_OIDC_ROLE_MAP")
+parse_role_map(SYMPHONY_OIDC_ROLE_MAP)  # a syntax error stops the start, naming the item
+SYMPHONY_OIDC_USERNAME_CLAIM = env_str("SYMPHONY_OIDC_USERNAME_CLAIM", "preferred_username")
+SYMPHONY_OIDC_SIGN_ALGO = env_str("SYMPHONY_OIDC_SIGN_ALGO", "RS256")
+SYMPHONY_OIDC_TIMEOUT = env_float("SYMPHONY_OIDC_TIMEOUT", 10.0)
+SYMPHONY_OIDC_CLOCK_SKEW_SECONDS = env_int("SYMPHONY_OIDC_CLOCK_SKEW_SECONDS", 60, minimum=0)
+SYMPHONY_OIDC_DISCOVERY_CACHE_SECONDS = env_int("SYMPHONY_OIDC_DISCOVERY_CACHE_SECONDS", 3600, minimum=0)
+# Password login for superusers only (break-glass); everyone else signs in through the provider.
+SYMPHONY_OIDC_ONLY = env_bool("SYMPHONY_OIDC_ONLY", False)
+if SYMPHONY_OIDC_ISSUER and not SYMPHONY_OIDC_CLIENT_ID:
+    raise ImproperlyConfigured("SYMPHONY_OIDC_ISSUER is set but SYMPHONY_OIDC_CLIENT_ID is not")
+if SYMPHONY_OIDC_ONLY and not SYMPHONY_OIDC_ISSUER:
+    raise ImproperlyConfigured("SYMPHONY_OIDC_ONLY=true needs SYMPHONY_OIDC_ISSUER (or nobody but superusers logs in)")
+if SYMPHONY_OIDC_SIGN_ALGO not in {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}:
+    raise ImproperlyConfigured(
+        f"SYMPHONY_OIDC_SIGN_ALGO must be an asymmetric JWS algorithm, got {SYMPHONY_OIDC_SIGN_ALGO!r}"
+    )
+if SYMPHONY_OIDC_ISSUER and not re.match(
+    r"https://|http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?(/|$)", SYMPHONY_OIDC_ISSUER
+):
+    raise ImproperlyConfigured("SYMPHONY_OIDC_ISSUER must be an https:// URL (plain http only on loopback)")
+
 # --- Hardening: rate limits, request limits, security headers (docs/security.md) -------------------
 # Rate limits: a preset name or a rate "N/<k><s|m|h|d>" (django-ratelimit syntax, e.g. 100/15m).
 # strict and moderate are the predecessor's; lenient (10x moderate, ~5.5 req/s sustained) suits agents.
@@ -287,6 +331,18 @@ SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
+
+# --- Audit trail (docs/audit.md) ---------------------------------------------------------------
+# Signed checkpoints of the hash chain: an Ed25519 private key (PEM) and a folder outside the
+# database. `make run` generates both under var/; the key also signs purge anchors.
+SYMPHONY_AUDIT_SIGNING_KEY_FILE = env_str("SYMPHONY_AUDIT_SIGNING_KEY_FILE")
+SYMPHONY_AUDIT_CHECKPOINT_DIR = env_str("SYMPHONY_AUDIT_CHECKPOINT_DIR")
+# A checkpoint after every N sealed events (0: only `manage.py audit_checkpoint`, e.g. from cron).
+SYMPHONY_AUDIT_CHECKPOINT_EVERY = env_int("SYMPHONY_AUDIT_CHECKPOINT_EVERY", 1000, minimum=0)
+if SYMPHONY_AUDIT_CHECKPOINT_DIR and not SYMPHONY_AUDIT_SIGNING_KEY_FILE:
+    raise ImproperlyConfigured(
+        "SYMPHONY_AUDIT_CHECKPOINT_DIR needs SYMPHONY_AUDIT_SIGNING_KEY_FILE (the key that signs)"
+    )
 
 # --- deploy -----------------------------------------------------------------------------------
 # Serves /bench/constant, the bare-Django baseline of `make bench`. Never on in production.

@@ -2,12 +2,17 @@
 
 from django.conf import settings
 from django.contrib import admin
+from django.contrib.auth.views import LogoutView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from accounts.sso.views import logout_then
 
 admin.site.site_header = "Symphony operator console"
 admin.site.site_title = "Symphony"
 admin.site.index_title = "Fleet administration"
+
+_drf_logout = LogoutView.as_view()
 
 api_v1 = [
     path("", include("accounts.urls")),
@@ -16,10 +21,14 @@ api_v1 = [
 ]
 
 urlpatterns = [
+    # Before the admin's and DRF's own logout: after an SSO login, also end the provider's session.
+    path("admin/logout/", logout_then(admin.site.admin_view(admin.site.logout))),
+    path("api-auth/logout/", logout_then(_drf_logout)),
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     # Log in/out links of the browsable API (session auth; the same login signals are audited).
     path("api-auth/", include("rest_framework.urls")),
+    path("sso/", include("accounts.sso.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves Swagger UI's init script from a URL, so the CSP needs no inline script.
     path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),

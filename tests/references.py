@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-_CODE_DIRS = ["symphony", "accounts", "audit", "agents", "observability", "config", "symphony_agent"]
+_CODE_DIRS = ["symphony", "accounts", "audit", "agents", "observability", "config", "clients/symphony-agent/src"]
 _ENV_READ = re.compile(
     r"""(?:env_(?:str|bool|int|float|list|secret|map)|_int|os\.environ\.get|os\.getenv|environ\.get|os\.environ\.setdefault)\(\s*["']([A-Z][A-Z0-9_]*)["']"""
     r"""|os\.environ\[\s*["']([A-Z][A-Z0-9_]*)["']\s*\]"""
@@ -32,6 +32,10 @@ def env_names_read() -> frozenset[str]:
                 names.add(name)
                 if "env_secret(" in match.group(0):
                     names.add(f"{name}_FILE")
+    # The worker spells its variables from its option table (SYMPHONY_AGENT_<OPTION>).
+    from symphony_agent.config import OPTIONS
+
+    names.update(option.env for option in OPTIONS)
     return frozenset(names)
 
 

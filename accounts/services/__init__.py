@@ -12,6 +12,7 @@ from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_r
 from accounts.services.common import held_codes, role_effective_codes, user_require_manageable
 from accounts.services.grants import permission_grant, permission_revoke, role_grant, role_revoke
 from accounts.services.roles import role_create, role_delete, role_update
+from accounts.services.sso import sso_login, sso_role_bindings_sync
 from accounts.services.users import user_create, user_delete, user_set_password, user_update
 
 __all__ = [
@@ -28,6 +29,8 @@ __all__ = [
     "role_grant",
     "role_revoke",
     "role_update",
+    "sso_login",
+    "sso_role_bindings_sync",
     "user_create",
     "user_delete",
     "user_require_manageable",

@@ -1,24 +1,27 @@
 """What the identity services share: reading what an actor holds, resolving identifiers,
-the escalation rules, cache invalidation and the last-super-admin guard."""
+the escalation rules, partial updates, cache invalidation and the last-super-admin guard.
+
+Everything here is public to the other modules of ``accounts.services`` (and documented); the
+leading-underscore names stay private to this module.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
-from django.db.models import Q
+from django.db import DatabaseError, transaction
+from django.db.models import Model, Q, QuerySet
 
 from accounts import catalog
 from accounts.backends import invalidate_permissions, role_closure, user_codes, walk_roles
-from accounts.exceptions import (
-    EscalationRefused,
-    LastSuperAdmin,
-)
+from accounts.exceptions import DeletedConcurrently, EscalationRefused, LastSuperAdmin
 from accounts.models import Permission, Role, User
 
 SUPER_ADMIN = "super_admin"
+
+M = TypeVar("M", bound=Model)
 
 
 class _Unset:
@@ -26,13 +29,14 @@ class _Unset:
         return "UNSET"
 
 
+#: Default of the optional arguments of partial updates: "not given", as opposed to None or "".
 UNSET: Any = _Unset()
 
 
 # --- reading what an actor holds ------------------------------------------------------------------
 
 
-def held_codes(actor: Any) -> frozenset[str]:
+def held_codes(actor: User | None) -> frozenset[str]:
     """What ``actor`` may grant: their effective codes, narrowed to the key's scopes when the request
     came with an API key. ``None`` is the system and holds everything."""
     if actor is None:
@@ -56,14 +60,18 @@ def _potential_codes(user: User) -> set[str]:
     return codes | set(user.extra_permissions.values_list("code", flat=True))
 
 
-def _require_held(actor: Any, codes: Iterable[str], *, field: str, what: str) -> None:
+def require_held(actor: User | None, codes: Iterable[str], *, field: str, what: str) -> None:
+    """Raise ``EscalationRefused`` on ``field`` naming every one of ``codes`` that ``actor`` does
+    not hold (``held_codes``); ``what`` says what was asked for ("scope(s)", "permissions")."""
     beyond = sorted(set(codes) - held_codes(actor))
     if beyond:
         raise EscalationRefused(f"You cannot grant {what} you do not hold: {', '.join(beyond)}.", field=field)
 
 
-def _require_outranks(actor: Any, user: User) -> None:
-    """Refuse changing a user who holds permissions the actor does not (an admin editing a super admin)."""
+def user_require_manageable(*, actor: User | None, user: User) -> None:
+    """Raise ``EscalationRefused`` when ``user`` holds permissions ``actor`` does not (so the actor
+    may not change, delete or set a password for them). Users may always manage themselves, and the
+    system (``None``) anyone."""
     if actor is None or actor.pk == user.pk:
         return
     beyond = sorted(_potential_codes(user) - held_codes(actor))
@@ -73,21 +81,15 @@ def _require_outranks(actor: Any, user: User) -> None:
         )
 
 
-def user_require_manageable(*, actor: Any, user: User) -> None:
-    """Raise ``EscalationRefused`` when ``user`` holds permissions ``actor`` does not (so the actor
-    may not change, delete or set a password for them)."""
-    _require_outranks(actor, user)
-
-
 # --- resolving identifiers ------------------------------------------------------------------------
 
 
-def _resolve(model: Any, key: str, values: Iterable[Any], *, field: str, what: str) -> list[Any]:
+def _resolve(model: type[M], key: str, values: Iterable[M | str], *, field: str, what: str) -> list[M]:
     """Instances of ``model`` for ``values`` (instances, or their ``key`` as strings), sorted by key.
     Raises ``ValidationError`` on ``field`` naming every unknown identifier."""
     values = list(values)
     wanted = {v for v in values if isinstance(v, str)}
-    found = {getattr(obj, key): obj for obj in model.objects.filter(**{f"{key}__in": wanted})}
+    found = {getattr(obj, key): obj for obj in model._default_manager.filter(**{f"{key}__in": wanted})}
     unknown = sorted(wanted - found.keys())
     if unknown:
         raise ValidationError({field: [f"Unknown {what}: {', '.join(unknown)}."]})
@@ -95,32 +97,70 @@ def _resolve(model: Any, key: str, values: Iterable[Any], *, field: str, what: s
     return [resolved[k] for k in sorted(resolved)]
 
 
-def _permissions(values: Iterable[Permission | str], *, field: str) -> list[Permission]:
+def resolve_permissions(values: Iterable[Permission | str], *, field: str) -> list[Permission]:
+    """Permissions for ``values`` (instances or codes), sorted by code. Raises ``ValidationError``
+    on ``field`` naming every unknown code."""
     return _resolve(Permission, "code", values, field=field, what="permission code(s)")
 
 
-def _roles(values: Iterable[Role | str], *, field: str) -> list[Role]:
+def resolve_roles(values: Iterable[Role | str], *, field: str) -> list[Role]:
+    """Roles for ``values`` (instances or names), sorted by name. Raises ``ValidationError`` on
+    ``field`` naming every unknown role."""
     return _resolve(Role, "name", values, field=field, what="role(s)")
+
+
+# --- partial updates ------------------------------------------------------------------------------
+
+
+def lock_row(queryset: QuerySet[M], pk: Any) -> M:
+    """Row ``pk`` of ``queryset``, locked (``SELECT ... FOR UPDATE``) until the transaction ends.
+
+    Raises ``DeletedConcurrently`` when the row is gone: a request that deleted it committed
+    while this one waited for the lock (or between this request's read and now).
+    """
+    try:
+        return queryset.select_for_update().get(pk=pk)
+    except queryset.model.DoesNotExist:
+        name = queryset.model._meta.verbose_name
+        raise DeletedConcurrently(f"This {name} was deleted by another request; nothing was changed.") from None
+
+
+def save_fields(obj: Model, fields: Iterable[str]) -> None:
+    """Write only ``fields`` of ``obj``: the one idiom for partial updates (``save(update_fields=)``).
+
+    Raises ``DeletedConcurrently`` when the row is gone (another request deleted it: Django 5.2
+    raises a bare ``DatabaseError``, "did not affect any rows"). Every other database error, an
+    outage included, propagates unchanged.
+    """
+    try:
+        obj.save(update_fields=list(fields))
+    except DatabaseError as exc:
+        if type(exc) is not DatabaseError:  # OperationalError, IntegrityError, ...: not a missing row
+            raise
+        name = obj._meta.verbose_name
+        raise DeletedConcurrently(f"This {name} was deleted by another request; nothing was changed.") from None
 
 
 # --- cache and the last super admin ----------------------------------------------------------------
 
 
-def _invalidate_on_commit() -> None:
+def invalidate_on_commit() -> None:
+    """Drop every cached effective permission (and resolved API key) now and again at commit."""
     # Once now (so a check inside this transaction sees the change) and once after commit (so a
     # value another request computed from the old rows in between does not survive it).
     invalidate_permissions()
     transaction.on_commit(invalidate_permissions)
 
 
-def _super_admin_ids() -> set[int]:
+def super_admin_ids() -> set[int]:
     """Active users holding super_admin (directly or through a role inheriting it), or is_superuser.
 
     Takes a row lock on the super_admin role first, so two concurrent demotions of the last two
-    super admins are serialised and the second one sees the first.
+    super admins are serialised and the second one sees the first. Call it inside the transaction,
+    before the change, and pass the result to ``guard_super_admins`` after it.
     """
     super_role = Role.objects.select_for_update().filter(name=SUPER_ADMIN).first()
-    role_ids = _descendants({super_role.pk}) if super_role else set()
+    role_ids = walk_roles({super_role.pk}, upward=False) if super_role else set()
     return set(
         User.objects.filter(is_active=True)
         .filter(Q(is_superuser=True) | Q(roles__id__in=role_ids))
@@ -129,12 +169,10 @@ def _super_admin_ids() -> set[int]:
     )
 
 
-def _descendants(role_ids: set[int]) -> set[int]:
-    return walk_roles(role_ids, upward=False)
-
-
-def _guard_super_admins(before: set[int], *, field: str) -> None:
-    if before and not _super_admin_ids():
+def guard_super_admins(before: set[int], *, field: str) -> None:
+    """Raise ``LastSuperAdmin`` on ``field`` when there were super admins (``before``, from
+    ``super_admin_ids``) and the change made in this transaction left none."""
+    if before and not super_admin_ids():
         raise LastSuperAdmin(
             "This change would leave no active super admin (a user with the super_admin role or superuser "
             "status); grant it to someone else first.",

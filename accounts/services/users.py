@@ -12,29 +12,27 @@ from django.views.decorators.debug import sensitive_variables
 
 import audit
 from accounts import catalog
-from accounts.exceptions import (
-    LastSuperAdmin,
-)
+from accounts.exceptions import LastSuperAdmin
 from accounts.models import Permission, Role, User
 from accounts.services.common import (
     UNSET,
-    _guard_super_admins,
-    _invalidate_on_commit,
-    _permissions,
-    _require_held,
-    _require_outranks,
-    _roles,
-    _super_admin_ids,
+    guard_super_admins,
+    invalidate_on_commit,
+    lock_row,
+    require_held,
+    resolve_permissions,
+    resolve_roles,
+    save_fields,
+    super_admin_ids,
+    user_require_manageable,
 )
-from accounts.services.grants import _set_extra_permissions, _set_roles
+from accounts.services.grants import user_set_extra_permissions, user_set_roles
 
 # --- users ----------------------------------------------------------------------------------------
 
-_PLAIN_USER_FIELDS = ("username", "email", "first_name", "last_name", "is_active", "is_staff")
 
-
-def _require_superuser_grant(actor: Any) -> None:
-    _require_held(actor, catalog.ALL, field="is_superuser", what="superuser status while missing permissions")
+def _require_superuser_grant(actor: User | None) -> None:
+    require_held(actor, catalog.ALL, field="is_superuser", what="superuser status while missing permissions")
 
 
 @sensitive_variables("password")
@@ -57,10 +55,15 @@ def _set_password_or_raise(user: User, password: str | None) -> None:
 
 
 def _save_user(user: User, *, update_fields: list[str] | None = None) -> None:
+    """Validate and insert ``user``, or write only ``update_fields`` of an existing one. Raises
+    ``ValidationError`` (a taken username) and ``DeletedConcurrently``."""
     user.full_clean(exclude=["password", "roles", "extra_permissions", "groups", "user_permissions"])
     try:
         with transaction.atomic():
-            user.save(update_fields=update_fields)
+            if update_fields is None:
+                user.save()
+            else:
+                save_fields(user, update_fields)
     except IntegrityError:
         raise ValidationError({"username": ["A user with that username already exists."]}) from None
 
@@ -69,7 +72,7 @@ def _save_user(user: User, *, update_fields: list[str] | None = None) -> None:
 @transaction.atomic
 def user_create(
     *,
-    actor: Any,
+    actor: User | None,
     username: str,
     email: str = "",
     password: str | None = None,
@@ -83,8 +86,8 @@ def user_create(
 ) -> User:
     """Create a user; ``password`` None or "" leaves it unusable. Raises ``ValidationError``
     (username, email, password, roles, extra_permissions) and ``EscalationRefused``."""
-    role_objs = _roles(roles, field="roles")
-    perm_objs = _permissions(extra_permissions, field="extra_permissions")
+    role_objs = resolve_roles(roles, field="roles")
+    perm_objs = resolve_permissions(extra_permissions, field="extra_permissions")
     if is_superuser:
         _require_superuser_grant(actor)
     user = User(
@@ -106,9 +109,9 @@ def user_create(
         resource=user,
         details={"username": user.username, "is_staff": is_staff, "is_superuser": is_superuser},
     )
-    _set_roles(actor=actor, user=user, roles=role_objs)
-    _set_extra_permissions(actor=actor, user=user, permissions=perm_objs)
-    _invalidate_on_commit()
+    user_set_roles(actor=actor, user=user, roles=role_objs)
+    user_set_extra_permissions(actor=actor, user=user, permissions=perm_objs)
+    invalidate_on_commit()
     return user
 
 
@@ -116,7 +119,7 @@ def user_create(
 @transaction.atomic
 def user_update(
     *,
-    actor: Any,
+    actor: User | None,
     user: User,
     username: str = UNSET,
     email: str = UNSET,
@@ -132,9 +135,9 @@ def user_update(
     """Change a user; only the given fields change. Raises ``ValidationError``, ``EscalationRefused``
     (granting what the actor lacks, or changing a user who outranks the actor) and ``LastSuperAdmin``
     (demoting or deactivating the last active super admin)."""
-    before_admins = _super_admin_ids()
-    user = User.objects.select_for_update().get(pk=user.pk)
-    _require_outranks(actor, user)
+    before_admins = super_admin_ids()
+    user = lock_row(User.objects.all(), user.pk)
+    user_require_manageable(actor=actor, user=user)
     given = {
         "username": username,
         "email": email,
@@ -155,36 +158,36 @@ def user_update(
         _set_password_or_raise(user, password)
         changed["password"] = "changed"  # noqa: S105 - a marker, not the password
     if changed:
-        _save_user(user)
+        _save_user(user, update_fields=list(changed))
     if roles is not UNSET:
-        _set_roles(actor=actor, user=user, roles=_roles(roles, field="roles"))
+        user_set_roles(actor=actor, user=user, roles=resolve_roles(roles, field="roles"))
     if extra_permissions is not UNSET:
-        _set_extra_permissions(
-            actor=actor, user=user, permissions=_permissions(extra_permissions, field="extra_permissions")
+        user_set_extra_permissions(
+            actor=actor, user=user, permissions=resolve_permissions(extra_permissions, field="extra_permissions")
         )
     if changed:
         audit.record(
             "user.updated", actor=actor, resource=user, details={"username": user.username, "changes": changed}
         )
     field = "is_active" if "is_active" in changed else "is_superuser" if "is_superuser" in changed else "roles"
-    _guard_super_admins(before_admins, field=field)
-    _invalidate_on_commit()
+    guard_super_admins(before_admins, field=field)
+    invalidate_on_commit()
     return user
 
 
 @sensitive_variables("password")
-def user_set_password(*, actor: Any, user: User, password: str) -> User:
+def user_set_password(*, actor: User | None, user: User, password: str) -> User:
     """Set a new password (the admin's password page). Raises ``ValidationError`` (password) and
     ``EscalationRefused`` when ``user`` outranks the actor."""
     return user_update(actor=actor, user=user, password=password)
 
 
 @transaction.atomic
-def user_delete(*, actor: Any, user: User) -> None:
+def user_delete(*, actor: User | None, user: User) -> None:
     """Delete a user (their API keys go with them). Raises ``EscalationRefused`` when the user
     outranks the actor and ``LastSuperAdmin`` for the last active super admin."""
-    before_admins = _super_admin_ids()
-    _require_outranks(actor, user)
+    before_admins = super_admin_ids()
+    user_require_manageable(actor=actor, user=user)
     if before_admins and not before_admins - {user.pk}:
         raise LastSuperAdmin("The last active super admin cannot be deleted.", field="username")
     user_id, username = user.pk, user.get_username()
@@ -192,5 +195,5 @@ def user_delete(*, actor: Any, user: User) -> None:
     audit.record(
         "user.deleted", actor=actor, resource_type="accounts.user", resource_id=user_id, details={"username": username}
     )
-    _guard_super_admins(before_admins, field="username")
-    _invalidate_on_commit()
+    guard_super_admins(before_admins, field="username")
+    invalidate_on_commit()

@@ -19,7 +19,7 @@ def user_form(user: User, **overrides):
         "last_name": user.last_name,
         "is_active": "on" if user.is_active else "",
         "is_staff": "on" if user.is_staff else "",
-        "roles": [str(r.pk) for r in user.roles.all()],
+        "manual_roles": [str(r.pk) for r in user.roles.all()],
         "extra_permissions": [str(p.pk) for p in user.extra_permissions.all()],
         "_save": "Save",
     }
@@ -40,7 +40,9 @@ def test_it_saves_a_role_grant_through_the_service(
     assert not User.objects.get(pk=bob.pk).has_perm("orchestra:read")  # cached "no"
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, roles=role_ids("viewer")))
+        response = client.post(
+            f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, manual_roles=role_ids("viewer"))
+        )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert User.objects.get(pk=bob.pk).has_perm("orchestra:read")
     assert AuditEvent.objects.get(event_type="authz.role.assigned").details == {"user": "bob", "role": "viewer"}
@@ -50,11 +52,41 @@ def test_it_saves_a_role_grant_through_the_service(
 def test_it_puts_an_escalation_error_on_the_roles_field(client, admin_user, user_factory):
     bob = user_factory(username="bob")
     client.force_login(admin_user)
-    response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, roles=role_ids("super_admin")))
+    response = client.post(
+        f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, manual_roles=role_ids("super_admin"))
+    )
     assert response.status_code == 200
     errors = response.context["adminform"].form.errors
-    assert "You cannot grant roles with permissions you do not hold" in errors["roles"][0]
+    assert "You cannot grant roles with permissions you do not hold" in errors["manual_roles"][0]
     assert not bob.roles.exists()
+    assert not AuditEvent.objects.filter(event_type__startswith="authz.role").exists()
+
+
+def test_it_validates_without_side_effects_when_the_form_is_refused(
+    client, admin_user, user_factory, django_capture_on_commit_callbacks
+):
+    """Issue 10: the form's dry run of the service was rolled back, but its cache invalidation (every
+    process's permissions dropped) and its audit events' count were not."""
+    from prometheus_client import REGISTRY
+
+    from accounts.backends import permissions_generation
+
+    bob = user_factory(username="bob", roles=["guest"])
+    client.force_login(admin_user)
+    client.get("/admin/")
+    assert "orchestra:read" not in user_codes(User.objects.get(pk=bob.pk))  # cached
+    generation = permissions_generation()
+    labels = {"event_type": "authz.role.assigned", "severity": "info"}
+    count = REGISTRY.get_sample_value("symphony_audit_events_total", labels) or 0
+    form = user_form(bob, roles=role_ids("viewer"), email="not an address")  # the dry run passes, the form not
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/admin/accounts/user/{bob.pk}/change/", form)
+
+    assert response.status_code == 200
+    assert "email" in response.context["adminform"].form.errors
+    assert list(bob.roles.values_list("name", flat=True)) == ["guest"]
+    assert permissions_generation() == generation
+    assert (REGISTRY.get_sample_value("symphony_audit_events_total", labels) or 0) == count
     assert not AuditEvent.objects.filter(event_type__startswith="authz.role").exists()
 
 
@@ -147,6 +179,18 @@ def test_it_shows_a_new_key_once_and_never_its_hash(client, super_admin):
     assert AuditEvent.objects.get(event_type="apikey.created").actor == super_admin
 
 
+def test_it_shows_an_existing_key_read_only_and_claims_no_change(client, super_admin, api_key_factory):
+    """Issue 10: read-only pages must not offer Save, nor answer a POST with "changed successfully"."""
+    key = api_key_factory(owner=super_admin, name="frozen")
+    client.force_login(super_admin)
+    html = client.get(f"/admin/accounts/apikey/{key.pk}/change/").content.decode()
+    assert 'name="_save"' not in html
+    response = client.post(f"/admin/accounts/apikey/{key.pk}/change/", {"name": "thawed"}, follow=True)
+    assert response.status_code == 403
+    assert "changed successfully" not in response.content.decode()
+    assert ApiKey.objects.get(pk=key.pk).name == "frozen"
+
+
 def test_it_rejects_a_bad_rate_limit_on_the_field(client, super_admin):
     client.force_login(super_admin)
     response = client.post(
@@ -187,7 +231,7 @@ def test_it_lets_a_read_only_staff_user_view_but_not_change_users(client, user_f
     page = client.get(f"/admin/accounts/user/{bob.pk}/change/")
     assert page.status_code == 200
     assert 'name="_save"' not in page.content.decode()
-    response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, roles=role_ids("viewer")))
+    response = client.post(f"/admin/accounts/user/{bob.pk}/change/", user_form(bob, manual_roles=role_ids("viewer")))
     assert response.status_code == 403
     assert not bob.roles.exists()
     assert user_codes(viewer) == {"agent:read", "orchestra:read", "trust:read", "system:monitor", "user:read"}
@@ -228,3 +272,19 @@ def test_it_changes_my_own_password_audited_and_keeps_me_signed_in(client, super
     assert User.objects.get(pk=super_admin.pk).check_password("another-long-passphrase-2")
     assert AuditEvent.objects.get(event_type="user.updated").details["changes"] == {"password": "changed"}
     assert client.get("/admin/").status_code == 200  # still signed in
+
+
+def test_it_ignores_api_keys_in_the_admin_which_is_session_only(client, super_admin, api_key_factory):
+    # The key rules (a key never manages a broader key) need no admin twin: no key ever acts there.
+    key = api_key_factory(owner=super_admin, scopes=["user:update", "user:read"])
+    victim = api_key_factory(owner=super_admin)
+    headers = {"Authorization": f"Bearer {key.raw}", "X-API-Key": key.raw}
+    add = client.post("/admin/accounts/apikey/add/", {"name": "via-key", "owner": str(super_admin.pk)}, headers=headers)
+    revoke = client.post(
+        "/admin/accounts/apikey/", {"action": "revoke_keys", "_selected_action": [str(victim.pk)]}, headers=headers
+    )
+    for response in (add, revoke):
+        assert response.status_code == 302
+        assert response["Location"].startswith("/admin/login/")
+    assert not ApiKey.objects.filter(name="via-key").exists()
+    assert ApiKey.objects.get(pk=victim.pk).revoked_at is None

@@ -30,7 +30,7 @@ from agents.services.orchestras import (
     orchestra_transition,
     orchestra_update,
 )
-from agents.services.tasks import check_json_size, json_size, task_cancel, task_retry, task_submit
+from agents.services.tasks import check_json_size, json_size, task_cancel, task_delete, task_retry, task_submit
 
 __all__ = [
     "AGENT_KEY_SCOPES",
@@ -54,6 +54,7 @@ __all__ = [
     "task_cancel",
     "task_claim",
     "task_complete",
+    "task_delete",
     "task_extend",
     "task_fail",
     "task_reap_expired",

@@ -44,8 +44,9 @@ def lease_seconds_or_default(lease_seconds: int | None) -> int:
 def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = None) -> list[Task]:
     """Lease up to ``max_tasks`` pending tasks to ``agent``: highest priority first, then oldest.
 
-    Expired leases are reaped first. Each claimed task is one more attempt and one ``task.claimed``
-    event. Never hands one task to two agents: PostgreSQL locks the candidates with
+    Expired leases are reaped first. Each claimed task is one more attempt (counted against
+    ``max_attempts``), gets the next attempt number (``last_attempt``, the holder's lease token, never
+    reused) and one ``task.claimed`` event. Never hands one task to two agents: PostgreSQL locks the candidates with
     ``FOR UPDATE SKIP LOCKED`` (concurrent claimers take different rows); SQLite serialises the whole
     claim transaction (``BEGIN IMMEDIATE``).
     """
@@ -75,6 +76,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
         status=Task.Status.RUNNING,
         agent=agent,
         attempts=F("attempts") + 1,
+        last_attempt=F("last_attempt") + 1,
         lease_expires_at=expires,
         claimed_at=now,
         started_at=Coalesce("started_at", Value(now)),
@@ -83,6 +85,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     if updated == len(tasks):
         for task in tasks:
             task.status, task.agent, task.attempts = Task.Status.RUNNING, agent, task.attempts + 1
+            task.last_attempt += 1
             task.lease_expires_at, task.claimed_at, task.updated_at = expires, now, now
             task.started_at = task.started_at or now
     else:  # not expected under the lock; if it ever happens, trust the database, not the copies
@@ -92,16 +95,16 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
             )
         )
     TaskAttempt.objects.bulk_create(
-        [TaskAttempt(task=task, number=task.attempts, agent=agent, claimed_at=now) for task in tasks]
+        [TaskAttempt(task=task, number=task.last_attempt, agent=agent, claimed_at=now) for task in tasks]
     )
     waits = []
     for task in tasks:
         audit.record(
             "task.claimed",
             resource=task,
-            details={"agent": agent.name, "attempt": task.attempts, "lease_seconds": lease},
+            details={"agent": agent.name, "attempt": task.last_attempt, "lease_seconds": lease},
         )
-        if task.attempts == 1:
+        if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
     log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
@@ -114,10 +117,13 @@ def _observe_claims(count: int, waits: list[float]) -> None:
         metrics.TASK_QUEUE_WAIT.observe(max(wait, 0.0))
 
 
-def _holder_filter(*, task_id: int, agent: Agent, attempt: int | None) -> Any:
-    """The task row, if (and only if) ``agent`` holds its current lease (and ``attempt`` matches)."""
-    rows = Task.objects.filter(pk=task_id, status=Task.Status.RUNNING, agent=agent)
-    return rows.filter(attempts=attempt) if attempt is not None else rows
+def _holder_filter(*, task_id: int, agent: Agent, attempt: int) -> Any:
+    """The task row, if (and only if) ``agent`` holds its current lease under attempt number ``attempt``.
+
+    The agent alone is not enough: several processes may share one agent key, and one that stalled
+    past its lease must not report over the attempt its task was claimed again for.
+    """
+    return Task.objects.filter(pk=task_id, status=Task.Status.RUNNING, agent=agent, last_attempt=attempt)
 
 
 def _lease_error(*, task_id: int, agent: Agent) -> Exception:
@@ -131,13 +137,13 @@ def _lease_error(*, task_id: int, agent: Agent) -> Exception:
         if task.status == Task.Status.CANCELLED:
             return LeaseLost("The task was cancelled: stop working on it.")
         if task.status == Task.Status.RUNNING and task.agent_id == agent.pk:
-            return LeaseLost(f"This attempt is over: the task is on attempt {task.attempts}.")
+            return LeaseLost(f"This attempt is over: the task is on attempt {task.last_attempt}.")
         return LeaseLost(f"The lease moved on: the task is now {task.status}.")
     return NotTaskHolder()
 
 
 @transaction.atomic
-def task_extend(*, task_id: int, agent: Agent, lease_seconds: int | None = None, attempt: int | None = None) -> Task:
+def task_extend(*, task_id: int, agent: Agent, attempt: int, lease_seconds: int | None = None) -> Task:
     """Push the holder's lease to now + ``lease_seconds`` (default lease, bounded by the maximum).
 
     A lease that expired but was not yet reaped can still be extended: nobody else holds the task.
@@ -152,14 +158,14 @@ def task_extend(*, task_id: int, agent: Agent, lease_seconds: int | None = None,
     return Task.objects.get(pk=task_id)
 
 
-def _finish_attempt(*, task_id: int, agent: Agent, outcome: str, now: datetime) -> None:
-    TaskAttempt.objects.filter(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.RUNNING).update(
+def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) -> None:
+    TaskAttempt.objects.filter(task_id=task_id, number=attempt, outcome=TaskAttempt.Outcome.RUNNING).update(
         outcome=outcome, finished_at=now
     )
 
 
 @transaction.atomic
-def task_complete(*, task_id: int, agent: Agent, result: Any = None, attempt: int | None = None) -> Task:
+def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = None) -> Task:
     """Record the holder's result; the task succeeds. Raises ``PayloadTooLarge`` (413, naming result),
     ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
     check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
@@ -168,16 +174,16 @@ def task_complete(*, task_id: int, agent: Agent, result: Any = None, attempt: in
         status=Task.Status.SUCCEEDED, result=result, error="", lease_expires_at=None, finished_at=now, updated_at=now
     ):
         raise _lease_error(task_id=task_id, agent=agent)
-    _finish_attempt(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
+    _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
     task = Task.objects.select_related("submitter").get(pk=task_id)
-    audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": task.attempts})
+    audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
 
 
 @transaction.atomic
-def task_fail(*, task_id: int, agent: Agent, error: str, retryable: bool = False, attempt: int | None = None) -> Task:
+def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable: bool = False) -> Task:
     """Record the holder's failure. A retryable failure with attempts left goes back to pending;
     otherwise the task fails. Raises ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
     now = timezone.now()
@@ -195,13 +201,13 @@ def task_fail(*, task_id: int, agent: Agent, error: str, retryable: bool = False
     )
     if not updated:
         raise _lease_error(task_id=task_id, agent=agent)
-    _finish_attempt(task_id=task_id, agent=agent, outcome=TaskAttempt.Outcome.FAILED, now=now)
+    _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.FAILED, now=now)
     task = Task.objects.select_related("submitter").get(pk=task_id)
     requeued = task.status == Task.Status.PENDING
     audit.record(
         "task.failed",
         resource=task,
-        details={"agent": agent.name, "attempt": task.attempts, "retryable": retryable, "requeued": requeued},
+        details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))

@@ -134,7 +134,9 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
 def task_retry(*, task_id: int, actor: Any) -> Task:
     """Put a failed or cancelled task back in the queue with a fresh attempt budget.
 
-    Raises ``TaskStateConflict`` for any other status.
+    ``attempts`` (the count against ``max_attempts``) starts again at 0; ``last_attempt`` does not, so
+    the next claim gets a number no earlier holder ever had. Raises ``TaskStateConflict`` for any
+    other status.
     """
     now = timezone.now()
     changed = Task.objects.filter(pk=task_id, status__in=Task.RETRYABLE).update(
@@ -153,3 +155,19 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
     task = Task.objects.get(pk=task_id)
     audit.record("task.retried", actor=actor, resource=task)
     return task
+
+
+@transaction.atomic
+def task_delete(*, task_id: int, actor: Any) -> None:
+    """Delete a task that is not running, with its attempts; the audit trail keeps its history.
+
+    Raises ``TaskStateConflict`` for a running task (cancel it first: its holder is still working,
+    and would find no task to report to) and ``Task.DoesNotExist`` for an unknown id.
+    """
+    # Locked, so no claim takes it between the check and the delete (claims skip locked rows).
+    task = Task.objects.select_for_update().get(pk=task_id)
+    if task.status == Task.Status.RUNNING:
+        raise TaskStateConflict(f"Task {task} is running: cancel it before deleting it.")
+    details = {"kind": task.kind, "status": task.status, "attempts": task.attempts, "orchestra": task.orchestra_id}
+    task.delete()
+    audit.record("task.deleted", actor=actor, resource_type="agents.task", resource_id=task_id, details=details)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from agents.models import Agent, Orchestra, Task
 from agents.tests.factories import OrchestraFactory, TaskFactory, UserFactory
@@ -72,6 +75,22 @@ def test_it_refuses_a_trust_level_the_operator_may_not_set(operator_admin, make_
     assert agent.trust_level == "untrusted"
 
 
+@pytest.mark.parametrize("metadata", ['{"a": "\\ud800"}', '{"\\udfff": 1}', '{"a": ["\\u0000"]}'])
+def test_it_refuses_metadata_no_database_can_store(operator_admin, make_agent, metadata):
+    """Issue 10: typed into the admin, a lone surrogate was a 500 on PostgreSQL and, on SQLite, a row
+    that broke every later answer showing it."""
+    agent = make_agent(name="plain").agent
+    r = operator_admin.post(
+        f"/admin/agents/agent/{agent.pk}/change/",
+        {"name": "plain", "type": "custom", "capabilities": "", "trust_level": "untrusted", "version": "",
+         "metadata": metadata},
+    )  # fmt: skip
+    assert r.status_code == 200  # the form again, with the error on the field
+    assert "lone UTF-16 surrogates" in r.content.decode()
+    agent.refresh_from_db()
+    assert agent.metadata == {}
+
+
 def test_it_changes_an_agent_through_the_service(operator_admin, make_agent):
     agent = make_agent(name="changing").agent
     r = operator_admin.post(
@@ -134,3 +153,89 @@ def test_it_cancels_and_retries_tasks_from_the_list(operator_admin, orchestra):
     operator_admin.post("/admin/agents/task/", {"action": "retry", "_selected_action": [task.pk]})
     assert Task.objects.get(pk=task.pk).status == "pending"
     assert operator_admin.get("/admin/agents/task/", {"status": "pending"}).status_code == 200
+
+
+def test_it_filters_agents_on_the_status_the_list_shows(operator_admin, make_agent, settings):
+    """Issue 10: the filter used the stored status, so a silent agent was listed under busy (as the
+    last status it reported) while the column said offline, and Offline found none."""
+    silent, live = make_agent(name="silent").agent, make_agent(name="live")
+    Agent.objects.filter(pk=silent.pk).update(
+        status="busy",
+        last_heartbeat_at=timezone.now() - timedelta(seconds=settings.SYMPHONY_AGENT_HEARTBEAT_TIMEOUT + 1),
+    )
+    live.api.post("/api/v1/agent/heartbeat/", {"status": "busy"})
+
+    def listed(status: str) -> set[str]:
+        page = operator_admin.get("/admin/agents/agent/", {"status": status})
+        assert page.status_code == 200
+        return {agent.name for agent in page.context["cl"].result_list}
+
+    assert listed("offline") == {"silent"}
+    assert listed("busy") == {"live"}
+    faceted = operator_admin.get("/admin/agents/agent/", {"_facets": "True"}).content.decode()
+    assert "offline (1)" in faceted.lower() and "busy (1)" in faceted.lower()
+
+
+def test_it_shows_a_task_read_only_without_a_save_button(operator_admin, orchestra):
+    """Issue 10: saving the read-only page said "changed successfully" although nothing could change."""
+    task = TaskFactory(orchestra=orchestra, status="succeeded", result={"ok": True})
+    page = operator_admin.get(f"/admin/agents/task/{task.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'name="_save"' not in html and 'name="_continue"' not in html
+    assert "View task" in html
+
+    response = operator_admin.post(f"/admin/agents/task/{task.pk}/change/", {"kind": "other"}, follow=True)
+    assert response.status_code == 403
+    assert "changed successfully" not in response.content.decode()
+    task.refresh_from_db()
+    assert task.kind == "echo"
+
+
+@pytest.fixture
+def deleter(staff_client):
+    """An operator who may also delete tasks (``agent:delete``, through the admin role)."""
+    return staff_client("operator", "admin")
+
+
+def test_it_deletes_a_finished_task_through_the_service_audited(deleter, orchestra):
+    task = TaskFactory(orchestra=orchestra, status="failed")
+    assert deleter.get(f"/admin/agents/task/{task.pk}/delete/").status_code == 200
+    response = deleter.post(f"/admin/agents/task/{task.pk}/delete/", {"post": "yes"}, follow=True)
+    assert response.status_code == 200
+    assert not Task.objects.filter(pk=task.pk).exists()
+    event = AuditEvent.objects.get(event_type="task.deleted")
+    assert (event.resource_id, event.details["status"]) == (str(task.pk), "failed")
+    assert event.actor_name == response.wsgi_request.user.username
+
+
+def test_it_refuses_to_delete_a_running_task(deleter, make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    worker.api.post("/api/v1/agent/claim/")
+    page = deleter.get(f"/admin/agents/task/{task.pk}/delete/").content.decode()
+    assert "running, cancel it first" in page
+    assert 'name="post"' not in page  # no confirmation button
+    deleter.post(f"/admin/agents/task/{task.pk}/delete/", {"post": "yes"})
+    assert Task.objects.get(pk=task.pk).status == "running"
+    assert not AuditEvent.objects.filter(event_type="task.deleted").exists()
+
+
+def test_it_bulk_deletes_through_the_service_unless_a_task_is_running(deleter, make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    running = TaskFactory(orchestra=orchestra)
+    worker.api.post("/api/v1/agent/claim/")
+    done = [TaskFactory(orchestra=orchestra, status="succeeded") for _ in range(2)]
+    selection = {"action": "delete_selected", "_selected_action": [t.pk for t in [running, *done]], "post": "yes"}
+
+    refused = deleter.post("/admin/agents/task/", selection)
+    assert "running, cancel it first" in refused.content.decode()
+    assert Task.objects.count() == 3
+
+    selection["_selected_action"] = [t.pk for t in done]
+    confirm = deleter.post("/admin/agents/task/", {**selection, "post": ""})
+    assert 'name="post"' in confirm.content.decode()  # Django's confirmation page first
+    response = deleter.post("/admin/agents/task/", selection, follow=True)
+    assert "Deleted 2 tasks." in response.content.decode()
+    assert list(Task.objects.values_list("pk", flat=True)) == [running.pk]
+    assert AuditEvent.objects.filter(event_type="task.deleted").count() == 2

@@ -63,7 +63,7 @@ def test_it_counts_claims_and_outcomes(make_agent, orchestra, django_capture_on_
     before_ok = REGISTRY.get_sample_value("symphony_task_outcomes_total", {"outcome": "succeeded"}) or 0
     with django_capture_on_commit_callbacks(execute=True):
         worker.api.post("/api/v1/agent/claim/")
-        worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": 1})
+        worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": 1, "attempt": 1})
     assert REGISTRY.get_sample_value("symphony_tasks_claimed_total") == before_claims + 1
     assert REGISTRY.get_sample_value("symphony_task_outcomes_total", {"outcome": "succeeded"}) == before_ok + 1
     assert REGISTRY.get_sample_value("symphony_task_queue_wait_seconds_count") >= 1

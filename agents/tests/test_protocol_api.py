@@ -99,7 +99,7 @@ def test_it_refuses_the_protocol_to_keys_not_bound_to_an_agent(operator_api, orc
         assert r.status_code == 403
         assert r.json()["error"]["code"] == "agent_key_required"
     task = TaskFactory(orchestra=orchestra)
-    assert operator_api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": 1}).status_code == 403
+    assert operator_api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": 1, "attempt": 1}).status_code == 403
 
 
 def test_it_requires_authentication_for_the_protocol(client):
@@ -116,7 +116,7 @@ def test_it_lists_held_cancelled_tasks_in_the_heartbeat(make_agent, operator_api
     assert body["cancelled_tasks"] == [task.pk]
     assert body["status"] == "busy"
     # Completing a cancelled task is refused: the lease is gone.
-    r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "late"})
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "late", "attempt": 1})
     assert r.status_code == 409
     assert r.json()["error"]["code"] == "lease_lost"
 
@@ -129,7 +129,9 @@ def test_it_completes_once_with_the_result(make_agent, orchestra):
     assert r.status_code == 200
     assert r.json()["status"] == "succeeded"
     assert r.json()["result"] == {"echo": 1}
-    again = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": {"echo": 2}})
+    again = worker.api.post(
+        f"/api/v1/tasks/{task.pk}/complete/", {"result": {"echo": 2}, "attempt": claimed["attempt"]}
+    )
     assert again.status_code == 409
     task.refresh_from_db()
     assert task.result == {"echo": 1}
@@ -142,6 +144,7 @@ def test_it_refuses_a_foreign_agent_with_403(make_agent, orchestra):
     task = TaskFactory(orchestra=orchestra)
     claim(holder)
     for action, body in (("complete", {"result": 1}), ("fail", {"error": "x"}), ("extend", {})):
+        body["attempt"] = 1
         r = stranger.api.post(f"/api/v1/tasks/{task.pk}/{action}/", body)
         assert r.status_code == 403, action
         assert r.json()["error"]["code"] == "not_task_holder"
@@ -219,11 +222,12 @@ def test_it_requeues_a_retryable_failure_until_attempts_run_out(make_agent, orch
     worker = make_agent(orchestra=orchestra)
     task = TaskFactory(orchestra=orchestra, max_attempts=2)
     claim(worker)
-    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "rate limited", "retryable": True})
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "rate limited", "retryable": True, "attempt": 1})
     assert r.json()["status"] == "pending"
     assert r.json()["agent"] is None
     claim(worker)
-    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "rate limited again", "retryable": True})
+    body = {"error": "rate limited again", "retryable": True, "attempt": 2}
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", body)
     assert r.json()["status"] == "failed"
     assert r.json()["error"] == "rate limited again"
     assert claim(worker) == []
@@ -233,7 +237,7 @@ def test_it_fails_at_once_on_a_non_retryable_failure(make_agent, orchestra):
     worker = make_agent(orchestra=orchestra)
     task = TaskFactory(orchestra=orchestra)
     claim(worker)
-    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "bad input"})
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/fail/", {"error": "bad input", "attempt": 1})
     assert r.status_code == 200
     assert (r.json()["status"], r.json()["attempts"]) == ("failed", 1)
     assert AuditEvent.objects.get(event_type="task.failed").details["requeued"] is False
@@ -244,7 +248,7 @@ def test_it_rejects_an_oversize_result_and_keeps_the_lease(make_agent, orchestra
     worker = make_agent(orchestra=orchestra)
     task = TaskFactory(orchestra=orchestra)
     claim(worker)
-    r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "y" * 200})
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "y" * 200, "attempt": 1})
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "result_too_large"
     task.refresh_from_db()
@@ -305,6 +309,50 @@ def test_it_claims_and_completes_a_task_in_a_fixed_number_of_queries(
         (task,) = claim(worker)
     # the agent, the update, the attempt, the task read back, the event
     with django_assert_num_queries(5 + savepoint + seal), django_capture_on_commit_callbacks(execute=True):
-        r = worker.api.post(f"/api/v1/tasks/{task['id']}/complete/", {"result": {"ok": True}})
+        r = worker.api.post(f"/api/v1/tasks/{task['id']}/complete/", {"result": {"ok": True}, "attempt": 1})
     assert r.status_code == 200
     assert AuditEvent.objects.filter(chain_seq__isnull=True).count() == 0
+
+
+@pytest.mark.parametrize(("action", "body"), [("extend", {}), ("complete", {"result": 1}), ("fail", {"error": "x"})])
+def test_it_requires_the_attempt_on_lease_calls(make_agent, orchestra, action, body):
+    """Issue 10: without the lease token, a stale process sharing the agent's key could report for a
+    newer attempt."""
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    claim(worker)
+    r = worker.api.post(f"/api/v1/tasks/{task.pk}/{action}/", body)
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "validation_error"
+    assert list(r.json()["error"]["details"]) == ["attempt"]
+    task.refresh_from_db()
+    assert (task.status, task.result, task.error) == ("running", None, "")
+
+
+def test_it_never_reuses_an_attempt_number_after_a_retry(make_agent, operator_api, orchestra):
+    """Issue 10: task_retry reset the counter, so the retried task's first claim was attempt 1 again
+    and a stale process still holding attempt 1 (same agent key) overwrote the new result."""
+    stale, fresh = make_agent(orchestra=orchestra), None
+    task = TaskFactory(orchestra=orchestra, max_attempts=1)
+    [first] = claim(stale)
+    assert first["attempt"] == 1
+    # The first process stalls; its attempt is cancelled and the task retried.
+    assert operator_api.post(f"/api/v1/tasks/{task.pk}/cancel/").status_code == 200
+    retried = operator_api.post(f"/api/v1/tasks/{task.pk}/retry/")
+    assert retried.status_code == 200
+    assert retried.json()["attempts"] == 0  # a fresh budget...
+    fresh = stale  # ...and a second process of the same agent, with the same key, claims it again
+    [second] = claim(fresh)
+    assert second["attempt"] == 2  # ...but never the same lease token
+
+    late = stale.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "stale", "attempt": first["attempt"]})
+    assert late.status_code == 409
+    assert late.json()["error"]["code"] == "lease_lost"
+    for action, body in (("extend", {}), ("fail", {"error": "stale"})):
+        r = stale.api.post(f"/api/v1/tasks/{task.pk}/{action}/", {**body, "attempt": first["attempt"]})
+        assert r.status_code == 409, action
+    done = fresh.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "new", "attempt": second["attempt"]})
+    assert done.status_code == 200
+    task.refresh_from_db()
+    assert (task.status, task.result, task.attempts, task.last_attempt) == ("succeeded", "new", 1, 2)
+    assert list(task.attempt_set.values_list("number", "outcome")) == [(1, "cancelled"), (2, "succeeded")]

@@ -24,7 +24,7 @@ def test_it_traces_submission_claim_and_completion_in_the_callers_trace(spans, o
     assert submitted.status_code == 201, submitted.content
     claimed = worker.api.post("/api/v1/agent/claim/", {"max_tasks": 1}).json()["tasks"]
     assert [task["id"] for task in claimed] == [submitted.json()["id"]]
-    done = worker.api.post(f"/api/v1/tasks/{claimed[0]['id']}/complete/", {"result": {"ok": True}})
+    done = worker.api.post(f"/api/v1/tasks/{claimed[0]['id']}/complete/", {"result": {"ok": True}, "attempt": 1})
     assert done.status_code == 200, done.content
 
     [submit] = _named(spans, "symphony.task.submit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -14,10 +15,10 @@ from pathlib import Path
 import pytest
 import time_machine
 from django.conf import settings
+from symphony_agent import HandlerRegistry, PermanentError, ProtocolClient, RetryableError, Worker, demo
 
 from agents.models import Task
 from agents.tests.factories import TaskFactory
-from symphony_agent import HandlerRegistry, PermanentError, ProtocolClient, RetryableError, Worker
 
 # live_server serves from another thread: SQLite's in-memory test database locks tables across threads,
 # so these run on PostgreSQL (the CI runs them; the SQLite suite skips them).
@@ -38,7 +39,7 @@ def wait_for(predicate, timeout: float = 30.0):
 
 def start_run_agent(url: str, key: str, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "SYMPHONY_AGENT_KEY": key}
-    cmd = [sys.executable, "manage.py", "run_agent", "--url", url, "--poll-interval", "0.1", *extra]
+    cmd = [sys.executable, "manage.py", "run_agent", "--url", url, "--demo", "--poll-interval", "0.1", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -150,7 +151,10 @@ def test_it_reports_handler_outcomes(live_server, make_agent, orchestra):
 def test_it_stops_a_cancelled_task_on_the_next_heartbeat(live_server, make_agent, operator_api, orchestra):
     worker = make_agent(capabilities=["sleep"], orchestra=orchestra)
     task = TaskFactory(orchestra=orchestra, kind="sleep", input={"seconds": 600})
-    runner = Worker(ProtocolClient(live_server.url, worker.key), poll_interval=0.05, heartbeat_interval=0.1)
+    registry = demo.register(HandlerRegistry())
+    runner = Worker(
+        ProtocolClient(live_server.url, worker.key), registry=registry, poll_interval=0.05, heartbeat_interval=0.1
+    )
     thread = threading.Thread(target=runner.run)
     thread.start()
     try:
@@ -183,3 +187,125 @@ def test_it_keeps_the_lease_alive_while_working(live_server, make_agent, orchest
         thread.join(timeout=30)
     assert task.attempts == 1
     assert task.result == "done"
+
+
+def run_in_thread(runner: Worker) -> threading.Thread:
+    thread = threading.Thread(target=runner.run, name="test-worker")
+    thread.start()
+    return thread
+
+
+def test_it_runs_async_handlers_concurrently_on_one_loop(live_server, make_agent, orchestra):
+    registry = HandlerRegistry()
+    arrived: list[int] = []
+    loops: set[int] = set()
+
+    @registry("gather")
+    async def gather(ctx):
+        # Done only once all three run at the same time: each waits for the others to arrive.
+        arrived.append(ctx.id)
+        loops.add(id(asyncio.get_running_loop()))
+        async with asyncio.timeout(20):
+            while len(arrived) < 3:
+                await asyncio.sleep(0.01)
+        return {"seen": len(arrived)}
+
+    worker = make_agent(orchestra=orchestra)
+    tasks = [TaskFactory(orchestra=orchestra, kind="gather") for _ in range(3)]
+    runner = Worker(ProtocolClient(live_server.url, worker.key), registry=registry, concurrency=3, poll_interval=0.05)
+    thread = run_in_thread(runner)
+    try:
+        wait_for(lambda: all(status_of(t) in Task.FINISHED for t in tasks))
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert [(t.status, t.result) for t in tasks] == [("succeeded", {"seen": 3})] * 3
+    assert len(loops) == 1  # one event loop: an async client made once serves every task
+
+
+def test_it_runs_sync_handlers_in_as_many_threads_as_its_concurrency(live_server, make_agent, orchestra):
+    registry = HandlerRegistry()
+    barrier = threading.Barrier(2, timeout=20)
+    registry.register("meet", lambda ctx: barrier.wait() is not None and threading.current_thread().name)
+    worker = make_agent(orchestra=orchestra)
+    tasks = [TaskFactory(orchestra=orchestra, kind="meet") for _ in range(2)]
+    runner = Worker(ProtocolClient(live_server.url, worker.key), registry=registry, concurrency=2, poll_interval=0.05)
+    thread = run_in_thread(runner)
+    try:
+        wait_for(lambda: all(status_of(t) in Task.FINISHED for t in tasks))
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert [t.status for t in tasks] == ["succeeded", "succeeded"]
+    assert len({t.result for t in tasks}) == 2
+    assert all(t.result.startswith("symphony-task") for t in tasks)
+
+
+def test_it_cancels_an_async_handler_when_extending_its_lease_is_refused(
+    live_server, make_agent, operator_api, orchestra
+):
+    registry = HandlerRegistry()
+    started, stopped = threading.Event(), threading.Event()
+
+    @registry("long")
+    async def long(ctx):
+        started.set()
+        try:
+            await asyncio.sleep(600)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, kind="long")
+    # Heartbeats far apart: the refused extension (409, the task was cancelled) is what tells the handler.
+    runner = Worker(
+        ProtocolClient(live_server.url, worker.key),
+        registry=registry,
+        poll_interval=0.05,
+        heartbeat_interval=600,
+        lease_seconds=1,
+    )
+    thread = run_in_thread(runner)
+    try:
+        wait_for(started.is_set)
+        assert operator_api.post(f"/api/v1/tasks/{task.pk}/cancel/").status_code == 200
+        wait_for(stopped.is_set)
+        wait_for(lambda: runner.running_count() == 0)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert runner.counts["lost"] == 1
+    assert status_of(task) == "cancelled"
+
+
+def test_it_fails_a_task_whose_result_is_not_json(live_server, make_agent, orchestra):
+    registry = HandlerRegistry()
+    registry.register("odd", lambda ctx: {"when": {1, 2}})
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, kind="odd", max_attempts=1)
+    runner = Worker(ProtocolClient(live_server.url, worker.key), registry=registry, poll_interval=0.05)
+    thread = run_in_thread(runner)
+    try:
+        wait_for(lambda: status_of(task) in Task.FINISHED)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert task.status == "failed"
+    assert "the handler's result is not JSON: TypeError" in task.error
+
+
+def test_a_worker_without_demo_fails_a_demo_task_instead_of_echoing_it(live_server, make_agent, orchestra):
+    registry = HandlerRegistry()
+    registry.register("mine", lambda ctx: "ok")
+    worker = make_agent(capabilities=["echo"], orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra, kind="echo", input={"secret": "s"}, required_capabilities=["echo"])
+    runner = Worker(ProtocolClient(live_server.url, worker.key), registry=registry, poll_interval=0.05)
+    thread = run_in_thread(runner)
+    try:
+        wait_for(lambda: status_of(task) in Task.FINISHED)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert (task.status, task.result) == ("failed", None)
+    assert "no handler for kind 'echo'" in task.error

@@ -3,6 +3,7 @@ import shutil
 import subprocess
 
 import pytest
+from django.db import transaction
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -122,16 +123,33 @@ def test_it_counts_failed_password_logins(client):
 
 
 @pytest.mark.django_db
-def test_it_counts_audit_events_by_type_and_severity(client):
+def test_it_counts_audit_events_by_type_and_severity(client, django_capture_on_commit_callbacks):
     import audit
 
     before = client.get("/metrics").content.decode()
-    audit.record("auth.failed", outcome="failure")
+    with django_capture_on_commit_callbacks(execute=True):
+        audit.record("auth.failed", outcome="failure")
     after = client.get("/metrics").content.decode()
 
     name = "symphony_audit_events_total"
     labels = {"event_type": "auth.failed", "severity": "warning"}
     assert sample_value(after, name, **labels) == sample_value(before, name, **labels) + 1
+
+
+@pytest.mark.django_db
+def test_it_counts_no_audit_event_that_was_rolled_back(client, django_capture_on_commit_callbacks):
+    """Issue 10: the admin's dry runs, rolled back, still counted their events."""
+    import audit
+
+    before = client.get("/metrics").content.decode()
+    with django_capture_on_commit_callbacks(execute=True), pytest.raises(ZeroDivisionError), transaction.atomic():
+        audit.record("auth.failed", outcome="failure")
+        1 / 0  # noqa: B018 - the change the event belongs to fails
+    after = client.get("/metrics").content.decode()
+
+    name = "symphony_audit_events_total"
+    labels = {"event_type": "auth.failed", "severity": "warning"}
+    assert sample_value(after, name, **labels) == sample_value(before, name, **labels)
 
 
 def test_it_exposes_a_rate_limit_counter_for_the_hardening_code(client):

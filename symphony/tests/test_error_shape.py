@@ -93,6 +93,14 @@ def test_it_refuses_malformed_json_and_nan_with_400(api):
     _error(api.post(ECHO, '{"a": NaN}', content_type="application/json"), 400, "parse_error")
 
 
+@pytest.mark.parametrize("charset", ["rot13", "hex"])
+def test_it_refuses_a_charset_that_is_not_a_text_encoding_with_415(api, charset):
+    """Found while hardening input (issue 10): Python knows these codecs, but not as text encodings."""
+    response = api.post(ECHO, b'{"a": 1}', content_type=f"application/json; charset={charset}")
+    error = _error(response, 415, "unsupported_media_type")
+    assert charset in error["message"]
+
+
 def test_it_refuses_nul_characters_in_json_strings_and_keys(api):
     """Found by fuzzing on PostgreSQL: a NUL in a looked-up string was a DataError 500."""
     for body in ('{"name": "a\\u0000b"}', '{"a\\u0000": 1}', '["ok", ["x\\u0000"]]'):

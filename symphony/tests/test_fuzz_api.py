@@ -7,7 +7,8 @@ audit trail, sessions, the key's last-use time and the viewer's own API keys asi
 
 Excluded checks, by policy: ``positive_data_acceptance`` (valid-by-schema input may still be refused
 by rules the schema cannot state: unknown references, state conflicts, escalation) and
-``negative_data_rejection`` (DRF accepts some inputs stricter schemas would not, e.g. extra body fields).
+``negative_data_rejection`` (DRF accepts some inputs stricter schemas would not, e.g. a number sent as a
+string; unknown body fields are refused, see test_write_policy.py).
 """
 
 from __future__ import annotations

@@ -1,0 +1,105 @@
+"""Task handlers: one callable per task kind, registered by name; and the context each one gets."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from symphony_agent.client import ProtocolClient
+
+#: A handler takes the task's context and returns JSON-serialisable data; ``async def`` handlers too.
+Handler = Callable[["TaskContext"], Any] | Callable[["TaskContext"], Awaitable[Any]]
+
+
+class RetryableError(Exception):
+    """Raise from a handler for a failure worth another attempt (rate limit, timeout): fail, retryable."""
+
+
+class PermanentError(Exception):
+    """Raise from a handler for a failure no retry will fix (bad input): fail, not retryable."""
+
+
+class TaskCancelled(Exception):
+    """Raised by ``TaskContext.check_cancelled()`` once the task was cancelled or its lease was lost."""
+
+
+@dataclass
+class TaskContext:
+    """What a handler gets: the task as claimed, and the signal that it should stop.
+
+    ``cancelled`` is set when the task is cancelled, its lease moves on, or the worker stops past its
+    grace period. Sync handlers poll it (``check_cancelled()``, ``cancelled.wait(seconds)``); ``async def``
+    handlers are also cancelled outright (``asyncio.CancelledError`` at their next ``await``).
+
+    Calls a handler makes about its own task go to the server through ``_client.task_post(self.id,
+    action, attempt=self.attempt, ...)``, so each is about this attempt only: the task events, child
+    tasks, approvals and usage of the server's task API become one method each here as the server
+    gains those endpoints.
+    """
+
+    id: int
+    kind: str
+    input: Any
+    attempt: int
+    traceparent: str = ""
+    #: The whole task as the claim returned it (priority, lease_expires_at, ...).
+    task: dict[str, Any] = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _client: ProtocolClient | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_claim(cls, task: dict[str, Any], client: ProtocolClient | None = None) -> TaskContext:
+        return cls(
+            id=task["id"],
+            kind=task["kind"],
+            input=task.get("input"),
+            attempt=task["attempt"],
+            traceparent=task.get("traceparent") or "",
+            task=dict(task),
+            _client=client,
+        )
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise ``TaskCancelled`` when the task was cancelled, its lease lost, or the worker is stopping."""
+        if self.cancelled.is_set():
+            raise TaskCancelled(f"task {self.id} was cancelled")
+
+
+class HandlerRegistry:
+    """Maps a task kind to its handler."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def register(self, kind: str, func: Handler) -> Handler:
+        self._handlers[kind] = func
+        return func
+
+    def get(self, kind: str) -> Handler | None:
+        return self._handlers.get(kind)
+
+    def kinds(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+    def __call__(self, kind: str) -> Callable[[Handler], Handler]:
+        """Decorator form: ``@registry("kind")``."""
+        return lambda func: self.register(kind, func)
+
+
+#: Where ``@handler`` registers and what the command line runs: modules given with ``--handlers`` fill it.
+DEFAULT_REGISTRY = HandlerRegistry()
+
+
+def handler(kind: str, registry: HandlerRegistry | None = None) -> Callable[[Handler], Handler]:
+    """Register the decorated function (sync or ``async def``) as the handler of ``kind``."""
+    return (registry or DEFAULT_REGISTRY)(kind)
