@@ -6,14 +6,15 @@ ships; tests/test_compose.py checks that the chart uses the same ones. Against a
 database (and a Redis key prefix of its own), in this order:
 
 1. the image itself: non-root USER, tini ENTRYPOINT, a HEALTHCHECK, no compiler, no build leftovers, no
-   secret in its history, configuration or files;
+   secret in its history, configuration or files, every requirements.txt pin installed;
 2. ``manage.py migrate`` in a container, then ``seed_demo`` for an agent key and a submitter key;
 3. the web container: ``/health/ready`` 200 (timed from ``run``), static files, ``/metrics`` summed
    across workers, the image's HEALTHCHECK, uid 10001 everywhere, PID 1 tini, a read-only root;
 4. ``run_agent`` from the image (Compose's command) claims and completes a task submitted over HTTP;
 5. SIGTERM: both containers exit 0 within their grace period; no error line in either log.
 
-Exit status 0 when every check passed. Needs PyYAML, psycopg and redis (the project's venv has them).
+Exit status 0 when every check passed. Needs PyYAML, psycopg, redis and cryptography (the project's venv
+has them).
 Variables: IMAGE_TEST_DATABASE_URL (an existing database on the server to create the throw-away one
 from, default postgres://postgres@127.0.0.1:5432/postgres), IMAGE_TEST_REDIS_URL (default
 redis://127.0.0.1:6379/15; empty: the in-process cache), IMAGE_TEST_KEEP=1 (leave containers and the
@@ -74,11 +75,26 @@ for folder, dirs, files in os.walk("/app"):
             with open(path, "rb") as handle:
                 if key.search(handle.read()):
                     problems.append(f"the build-time key is in {path}")
+# What pip installed is what requirements.txt pins (a stale cached layer would show here).
+from importlib import metadata
+for line in open("/app/requirements.txt"):
+    requirement = line.split("#")[0].strip()
+    if not requirement or requirement.startswith("-"):
+        continue
+    name, _, pinned = requirement.partition("==")
+    name = name.split("[")[0].strip()
+    try:
+        installed = metadata.version(name)
+    except metadata.PackageNotFoundError:
+        problems.append(f"{name} (requirements.txt) is not installed")
+        continue
+    if pinned and installed != pinned.strip():
+        problems.append(f"{name} {installed} is installed, requirements.txt pins {pinned}")
 print(json.dumps(problems))
 """
 # Inside the running web container: who runs what, and whether the root filesystem takes writes.
 PROCESS_AUDIT = r"""
-import json, os
+import json, os, sys
 procs = {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
@@ -92,7 +108,7 @@ try:
     root_writable = True
 except OSError as exc:
     root_writable = exc.errno != 30
-writable = {p: os.access(p, os.W_OK) for p in ("/tmp", "/app/var", "/tmp/prometheus")}
+writable = {p: os.access(p, os.W_OK) for p in sys.argv[1:]}
 print(json.dumps({"procs": procs, "root_writable": root_writable, "writable": writable, "uid": os.getuid()}))
 """
 
@@ -109,6 +125,8 @@ class Smoke:
         self.tag = f"symphony-smoke-{os.getpid()}"
         self.tmp = Path(tempfile.mkdtemp(prefix="symphony-smoke-"))
         self.containers: list[str] = []
+        self.volumes: list[str] = []
+        self.secret_files: dict[str, Path] = {}
         self.database: str | None = None
         self.admin_url = os.environ.get("IMAGE_TEST_DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
         self.redis_url = os.environ.get("IMAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
@@ -176,8 +194,18 @@ class Smoke:
             flags += ["--cap-drop", cap]
         for opt in spec.get("security_opt", []):
             flags += ["--security-opt", opt]
+        for volume in spec.get("volumes", []):
+            source, target = volume.split(":")[:2]
+            if source.startswith("."):
+                flags += ["--volume", f"{ROOT / source}:{target}:ro"]
+            else:  # a named volume, made new for this run: it starts with the image folder's owner
+                name = f"{self.tag}-{source}"
+                if name not in self.volumes:
+                    self.run("volume", "create", name)
+                    self.volumes.append(name)
+                flags += ["--volume", f"{name}:{target}"]
         for secret in spec.get("secrets", []):
-            flags += ["--volume", f"{self.secret_file}:/run/secrets/{secret}:ro"]
+            flags += ["--volume", f"{self.secret_files[secret]}:/run/secrets/{secret}:ro"]
         return flags
 
     def environment(self, service: str, **extra: str) -> dict[str, str]:
@@ -235,12 +263,27 @@ class Smoke:
             conn.execute(f'CREATE DATABASE "{name}"')
         self.database = name
         self.database_url = re.sub(r"/[^/]*$", f"/{name}", self.admin_url)
-        self.secret_file = self.tmp / "secret_key"
+        # Compose's secrets, made as docs/DEPLOYMENT.md says, readable by the app user only.
         self.secret = secrets.token_urlsafe(50)
-        self.secret_file.write_text(self.secret)
-        os.chmod(self.secret_file, 0o400)
-        os.chown(self.secret_file, UID, UID)
-        self.ok("throw-away database and secret", name)
+        for secret, spec in self.compose.get("secrets", {}).items():
+            path = self.tmp / Path(spec["file"]).name
+            if path.suffix == ".pem":  # what `openssl genpkey -algorithm ed25519` writes
+                path.write_bytes(self.signing_key_pem())
+            else:
+                path.write_text(self.secret)
+            os.chmod(path, 0o400)
+            os.chown(path, UID, UID)
+            self.secret_files[secret] = path
+        self.ok("throw-away database and secrets", f"{name}; {', '.join(self.secret_files)}")
+
+    @staticmethod
+    def signing_key_pem() -> bytes:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        return Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     def teardown(self) -> None:
         if os.environ.get("IMAGE_TEST_KEEP") == "1":
@@ -248,6 +291,8 @@ class Smoke:
             return
         for name in self.containers:
             self.run("rm", "--force", *(["--time", "0"] if self.engine == "podman" else []), name, check=False)
+        for name in self.volumes:
+            self.run("volume", "rm", "--force", name, check=False)
         if self.database:
             import psycopg
 
@@ -296,7 +341,8 @@ class Smoke:
             "run", "--rm", "--network", "none", "--read-only", "--entrypoint", "python", self.image, "-c", IMAGE_AUDIT
         )
         problems = json.loads(audit.stdout.strip().splitlines()[-1])
-        self.expect(not problems, "no compiler, build package or build leftover in the image", "\n".join(problems))
+        self.expect(not problems, "no compiler, build package or leftover in the image; requirements.txt installed",
+                    "\n".join(problems))  # fmt: skip
 
     # ---- 2. migrate and seed ---------------------------------------------------------------------
 
@@ -361,7 +407,10 @@ class Smoke:
         )  # fmt: skip
         status, _, _ = self.http("/static/admin/css/not-there.css")
         self.expect(status == 404, "a missing static file is a 404", str(status))
-        audit = json.loads(self.run("exec", self.web, "python", "-c", PROCESS_AUDIT).stdout)
+        env = self.environment("symphony")
+        folders = [m.split(":", 1)[0] for m in self.service("symphony").get("tmpfs", [])]
+        folders += [env["SYMPHONY_AUDIT_CHECKPOINT_DIR"]] if env.get("SYMPHONY_AUDIT_CHECKPOINT_DIR") else []
+        audit = json.loads(self.run("exec", self.web, "python", "-c", PROCESS_AUDIT, *folders).stdout)
         procs = audit["procs"]
         self.expect(procs.get("1", {}).get("comm") == "tini", "PID 1 is tini", json.dumps(procs.get("1")))
         gunicorns = [p for p in procs.values() if p["comm"] == "gunicorn"]
@@ -370,8 +419,14 @@ class Smoke:
         uids = {uid for p in procs.values() for uid in p["uid"]}
         self.expect(uids == {str(UID)}, f"every process runs as uid {UID} (real, effective, saved, fs)", str(uids))
         self.expect(not audit["root_writable"], "the root filesystem refuses writes (read-only)")
-        self.expect(all(audit["writable"].values()), "the tmpfs mounts are writable by the app's uid",
+        self.expect(all(audit["writable"].values()), "the tmpfs mounts and the checkpoint volume are writable",
                     str(audit["writable"]))  # fmt: skip
+        if env.get("SYMPHONY_AUDIT_CHECKPOINT_DIR"):
+            self.run("exec", self.web, "python", "manage.py", "audit_checkpoint")
+            result = self.run("exec", self.web, "python", "manage.py", "audit_verify")
+            self.expect("audit chain OK" in result.stdout and "signed checkpoint" in result.stdout,
+                        "audit_checkpoint and audit_verify: the chain matches its checkpoints in the volume",
+                        result.stdout[-400:])  # fmt: skip
         self.expect(self.healthcheck[0] == "CMD", "the HEALTHCHECK is an exec form", str(self.healthcheck))
         health = self.run("exec", self.web, *self.healthcheck[1:], check=False)
         self.expect(health.returncode == 0, "the image's HEALTHCHECK passes", health.stderr[-500:])
@@ -443,7 +498,7 @@ class Smoke:
             print(f"      warning in the log: {line}")
         agent_log = self.logs(self.agent)
         bad = [line for line in agent_log.splitlines() if re.search(r" (ERROR|CRITICAL) |Traceback", line)]
-        self.expect("worker starting" in agent_log and not bad, "no error line in the agent container's log",
+        self.expect("worker start" in agent_log and not bad, "no error line in the agent container's log",
                     "\n".join(bad) or agent_log[-500:])  # fmt: skip
         secrets_used = {
             "SECRET_KEY": self.secret,

@@ -153,3 +153,17 @@ def test_it_keeps_the_image_tooling_and_its_storage_out_of_the_build_context():
     for path in [".cache/image/storage/overlay/x", "scripts/image.sh", "scripts/image_smoke.py"]:
         assert dockerfile.is_ignored(path, patterns), path
     assert not dockerfile.is_ignored("scripts/run.sh", patterns)
+
+
+def test_it_copies_from_a_stage_before_running_with_a_mount_of_it(parsed):
+    # buildah keys a RUN's cache on its text, not on a --mount from another stage: without a COPY of that
+    # stage's output first, podman reinstalled the old wheels after requirements.txt changed.
+    _, stages = parsed
+    for stage in stages:
+        copied: set[str] = set()
+        for instruction in stage.instructions:
+            if instruction.keyword == "COPY":
+                flags, _ = dockerfile.copy_sources(instruction)
+                copied |= {flags["from"]} if "from" in flags else set()
+            for source in re.findall(r"--mount=\S*from=([\w-]+)", instruction.args):
+                assert source in copied, f"stage {stage.name}: RUN mounts {source} before any COPY --from={source}"
