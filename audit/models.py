@@ -81,6 +81,14 @@ class AuditEvent(models.Model):
             models.CheckConstraint(
                 condition=models.Q(outcome__in=["success", "failure", "denied", "error"]), name="audit_outcome_valid"
             ),
+            # A row is either waiting to be sealed (no position, no hash) or sealed at a position
+            # from 1 up. Nothing can sit beside the chain with a hash, or before its start. (The
+            # explicit "not null": a CHECK whose condition is NULL passes.)
+            models.CheckConstraint(
+                condition=models.Q(chain_seq__isnull=True, hash__isnull=True)
+                | models.Q(chain_seq__isnull=False, chain_seq__gt=0, hash__isnull=False),
+                name="audit_sealed_consistently",
+            ),
         ]
         permissions = [("export_auditevent", "Can export audit events")]
 
