@@ -20,6 +20,7 @@ from accounts.backends import (
     permissions_generation,
     user_codes,
     user_project_codes,
+    user_project_role_names,
     user_role_names,
 )
 from accounts.models import ApiKey
@@ -134,6 +135,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         user_codes(key.owner)
         user_project_codes(key.owner)
         user_role_names(key.owner)
+        user_project_role_names(key.owner)
         # Stored under the generation read *before* the row was loaded: if a change bumped it
         # meanwhile, the next request sees a newer generation and loads the key again.
         cache.set(cache_key, (generation, key), timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)

@@ -160,19 +160,50 @@ def codes_in_project(user: Any, project_id: int | None) -> frozenset[str]:
     return codes | user_project_codes(user).get(project_id, frozenset())
 
 
+def _global_role_names(user: Any) -> list[str]:
+    # A role may be bound manually and by SSO: one name.
+    bindings = user.role_bindings.filter(project__isnull=True)
+    return sorted(set(bindings.values_list("role__name", flat=True)))
+
+
 def user_role_names(user: Any) -> list[str]:
-    """Cached sorted names of the roles ``user`` holds directly (no query when warm)."""
+    """Cached sorted names of the roles ``user`` holds directly and globally (no query when warm)."""
     cached = getattr(user, "_rbac_role_names", None)
     if cached is not None:
         return cached
     if _uncached.get():
-        return sorted(user.roles.values_list("name", flat=True))
+        return _global_role_names(user)
     key = f"rbac:roles:{user.pk}:{permissions_generation()}"
     names = cache.get(key)
     if names is None:
-        names = sorted(set(user.roles.values_list("name", flat=True)))  # a role may be bound manually and by SSO
+        names = _global_role_names(user)
         cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
     user._rbac_role_names = names
+    return names
+
+
+def _project_role_names(user: Any) -> dict[str, tuple[int, list[str]]]:
+    rows = user.role_bindings.filter(project__isnull=False).values_list("project__slug", "project_id", "role__name")
+    found: dict[str, tuple[int, set[str]]] = {}
+    for slug, project_id, name in rows:
+        found.setdefault(slug, (project_id, set()))[1].add(name)
+    return {slug: (project_id, sorted(names)) for slug, (project_id, names) in sorted(found.items())}
+
+
+def user_project_role_names(user: Any) -> dict[str, tuple[int, list[str]]]:
+    """Cached ``{project slug: (project id, sorted role names)}`` of ``user``'s project bindings
+    (no query when warm)."""
+    cached = getattr(user, "_rbac_project_role_names", None)
+    if cached is not None:
+        return cached
+    if _uncached.get():
+        return _project_role_names(user)
+    key = f"rbac:projectroles:{user.pk}:{permissions_generation()}"
+    names = cache.get(key)
+    if names is None:
+        names = _project_role_names(user)
+        cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    user._rbac_project_role_names = names
     return names
 
 
