@@ -137,6 +137,55 @@ def migrated_template(postgres_cluster) -> str:
 
 
 @pytest.fixture
+def make_user(db: None):
+    """``make_user("operator", username="bob")`` -> a user holding those roles globally."""
+    from accounts.tests.factories import UserFactory
+
+    def make(*roles: str, **fields):
+        return UserFactory(roles=list(roles), **fields)
+
+    return make
+
+
+@pytest.fixture
+def make_api(db: None):
+    """``make_api("viewer")`` or ``make_api(user=u, scopes=[...])`` -> a ``tests.api.Api`` with a
+    fresh key of that user (all their permissions unless ``scopes``)."""
+    from accounts.services import api_key_create
+    from accounts.tests.factories import UserFactory
+    from tests.api import Api
+
+    def make(*roles: str, user=None, scopes=None, project=None):
+        user = user or UserFactory(roles=list(roles))
+        _, raw = api_key_create(
+            owner=user, name=f"test-{user.pk}-{user.api_keys.count()}", scopes=scopes, project=project
+        )
+        api = Api(raw)
+        api.user = user
+        return api
+
+    return make
+
+
+@pytest.fixture
+def admin_api(make_api):
+    return make_api("super_admin")
+
+
+@pytest.fixture
+def operator_api(make_api):
+    return make_api("operator")
+
+
+@pytest.fixture
+def project_factory(db: None):
+    """``project_factory(slug="alpha")`` -> a project (get-or-create by slug)."""
+    from accounts.tests.factories import ProjectFactory
+
+    return ProjectFactory
+
+
+@pytest.fixture
 def spans():
     """Tracing on for this test, exporting synchronously to an in-memory exporter (yielded)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

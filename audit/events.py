@@ -24,6 +24,10 @@ EVENT_TYPES: dict[str, str] = {
     "authz.role.revoked": INFO,
     "authz.permission.granted": INFO,
     "authz.permission.revoked": INFO,
+    # projects
+    "project.created": INFO,
+    "project.updated": INFO,
+    "project.deleted": WARNING,
     # roles and users
     "role.created": INFO,
     "role.updated": INFO,
