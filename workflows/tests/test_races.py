@@ -28,7 +28,7 @@ def _together(*calls: Callable[[], Any]) -> list[Any]:
         try:
             barrier.wait()
             results[i] = calls[i]()
-        except Exception as exc:  # noqa: BLE001 - reported by the caller's assertions
+        except Exception as exc:
             results[i] = exc
         finally:
             connection.close()
