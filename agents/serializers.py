@@ -312,6 +312,10 @@ class ChildrenCreateSerializer(_AttemptSerializer):
     children = ChildTaskSerializer(many=True, allow_empty=False, max_length=1000)
 
 
+class ChildrenCreatedSerializer(serializers.Serializer):
+    children = TaskSerializer(many=True)
+
+
 class FailSerializer(_AttemptSerializer):
     error = serializers.CharField(max_length=10000, help_text="Why the attempt failed.")
     retryable = serializers.BooleanField(

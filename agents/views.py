@@ -24,6 +24,7 @@ from agents.serializers import (
     AgentSerializer,
     AgentWriteSerializer,
     CancelSerializer,
+    ChildrenCreatedSerializer,
     ChildrenCreateSerializer,
     ClaimResponseSerializer,
     ClaimSerializer,
@@ -298,7 +299,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         )
         return Response(TaskSerializer(task).data)
 
-    @extend_schema(methods=["POST"], request=ChildrenCreateSerializer, responses={201: TaskSerializer(many=True)})
+    @extend_schema(methods=["POST"], request=ChildrenCreateSerializer, responses={201: ChildrenCreatedSerializer})
     @extend_schema(methods=["GET"], request=None, responses=TaskSerializer(many=True))
     @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
     def children(self, request: Request, pk: str) -> Response:
@@ -314,7 +315,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         agent = _calling_agent(request)
         data = _validated(ChildrenCreateSerializer, request)
         created = services.task_children_create(task_id=int(pk), agent=agent, **data)
-        return Response(TaskSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
+        return Response({"children": TaskSerializer(created, many=True).data}, status=status.HTTP_201_CREATED)
 
 
 class AgentProtocolViewSet(viewsets.GenericViewSet):

@@ -21,7 +21,7 @@ def test_a_parent_waits_for_its_children_and_gets_their_results(operator_api, ma
     (parent,) = claim(worker)
     r = _children(worker, parent, "part", "part")
     assert r.status_code == 201, r.content
-    assert [c["workflow"] for c in r.json()] == [run_id, run_id]
+    assert [c["workflow"] for c in r.json()["children"]] == [run_id, run_id]
     assert complete(worker, parent, {"split": 2}, wait_for_children=True).json()["status"] == "waiting"
     listed = operator_api.get(f"/api/v1/tasks/{parent['id']}/children/").json()
     assert [c["parent"] for c in listed] == [parent["id"]] * 2
