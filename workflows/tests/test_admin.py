@@ -52,3 +52,15 @@ def test_it_approves_from_the_admin_and_explains_a_refusal(operator_api, orchest
     admin.post("/admin/workflows/approval/", {"action": "approve", "_selected_action": [approval.pk]})
     approval.refresh_from_db()
     assert approval.status == "approved" and approval.task.status == "succeeded"
+
+
+def test_seed_demo_workflow_submits_one_run_with_an_approval_once(capsys, settings, tmp_path):
+    from django.core.management import call_command
+
+    settings.VAR_DIR = tmp_path  # seed_demo writes its keys there
+    call_command("seed_demo")
+    call_command("seed_demo_workflow")
+    call_command("seed_demo_workflow")
+    run = WorkflowRun.objects.get()
+    assert run.has_approvals and run.step_count == 5
+    assert "already submitted" in capsys.readouterr().out
