@@ -44,6 +44,7 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 "$PY" manage.py ensure_admin
 # The demo fleet (created once; keys in $VAR_DIR/demo_agents.json, mode 0600) and a few tasks for it to run.
 "$PY" manage.py seed_demo --submit "${SYMPHONY_DEMO_TASKS:-3}"
+"$PY" manage.py seed_demo_workflow
 echo "Symphony: http://127.0.0.1:${PORT}/admin/  (API docs: http://127.0.0.1:${PORT}/api/docs/)"
 echo "Audit checkpoints: $SYMPHONY_AUDIT_CHECKPOINT_DIR (verify: SYMPHONY_AUDIT_SIGNING_KEY_FILE=$SYMPHONY_AUDIT_SIGNING_KEY_FILE SYMPHONY_AUDIT_CHECKPOINT_DIR=$SYMPHONY_AUDIT_CHECKPOINT_DIR $PY manage.py audit_verify)"
 

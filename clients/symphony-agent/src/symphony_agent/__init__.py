@@ -25,6 +25,7 @@ from symphony_agent.client import (
 )
 from symphony_agent.handlers import (
     DEFAULT_REGISTRY,
+    AwaitingApproval,
     HandlerRegistry,
     PermanentError,
     RetryableError,
@@ -36,6 +37,7 @@ from symphony_agent.worker import Worker
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "AwaitingApproval",
     "Backoff",
     "HandlerRegistry",
     "KeyRejectedError",
