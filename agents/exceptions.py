@@ -59,3 +59,10 @@ class PayloadTooLarge(exceptions.APIException):
         super().__init__(f"{field}: {size} bytes of JSON exceed the limit of {limit} bytes.", code=f"{field}_too_large")
         self.default_code = f"{field}_too_large"
         self.extra_details = {field: [f"At most {limit} bytes of JSON are accepted; got {size}."]}
+
+
+class TaskCancelled(LeaseLost):
+    """The caller held this task, but it was cancelled: stop working on it (409)."""
+
+    default_code = "task_cancelled"
+    default_detail = "The task was cancelled: stop working on it."

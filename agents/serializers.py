@@ -156,6 +156,10 @@ class TaskSerializer(serializers.ModelSerializer):
             "started_at",
             "claimed_at",
             "finished_at",
+            "workflow",
+            "step_key",
+            "parent",
+            "waiting_on",
         ]
         read_only_fields = fields
 
@@ -246,8 +250,18 @@ class ClaimedTaskSerializer(serializers.ModelSerializer):
             "lease_expires_at",
             "traceparent",
             "orchestra",
+            "workflow",
+            "step_key",
+            "parent",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: Task) -> dict[str, Any]:
+        # What the layers above add to the payload (``upstream`` of a workflow step, an ``approval``
+        # decision): set by the claim enrichers (agents.hooks), documented in docs/workflows.md.
+        data = super().to_representation(instance)
+        data.update(getattr(instance, "claim_extra", None) or {})
+        return data
 
 
 class ClaimResponseSerializer(serializers.Serializer):
@@ -279,6 +293,23 @@ class AnyJSONField(serializers.JSONField):
 
 class CompleteSerializer(_AttemptSerializer):
     result = AnyJSONField(required=False, allow_null=True, default=None, help_text="Any JSON (size-limited).")
+    wait_for_children = serializers.BooleanField(
+        default=False,
+        help_text="Stay waiting until every child task has finished, then succeed with children_results "
+        "(or fail if one did not succeed).",
+    )
+
+
+class ChildTaskSerializer(InputSerializer):
+    kind = serializers.CharField(max_length=100, validators=[validate_kind])
+    input = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+    required_capabilities = CapabilitiesField(required=False, default=list)
+    priority = PriorityField(required=False)
+    max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
+
+
+class ChildrenCreateSerializer(_AttemptSerializer):
+    children = ChildTaskSerializer(many=True, allow_empty=False, max_length=1000)
 
 
 class FailSerializer(_AttemptSerializer):

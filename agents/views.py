@@ -24,6 +24,7 @@ from agents.serializers import (
     AgentSerializer,
     AgentWriteSerializer,
     CancelSerializer,
+    ChildrenCreateSerializer,
     ClaimResponseSerializer,
     ClaimSerializer,
     CompleteSerializer,
@@ -239,6 +240,7 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "extend": AUTHENTICATED,
         "complete": AUTHENTICATED,
         "fail": AUTHENTICATED,
+        "children": AUTHENTICATED,  # POST: the holder's agent key; GET: checked in the action (agent:read)
     }
 
     def get_queryset(self):
@@ -295,6 +297,24 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             "symphony.task.fail", task, **{"symphony.agent": agent.name, "symphony.task.status": task.status}
         )
         return Response(TaskSerializer(task).data)
+
+    @extend_schema(methods=["POST"], request=ChildrenCreateSerializer, responses={201: TaskSerializer(many=True)})
+    @extend_schema(methods=["GET"], request=None, responses=TaskSerializer(many=True))
+    @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
+    def children(self, request: Request, pk: str) -> Response:
+        """GET: the task's children (agent:read). POST (holder only): create child tasks in the same
+        orchestra and workflow; they are cancelled with the parent."""
+        if request.method == "GET":
+            if not request.user.has_perm("agent:read"):
+                from rest_framework.exceptions import PermissionDenied
+
+                raise PermissionDenied("Listing child tasks needs the agent:read permission.")
+            parent = self.get_object()
+            return Response(TaskSerializer(parent.children.order_by("id"), many=True).data)
+        agent = _calling_agent(request)
+        data = _validated(ChildrenCreateSerializer, request)
+        created = services.task_children_create(task_id=int(pk), agent=agent, **data)
+        return Response(TaskSerializer(created, many=True).data, status=status.HTTP_201_CREATED)
 
 
 class AgentProtocolViewSet(viewsets.GenericViewSet):
