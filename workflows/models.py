@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
+from accounts.models import Project
 from agents.models import Orchestra, Task
 
 #: The kind of an approval step's task: never claimed (it never becomes pending), reserved.
@@ -26,6 +27,10 @@ class WorkflowRun(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
 
+    project = models.ForeignKey(
+        Project, on_delete=models.PROTECT, related_name="workflow_runs",
+        help_text="The project of the run: always its orchestra's project.",
+    )  # fmt: skip
     name = models.CharField(max_length=200, help_text="What the run is, for people.")
     orchestra = models.ForeignKey(
         Orchestra, on_delete=models.CASCADE, related_name="workflow_runs", help_text="Where its steps run."
@@ -91,6 +96,9 @@ class Approval(models.Model):
         EXPIRED = "expired"
         CANCELLED = "cancelled"
 
+    project = models.ForeignKey(
+        Project, on_delete=models.PROTECT, related_name="approvals", help_text="The project of its task."
+    )
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="approvals")
     run = models.ForeignKey(WorkflowRun, on_delete=models.CASCADE, null=True, blank=True, related_name="approvals")
     kind = models.CharField(max_length=16, choices=Kind.choices)

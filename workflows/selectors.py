@@ -12,7 +12,7 @@ from workflows.models import APPROVAL_KIND, Approval, StepDependency, WorkflowRu
 
 def workflow_list() -> QuerySet[WorkflowRun]:
     """Runs, newest first, with their submitter."""
-    return WorkflowRun.objects.select_related("submitter").order_by("-created_at", "-id")
+    return WorkflowRun.objects.select_related("submitter", "project").order_by("-created_at", "-id")
 
 
 def workflow_steps(run: WorkflowRun) -> list[Task]:
@@ -28,7 +28,7 @@ def workflow_steps(run: WorkflowRun) -> list[Task]:
 
 
 def approval_list() -> QuerySet[Approval]:
-    return Approval.objects.select_related("task", "submitter", "decided_by").order_by("-created_at", "-id")
+    return Approval.objects.select_related("task", "submitter", "decided_by", "project").order_by("-created_at", "-id")
 
 
 def approval_get(*, approval_id: int) -> Any:

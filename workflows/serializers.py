@@ -72,11 +72,12 @@ class StepStatusSerializer(serializers.Serializer):
 
 class WorkflowRunSerializer(serializers.ModelSerializer):
     submitter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
 
     class Meta:
         model = WorkflowRun
         fields = [
-            "id", "name", "orchestra", "status", "submitter", "idempotency_key", "step_count", "steps_left",
+            "id", "project", "name", "orchestra", "status", "submitter", "idempotency_key", "step_count", "steps_left",
             "created_at", "updated_at", "finished_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -97,6 +98,7 @@ class WorkflowRunDetailSerializer(WorkflowRunSerializer):
 
 
 class ApprovalSerializer(serializers.ModelSerializer):
+    project = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     decided_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
     submitter = serializers.SlugRelatedField(slug_field="username", read_only=True)
     step_key = serializers.CharField(source="task.step_key", read_only=True)
@@ -104,7 +106,7 @@ class ApprovalSerializer(serializers.ModelSerializer):
     class Meta:
         model = Approval
         fields = [
-            "id", "kind", "status", "task", "run", "step_key", "approvers", "distinct_from_submitter",
+            "id", "project", "kind", "status", "task", "run", "step_key", "approvers", "distinct_from_submitter",
             "timeout_seconds", "question", "data", "submitter", "requested_by_agent", "requested_at",
             "expires_at", "decided_by", "decided_at", "comment", "created_at",
         ]  # fmt: skip

@@ -33,6 +33,7 @@ def task_children_create(*, task_id: int, agent: Any, attempt: int, children: li
         check_json_size("input", body.get("input") or {}, settings.SYMPHONY_TASK_MAX_INPUT_BYTES)
         rows.append(
             Task(
+                project_id=parent.project_id,
                 kind=body["kind"],
                 input=body.get("input") or {},
                 required_capabilities=normalize_capabilities(body.get("required_capabilities") or []),

@@ -60,7 +60,8 @@ def approval_request(
     task = agent_services.task_park(task_id=task_id, agent=agent, attempt=attempt)
     now = timezone.now()
     approval = Approval(
-        task=task, run_id=task.workflow, kind=Approval.Kind.MID_TASK, status=Approval.Status.PENDING,
+        project_id=task.project_id, task=task, run_id=task.workflow, kind=Approval.Kind.MID_TASK,
+        status=Approval.Status.PENDING,
         approvers=approvers, timeout_seconds=timeout_seconds, question=question, data=data,
         submitter_id=task.submitter_id, requested_by_agent=agent.name, requested_at=now,
     )  # fmt: skip

@@ -25,6 +25,7 @@ def _step_task(step: dict[str, Any], run: WorkflowRun, submitter: Any) -> Task:
         Task.Status.WAITING_APPROVAL if is_approval else Task.Status.PENDING
     )  # fmt: skip
     return Task(
+        project_id=run.project_id,
         kind=APPROVAL_KIND if is_approval else step["kind"],
         input=step.get("input") or {},
         required_capabilities=normalize_capabilities(step.get("required_capabilities") or []),
@@ -42,7 +43,7 @@ def _step_task(step: dict[str, Any], run: WorkflowRun, submitter: Any) -> Task:
 def _step_approval(step: dict[str, Any], task: Task, run: WorkflowRun, now: Any) -> Approval:
     ready = task.status == Task.Status.WAITING_APPROVAL
     approval = Approval(
-        task=task, run=run, kind=Approval.Kind.STEP,
+        project_id=run.project_id, task=task, run=run, kind=Approval.Kind.STEP,
         status=Approval.Status.PENDING if ready else Approval.Status.BLOCKED,
         approvers=step.get("approvers") or "orchestra:control",
         distinct_from_submitter=step.get("distinct_from_submitter", False),
@@ -82,6 +83,7 @@ def workflow_submit(
     try:
         with transaction.atomic():
             run = WorkflowRun.objects.create(
+                project_id=orchestra.project_id,
                 name=name, orchestra=orchestra, submitter=submitter, idempotency_key=idempotency_key or "",
                 step_count=len(ordered), steps_left=len(ordered), has_approvals=has_approvals,
             )  # fmt: skip

@@ -22,7 +22,7 @@ def on_task_finished(task: Task) -> None:
     """``agents.hooks`` callback: a step finished for good. Children of steps are counted by their parent."""
     if task.parent_id is not None:
         return
-    run = WorkflowRun.objects.select_for_update().filter(pk=task.workflow).first()
+    run = WorkflowRun.objects.select_for_update(of=("self",)).select_related("project").filter(pk=task.workflow).first()
     if run is None or run.status != WorkflowRun.Status.RUNNING:
         return  # cancelled meanwhile: a completion that lost the race changes nothing else
     finished = 1
