@@ -77,6 +77,15 @@ EVENT_TYPES: dict[str, str] = {
     "approval.approved": INFO,
     "approval.rejected": WARNING,
     "approval.expired": WARNING,
+    # schedules
+    "schedule.created": INFO,
+    "schedule.updated": INFO,
+    "schedule.deleted": WARNING,
+    "schedule.paused": INFO,
+    "schedule.resumed": INFO,
+    "schedule.fired": INFO,
+    "schedule.skipped": INFO,
+    "schedule.fire_failed": WARNING,
     # system and security
     "system.config.changed": WARNING,
     "system.started": INFO,

@@ -357,6 +357,8 @@ SYMPHONY_TASK_MAX_LEASE_SECONDS = env_int("SYMPHONY_TASK_MAX_LEASE_SECONDS", 360
 SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
 # Most steps one workflow run may have (a run is created in one transaction).
 SYMPHONY_WORKFLOW_MAX_STEPS = env_int("SYMPHONY_WORKFLOW_MAX_STEPS", 1000, minimum=1)
+# Seconds between two ticks of manage.py run_scheduler (the finest time a schedule can keep).
+SYMPHONY_SCHEDULER_TICK_SECONDS = env_int("SYMPHONY_SCHEDULER_TICK_SECONDS", 1, minimum=1)
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
