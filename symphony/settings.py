@@ -316,6 +316,8 @@ SYMPHONY_TASK_MAX_RESULT_BYTES = env_int("SYMPHONY_TASK_MAX_RESULT_BYTES", 10485
 SYMPHONY_TASK_LEASE_SECONDS = env_int("SYMPHONY_TASK_LEASE_SECONDS", 60, minimum=1)
 SYMPHONY_TASK_MAX_LEASE_SECONDS = env_int("SYMPHONY_TASK_MAX_LEASE_SECONDS", 3600, minimum=1)
 SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
+# Round robin between fairness keys within a priority (off: strictly oldest first within a priority).
+SYMPHONY_TASK_FAIRNESS = env_bool("SYMPHONY_TASK_FAIRNESS", True)
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)

@@ -25,6 +25,7 @@ from agents.exceptions import (
     NotTaskHolder,
 )
 from agents.models import Agent, Task, TaskAttempt
+from agents.services import flow
 from agents.services.tasks import check_json_size
 
 log = structlog.get_logger(__name__)
@@ -61,13 +62,13 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
 @transaction.atomic
 def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     now = timezone.now()
-    candidates = Task.objects.claimable(agent)
+    candidates = flow.claim_candidates(Task.objects.claimable(agent))
     if connection.features.has_select_for_update_skip_locked:
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
     # Whole rows, not just ids: they are locked (PostgreSQL) or under the write lock (SQLite) until we
     # commit, so they are still pending when updated and the UPDATE's changes can be applied to these
     # copies rather than read back with one more query (issue 7).
-    tasks = list(candidates[:max_tasks])
+    tasks = flow.claim_within_limits(list(candidates[:max_tasks]))
     if not tasks:
         return []
     ids = [task.pk for task in tasks]
@@ -91,7 +92,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     else:  # not expected under the lock; if it ever happens, trust the database, not the copies
         tasks = list(
             Task.objects.filter(pk__in=ids, status=Task.Status.RUNNING, agent=agent).order_by(
-                "-priority", "created_at", "id"
+                "-priority", "fair_seq", "created_at", "id"
             )
         )
     TaskAttempt.objects.bulk_create(

@@ -19,6 +19,7 @@ from agents.exceptions import (
     TaskStateConflict,
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
+from agents.services import flow
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +53,8 @@ def task_submit(
     max_attempts: int = 3,
     idempotency_key: str | None = None,
     traceparent: str = "",
+    concurrency_key: str = "",
+    fairness_key: str = "",
 ) -> tuple[Task, bool]:
     """Queue a task into ``orchestra`` or for ``target_agent``; return ``(task, created)``.
 
@@ -80,7 +83,10 @@ def task_submit(
         idempotency_key=idempotency_key or "",
         traceparent=traceparent,
         submitter=submitter,
+        concurrency_key=concurrency_key or "",
+        fairness_key=fairness_key or flow.default_fairness_key(submitter),
     )
+    task.fair_seq = flow.fair_seq_next(fairness_key=task.fairness_key, priority=task.priority)
     task.full_clean(exclude=["submitter", "orchestra", "target_agent", "agent"], validate_constraints=False)
     try:
         with transaction.atomic():

@@ -1,0 +1,65 @@
+"""The flow-control API: concurrency limits, LLM usage, budgets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from agents.flow_models import ConcurrencyLimit
+from agents.flow_serializers import (
+    ConcurrencyLimitSerializer,
+    ConcurrencyLimitUpdateSerializer,
+    ConcurrencyLimitWriteSerializer,
+)
+from agents.services import limits
+
+
+def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class ConcurrencyLimitViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """At most ``max_running`` tasks with a ``concurrency_key`` run at once; a key without a limit is unlimited."""
+
+    serializer_class = ConcurrencyLimitSerializer
+    lookup_value_regex = r"\d+"
+    required_perms = {
+        "list": "orchestra:read",
+        "retrieve": "orchestra:read",
+        "create": "orchestra:control",
+        "update": "orchestra:control",
+        "partial_update": "orchestra:control",
+        "destroy": "orchestra:control",
+    }
+
+    def get_queryset(self):
+        return ConcurrencyLimit.objects.order_by("key", "id")
+
+    @extend_schema(request=ConcurrencyLimitWriteSerializer, responses={201: ConcurrencyLimitSerializer})
+    def create(self, request: Request) -> Response:
+        limit = limits.concurrency_limit_create(
+            actor=request.user, **_validated(ConcurrencyLimitWriteSerializer, request)
+        )
+        return Response(ConcurrencyLimitSerializer(limit).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ConcurrencyLimitUpdateSerializer, responses={200: ConcurrencyLimitSerializer})
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        limit = limits.concurrency_limit_update(
+            limit=self.get_object(), actor=request.user, **_validated(ConcurrencyLimitUpdateSerializer, request)
+        )
+        return Response(ConcurrencyLimitSerializer(limit).data)
+
+    @extend_schema(request=ConcurrencyLimitUpdateSerializer, responses={200: ConcurrencyLimitSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return self.update(request, pk)
+
+    def perform_destroy(self, instance: ConcurrencyLimit) -> None:
+        limits.concurrency_limit_delete(limit=instance, actor=self.request.user)
