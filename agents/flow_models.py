@@ -37,3 +37,83 @@ class ConcurrencyLimit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} <= {self.max_running}"
+
+
+class UsageRecord(models.Model):
+    """Tokens and money one model call (or a batch of them) cost, as reported by the task's holder.
+
+    Append-only. The task's orchestra, agent and submitter are copied in, so aggregates survive the
+    task's deletion and need no joins.
+    """
+
+    class Source(models.TextChoices):
+        COMPLETION = "completion"
+        FAILURE = "failure"
+        EVENT = "event"
+
+    task = models.ForeignKey("agents.Task", on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
+    orchestra = models.ForeignKey(
+        "agents.Orchestra", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    agent = models.ForeignKey("agents.Agent", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    submitter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    model = models.CharField(max_length=100, help_text="The model the tokens were spent on, e.g. gpt-4o.")
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(max_digits=20, decimal_places=10, default=0, help_text="Money spent, exactly.")
+    currency = models.CharField(max_length=3, default="USD", help_text="ISO 4217 code.")
+    source = models.CharField(max_length=16, choices=Source.choices)
+    created_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(cost__gte=0), name="usage_cost_not_negative"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: {self.input_tokens}+{self.output_tokens} tokens, {self.cost} {self.currency}"
+
+
+class Budget(models.Model):
+    """At most ``limit`` (in ``currency``) spent per day or month, by one orchestra or the whole project.
+
+    ``spent`` is kept up to date by ``usage_record`` under a row lock, so claims and submissions check a
+    budget with one indexed read instead of summing usage. Periods are UTC days and months.
+    """
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    orchestra = models.ForeignKey(
+        "agents.Orchestra", on_delete=models.CASCADE, null=True, blank=True, related_name="budgets",
+        help_text="The orchestra whose tasks' usage counts; empty: every task of the project.",
+    )  # fmt: skip
+    limit = models.DecimalField(max_digits=20, decimal_places=4, help_text="Spend allowed per period.")
+    currency = models.CharField(max_length=3, default="USD")
+    period = models.CharField(max_length=8, choices=Period.choices, default=Period.MONTH)
+    spent = models.DecimalField(
+        max_digits=20, decimal_places=10, default=0, help_text="Spent in period_start's period."
+    )
+    period_start = models.DateField(help_text="First day of the period ``spent`` belongs to.")
+    alerted_percent = models.PositiveSmallIntegerField(
+        default=0, help_text="Highest threshold (80, 100) already announced in this period."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(limit__gt=0), name="budget_limit_positive"),
+            models.CheckConstraint(condition=Q(period__in=["day", "month"]), name="budget_period_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.limit} {self.currency} per {self.period}"

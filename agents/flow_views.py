@@ -9,13 +9,19 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.flow_models import ConcurrencyLimit
+from agents import selectors
+from agents.flow_models import Budget, ConcurrencyLimit
 from agents.flow_serializers import (
+    BudgetSerializer,
+    BudgetUpdateSerializer,
+    BudgetWriteSerializer,
     ConcurrencyLimitSerializer,
     ConcurrencyLimitUpdateSerializer,
     ConcurrencyLimitWriteSerializer,
+    UsageQuerySerializer,
+    UsageReportSerializer,
 )
-from agents.services import limits
+from agents.services import limits, usage
 
 
 def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
@@ -63,3 +69,56 @@ class ConcurrencyLimitViewSet(
 
     def perform_destroy(self, instance: ConcurrencyLimit) -> None:
         limits.concurrency_limit_delete(limit=instance, actor=self.request.user)
+
+
+class UsageView(viewsets.ViewSet):
+    """LLM tokens and cost reported by tasks, summed per group and currency."""
+
+    required_perms = {"list": "orchestra:read"}
+
+    @extend_schema(parameters=[UsageQuerySerializer], responses={200: UsageReportSerializer})
+    def list(self, request: Request) -> Response:
+        serializer = UsageQuerySerializer(data=request.query_params.dict())
+        serializer.is_valid(raise_exception=True)
+        query = serializer.validated_data
+        rows = selectors.usage_summary(**query)
+        return Response(UsageReportSerializer({"group_by": query["group_by"], "results": rows}).data)
+
+
+class BudgetViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
+    """Spend limits per day or month for an orchestra; when spent, its tasks are not claimed or accepted."""
+
+    serializer_class = BudgetSerializer
+    lookup_value_regex = r"\d+"
+    required_perms = {
+        "list": "orchestra:read",
+        "retrieve": "orchestra:read",
+        "create": "orchestra:control",
+        "update": "orchestra:control",
+        "partial_update": "orchestra:control",
+        "destroy": "orchestra:control",
+    }
+
+    def get_queryset(self):
+        return Budget.objects.order_by("id")
+
+    @extend_schema(request=BudgetWriteSerializer, responses={201: BudgetSerializer})
+    def create(self, request: Request) -> Response:
+        budget = usage.budget_create(actor=request.user, **_validated(BudgetWriteSerializer, request))
+        return Response(BudgetSerializer(budget).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=BudgetUpdateSerializer, responses={200: BudgetSerializer})
+    def update(self, request: Request, pk: str | None = None) -> Response:
+        budget = usage.budget_update(
+            budget=self.get_object(), actor=request.user, **_validated(BudgetUpdateSerializer, request)
+        )
+        return Response(BudgetSerializer(budget).data)
+
+    @extend_schema(request=BudgetUpdateSerializer, responses={200: BudgetSerializer})
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        return self.update(request, pk)
+
+    def perform_destroy(self, instance: Budget) -> None:
+        usage.budget_delete(budget=instance, actor=self.request.user)

@@ -438,4 +438,4 @@ class TaskAttempt(models.Model):
         return f"task {self.task_id} attempt {self.number}"
 
 
-from agents.flow_models import ConcurrencyLimit  # noqa: E402,F401 - registered with the agents app
+from agents.flow_models import Budget, ConcurrencyLimit, UsageRecord  # noqa: E402,F401 - registered with the agents app

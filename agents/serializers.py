@@ -9,6 +9,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from agents.flow_serializers import UsageField
 from agents.models import Agent, Orchestra, Task, validate_capabilities, validate_flow_key, validate_kind
 from symphony.serializers import InputSerializer
 
@@ -289,6 +290,7 @@ class AnyJSONField(serializers.JSONField):
 
 class CompleteSerializer(_AttemptSerializer):
     result = AnyJSONField(required=False, allow_null=True, default=None, help_text="Any JSON (size-limited).")
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")
 
 
 class FailSerializer(_AttemptSerializer):
@@ -296,3 +298,4 @@ class FailSerializer(_AttemptSerializer):
     retryable = serializers.BooleanField(
         default=False, help_text="Put the task back in the queue if attempts are left."
     )
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")

@@ -27,6 +27,7 @@ from agents.exceptions import (
 from agents.models import Agent, Task, TaskAttempt
 from agents.services import flow
 from agents.services.tasks import check_json_size
+from agents.services.usage import usage_record
 
 log = structlog.get_logger(__name__)
 
@@ -166,7 +167,9 @@ def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) 
 
 
 @transaction.atomic
-def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = None) -> Task:
+def task_complete(
+    *, task_id: int, agent: Agent, attempt: int, result: Any = None, usage: list[dict[str, Any]] | None = None
+) -> Task:
     """Record the holder's result; the task succeeds. Raises ``PayloadTooLarge`` (413, naming result),
     ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
     check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
@@ -178,13 +181,22 @@ def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = Non
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
     task = Task.objects.select_related("submitter").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
+    usage_record(task=task, agent=agent, items=usage or [], source="completion")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
 
 
 @transaction.atomic
-def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable: bool = False) -> Task:
+def task_fail(
+    *,
+    task_id: int,
+    agent: Agent,
+    attempt: int,
+    error: str,
+    retryable: bool = False,
+    usage: list[dict[str, Any]] | None = None,
+) -> Task:
     """Record the holder's failure. A retryable failure with attempts left goes back to pending;
     otherwise the task fails. Raises ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
     now = timezone.now()
@@ -210,6 +222,7 @@ def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable
         resource=task,
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
+    usage_record(task=task, agent=agent, items=usage or [], source="failure")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))
     return task

@@ -65,10 +65,15 @@ def _full_keys() -> list[str]:
 
 
 def claim_candidates(candidates: Any) -> Any:
-    """Narrow the claimable queryset: no tasks of a full concurrency key."""
+    """Narrow the claimable queryset: no tasks of a full concurrency key, none under a spent budget."""
+    from agents.services.usage import exhausted_scopes
+
     full = _full_keys()
     if full:
         candidates = candidates.exclude(concurrency_key__in=full)
+    spent = exhausted_scopes()
+    if spent:
+        candidates = candidates.exclude(orchestra_id__in=spent)
     return candidates
 
 

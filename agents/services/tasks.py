@@ -20,6 +20,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
 from agents.services import flow
+from agents.services.usage import budget_check
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +73,7 @@ def task_submit(
         raise ValidationError({"orchestra": ["A task needs an orchestra (or use agents/{id}/execute/)."]})
     if orchestra is not None and orchestra.state == Orchestra.State.STOPPED:
         raise OrchestraStateConflict(f"Orchestra {orchestra.name} is stopped; start it before submitting tasks.")
+    budget_check(orchestra=orchestra)
     task = Task(
         kind=kind,
         input=input if input is not None else {},
