@@ -10,19 +10,18 @@ import pytest
 REQUIRE_SERVICES = os.environ.get("SYMPHONY_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
 CHROMIUM = os.environ.get("SYMPHONY_CHROMIUM", "/usr/bin/chromium")
 
+# On PostgreSQL the audit table refuses DELETE and TRUNCATE (audit migration 0004) except to members
+# of symphony_audit_purger, and superusers are members of every role. Django flushes with TRUNCATE
+# after each transactional test, so the tests' database role must be a superuser (the postgres role
+# here) or a member of that role: a privilege the application's role never has in production
+# (docs/DEPLOYMENT.md, "Database roles"). audit/tests/conftest.py connects as an ordinary role.
+
 
 def pytest_configure(config: pytest.Config) -> None:
-    # Each xdist worker gets its own cache key prefix, so clearing "its" cache between tests never
-    # wipes another worker's keys in the shared Redis database.
     from django.conf import settings
 
-    database = settings.DATABASES["default"]
-    if "postgresql" in database["ENGINE"]:
-        # The audit table refuses TRUNCATE on PostgreSQL (audit migration 0003); Django flushes with
-        # TRUNCATE after each transactional test, so test connections alone may do it.
-        options = database.setdefault("OPTIONS", {})
-        options["options"] = f"{options.get('options', '')} -c symphony.audit_allow_truncate=on".strip()
-
+    # Each xdist worker gets its own cache key prefix, so clearing "its" cache between tests never
+    # wipes another worker's keys in the shared Redis database.
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if "KEY_PREFIX" in settings.CACHES["default"] or os.environ.get("REDIS_URL"):
         settings.CACHES["default"]["KEY_PREFIX"] = f"test-{worker}"
@@ -90,6 +89,52 @@ def _seeded_catalog(request: pytest.FixtureRequest) -> None:
     from accounts.seeding import ensure_catalog
 
     ensure_catalog()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A private PostgreSQL cluster for this test session (xdist worker): tests may stop it and freeze
+    it (tests/servers.py ``PostgresCluster``). Use ``private_postgres``, which repairs it around each test."""
+    from tests.servers import postgres_bin_dir, private_postgres
+
+    if postgres_bin_dir() is None:
+        _service_missing("PostgreSQL server binaries", "initdb and pg_ctl are not under /usr/lib/postgresql")
+    with private_postgres() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def private_postgres(postgres_cluster):
+    """The session's private cluster, thawed and running at the start and at the end of the test."""
+    postgres_cluster.ensure_up()
+    yield postgres_cluster
+    postgres_cluster.ensure_up()
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_cluster) -> str:
+    """The name of a database of the private cluster with every migration applied, to ``clone``."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tests.servers import ROOT, app_env
+
+    name = "symphony_template"
+    postgres_cluster.psql(f'CREATE DATABASE "{name}"')
+    with tempfile.TemporaryDirectory(prefix="symphony-migrate-") as tmp:
+        env = app_env(Path(tmp), DATABASE_URL=postgres_cluster.url(name), LOG_LEVEL="WARNING")
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    return name
+
+
+@pytest.fixture
+def project_factory(db: None):
+    """``project_factory(slug="alpha")`` -> a project (get-or-create by slug)."""
+    from accounts.tests.factories import ProjectFactory
+
+    return ProjectFactory
 
 
 @pytest.fixture

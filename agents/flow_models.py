@@ -18,6 +18,10 @@ class ConcurrencyLimit(models.Model):
     so concurrent claimers cannot both take the last slot (agents/services/flow.py).
     """
 
+    project = models.ForeignKey(
+        "accounts.Project", on_delete=models.CASCADE, related_name="concurrency_limits",
+        help_text="The limit counts this project's tasks only.",
+    )  # fmt: skip
     key = models.CharField(max_length=200, help_text="The concurrency_key this limit applies to.")
     max_running = models.PositiveIntegerField(
         validators=[MinValueValidator(1)], help_text="How many tasks with this key may run at once."
@@ -32,7 +36,7 @@ class ConcurrencyLimit(models.Model):
         ordering = ["key", "id"]
         constraints = [
             models.CheckConstraint(condition=Q(max_running__gte=1), name="concurrency_limit_positive"),
-            models.UniqueConstraint(fields=["key"], name="concurrency_limit_key_unique"),
+            models.UniqueConstraint(fields=["project", "key"], name="concurrency_limit_key_unique_per_project"),
         ]
 
     def __str__(self) -> str:
@@ -51,6 +55,7 @@ class UsageRecord(models.Model):
         FAILURE = "failure"
         EVENT = "event"
 
+    project = models.ForeignKey("accounts.Project", on_delete=models.PROTECT, related_name="+")
     task = models.ForeignKey("agents.Task", on_delete=models.SET_NULL, null=True, blank=True, related_name="usage")
     orchestra = models.ForeignKey(
         "agents.Orchestra", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
@@ -72,13 +77,14 @@ class UsageRecord(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(cost__gte=0), name="usage_cost_not_negative"),
         ]
+        indexes = [models.Index(fields=["project", "created_at"], name="usage_project_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.model}: {self.input_tokens}+{self.output_tokens} tokens, {self.cost} {self.currency}"
 
 
 class Budget(models.Model):
-    """At most ``limit`` (in ``currency``) spent per day or month, by one orchestra or the whole project.
+    """At most ``limit`` (in ``currency``) spent per day or month, by the whole project or one of its orchestras.
 
     ``spent`` is kept up to date by ``usage_record`` under a row lock, so claims and submissions check a
     budget with one indexed read instead of summing usage. Periods are UTC days and months.
@@ -88,6 +94,9 @@ class Budget(models.Model):
         DAY = "day"
         MONTH = "month"
 
+    project = models.ForeignKey(
+        "accounts.Project", on_delete=models.CASCADE, related_name="budgets", help_text="Whose spend counts."
+    )
     orchestra = models.ForeignKey(
         "agents.Orchestra", on_delete=models.CASCADE, null=True, blank=True, related_name="budgets",
         help_text="The orchestra whose tasks' usage counts; empty: every task of the project.",

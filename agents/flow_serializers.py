@@ -9,19 +9,39 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from accounts.models import DEFAULT_PROJECT_SLUG, Project
 from agents.flow_models import Budget, ConcurrencyLimit
 from agents.models import Orchestra, validate_flow_key
 from symphony.serializers import InputSerializer
 
 
+class ProjectField(serializers.SlugRelatedField):
+    """A project named by its slug; omitted, the default project."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("slug_field", "slug")
+        if not kwargs.get("read_only"):
+            kwargs.setdefault("queryset", Project.objects.filter(is_active=True))
+            kwargs.setdefault("required", False)
+        super().__init__(**kwargs)
+
+    def get_default(self) -> Any:
+        if self.read_only:
+            return super().get_default()
+        return Project.objects.filter(slug=DEFAULT_PROJECT_SLUG).first() or serializers.empty
+
+
 class ConcurrencyLimitSerializer(serializers.ModelSerializer):
+    project = ProjectField(read_only=True)
+
     class Meta:
         model = ConcurrencyLimit
-        fields = ["id", "key", "max_running", "created_at", "updated_at"]
+        fields = ["id", "project", "key", "max_running", "created_at", "updated_at"]
         read_only_fields = fields
 
 
 class ConcurrencyLimitWriteSerializer(InputSerializer):
+    project = ProjectField()
     key = serializers.CharField(max_length=200, validators=[validate_flow_key])
     max_running = serializers.IntegerField(min_value=1, max_value=1_000_000)
 
@@ -115,6 +135,7 @@ class UsageQuerySerializer(InputSerializer):
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
     orchestra = serializers.IntegerField(required=False, min_value=1)
+    project = serializers.SlugField(required=False, max_length=64)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "since" in attrs and "until" in attrs and attrs["since"] > attrs["until"]:
@@ -137,13 +158,14 @@ class UsageReportSerializer(serializers.Serializer):
 
 
 class BudgetSerializer(serializers.ModelSerializer):
+    project = ProjectField(read_only=True)
     reset_at = serializers.SerializerMethodField()
     is_exhausted = serializers.SerializerMethodField()
 
     class Meta:
         model = Budget
         fields = [
-            "id", "orchestra", "limit", "currency", "period", "spent", "period_start", "alerted_percent",
+            "id", "project", "orchestra", "limit", "currency", "period", "spent", "period_start", "alerted_percent",
             "is_exhausted", "reset_at", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = fields
@@ -160,6 +182,7 @@ class BudgetSerializer(serializers.ModelSerializer):
 
 
 class BudgetWriteSerializer(InputSerializer):
+    project = ProjectField()
     orchestra = serializers.PrimaryKeyRelatedField(queryset=Orchestra.objects.all(), required=False, allow_null=True)
     limit = serializers.DecimalField(max_digits=20, decimal_places=4, min_value=Decimal("0.0001"))
     currency = serializers.RegexField(CURRENCY_PATTERN.pattern, default="USD")
@@ -174,7 +197,7 @@ class BudgetWriteSerializer(InputSerializer):
 class BudgetUpdateSerializer(BudgetWriteSerializer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in ("orchestra", "limit", "currency", "period"):
+        for name in ("limit", "currency", "period"):
             self.fields[name].required = False
             self.fields[name].default = serializers.empty
-        del self.fields["orchestra"]
+        del self.fields["orchestra"], self.fields["project"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -27,7 +28,32 @@ from agents.services import limits, usage
 def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+    data = serializer.validated_data
+    if "project" in data:
+        _check_key_project(request, data["project"].pk)
+    return data
+
+
+def _key_project_id(request: Request) -> int | None:
+    """The project an API key is restricted to, if any: it sees and changes nothing of other projects."""
+    return getattr(request.auth, "project_id", None)
+
+
+def _check_key_project(request: Request, project_id: int) -> None:
+    restricted = _key_project_id(request)
+    if restricted is not None and restricted != project_id:
+        raise ValidationError({"project": ["This API key is restricted to another project."]})
+
+
+def _scoped(request: Request, queryset: Any) -> Any:
+    """Objects visible to the request: its key's project only, if restricted; ``?project=`` narrows."""
+    restricted = _key_project_id(request)
+    if restricted is not None:
+        queryset = queryset.filter(project_id=restricted)
+    slug = request.query_params.get("project")
+    if slug:
+        queryset = queryset.filter(project__slug=slug)
+    return queryset
 
 
 class ConcurrencyLimitViewSet(
@@ -47,7 +73,7 @@ class ConcurrencyLimitViewSet(
     }
 
     def get_queryset(self):
-        return ConcurrencyLimit.objects.order_by("key", "id")
+        return _scoped(self.request, ConcurrencyLimit.objects.select_related("project").order_by("key", "id"))
 
     @extend_schema(request=ConcurrencyLimitWriteSerializer, responses={201: ConcurrencyLimitSerializer})
     def create(self, request: Request) -> Response:
@@ -81,7 +107,7 @@ class UsageView(viewsets.ViewSet):
         serializer = UsageQuerySerializer(data=request.query_params.dict())
         serializer.is_valid(raise_exception=True)
         query = serializer.validated_data
-        rows = selectors.usage_summary(**query)
+        rows = selectors.usage_summary(**query, restricted_to=_key_project_id(request))
         return Response(UsageReportSerializer({"group_by": query["group_by"], "results": rows}).data)
 
 
@@ -102,7 +128,7 @@ class BudgetViewSet(
     }
 
     def get_queryset(self):
-        return Budget.objects.order_by("id")
+        return _scoped(self.request, Budget.objects.select_related("project").order_by("id"))
 
     @extend_schema(request=BudgetWriteSerializer, responses={201: BudgetSerializer})
     def create(self, request: Request) -> Response:

@@ -142,14 +142,10 @@ def _bounded(project: str, model: str) -> tuple[str, str]:
     return (project, "other")
 
 
-def observe_usage(records: list[Any]) -> None:
+def observe_usage(project_slug: str, records: list[Any]) -> None:
     for record in records:
-        project, model = _bounded(usage_project_label(record), record.model)
+        project, model = _bounded(project_slug, record.model)
         USAGE_TOKENS.labels(project, model, "input").inc(record.input_tokens)
         USAGE_TOKENS.labels(project, model, "output").inc(record.output_tokens)
         currency = record.currency if record.currency in settings.SYMPHONY_USAGE_CURRENCIES else "other"
         USAGE_COST.labels(project, model, currency).inc(float(record.cost))
-
-
-def usage_project_label(record: Any) -> str:
-    return ""

@@ -66,10 +66,11 @@ def agent_for_key(api_key: Any) -> Agent | None:
     """The agent an API key is bound to, or None (a user's key, or no key at all)."""
     if api_key is None or not getattr(api_key, "pk", None):
         return None
-    return Agent.objects.filter(api_key_id=api_key.pk).first()
+    return Agent.objects.select_related("project").filter(api_key_id=api_key.pk).first()
 
 
 USAGE_GROUPS = {
+    "project": "project__slug",
     "orchestra": "orchestra__name",
     "agent": "agent__name",
     "model": "model",
@@ -78,11 +79,18 @@ USAGE_GROUPS = {
 
 
 def usage_summary(
-    *, group_by: str, since: Any = None, until: Any = None, orchestra: int | None = None
+    *,
+    group_by: str,
+    since: Any = None,
+    until: Any = None,
+    orchestra: int | None = None,
+    project: str | None = None,
+    restricted_to: int | None = None,
 ) -> list[dict[str, Any]]:
     """Tokens and cost summed per group (and currency: money of different currencies is never added).
 
-    ``group_by`` is one of project, orchestra, agent, model, submitter, day (UTC).
+    ``group_by`` is one of project, orchestra, agent, model, submitter, day (UTC). ``project`` (a slug)
+    filters; ``restricted_to`` (a project id: the caller's key is limited to it) scopes.
     """
     from django.db.models import Count, Sum
     from django.db.models.functions import TruncDate
@@ -96,6 +104,10 @@ def usage_summary(
         records = records.filter(created_at__lt=until)
     if orchestra is not None:
         records = records.filter(orchestra_id=orchestra)
+    if project:
+        records = records.filter(project__slug=project)
+    if restricted_to is not None:
+        records = records.filter(project_id=restricted_to)
     if group_by == "day":
         records = records.annotate(key=TruncDate("created_at", tzinfo=dt.UTC))
     else:

@@ -45,6 +45,14 @@ class AuditEvent(models.Model):
     )
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
+    project = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        db_index=True,
+        help_text="Slug of the project the event belongs to; empty for events outside any project.",
+    )
     resource_type = models.CharField(max_length=64, blank=True, help_text="e.g. agents.task")
     resource_id = models.CharField(max_length=64, blank=True)
     action = models.CharField(max_length=64, blank=True)
@@ -72,6 +80,14 @@ class AuditEvent(models.Model):
             models.CheckConstraint(condition=models.Q(severity__in=SEVERITIES), name="audit_severity_valid"),
             models.CheckConstraint(
                 condition=models.Q(outcome__in=["success", "failure", "denied", "error"]), name="audit_outcome_valid"
+            ),
+            # A row is either waiting to be sealed (no position, no hash) or sealed at a position
+            # from 1 up. Nothing can sit beside the chain with a hash, or before its start. (The
+            # explicit "not null": a CHECK whose condition is NULL passes.)
+            models.CheckConstraint(
+                condition=models.Q(chain_seq__isnull=True, hash__isnull=True)
+                | models.Q(chain_seq__isnull=False, chain_seq__gt=0, hash__isnull=False),
+                name="audit_sealed_consistently",
             ),
         ]
         permissions = [("export_auditevent", "Can export audit events")]

@@ -1,19 +1,26 @@
 """Writing to the audit trail: ``record()`` (the one way in), ``audit_seal()`` (linking events into the
-hash chain after their commit), ``audit_purge()`` (retention) and ``audit_export_start()``."""
+hash chain after their commit), ``audit_checkpoint()`` (signed checkpoints of the chain, outside the
+database), ``audit_purge()`` (retention) and ``audit_export_start()``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import ipaddress
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db import connection, models, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
+from audit import checkpoints
 from audit.chain import GENESIS_HASH, compute_hash
+from audit.checkpoints import Checkpoint, CheckpointError
 from audit.events import EVENT_TYPES, SEVERITIES
 from audit.export import FORMATS
 from audit.models import AuditEvent
@@ -22,14 +29,29 @@ from observability import context, metrics
 
 log = structlog.get_logger(__name__)
 
-# Any constant works: it names the one advisory lock that serialises sealers (and purges).
+# Any constants work: they name the advisory locks that serialise sealers (and purges), and
+# checkpoint writers.
 _CHAIN_LOCK_ID = 0x53594D41  # "SYMA"
+_CHECKPOINT_LOCK_ID = 0x53594D43  # "SYMC"
 _MAX_DETAILS_BYTES = 64 * 1024
 _OUTCOMES = frozenset(AuditEvent.Outcome.values)
+# Waiting to be sealed: no position *and* no hash. A row with a hash but no position was not written
+# by record(); sealing over it would hide it, so it is left for audit_verify to name.
+_PENDING = models.Q(chain_seq__isnull=True, hash__isnull=True)
 
 
 class UnknownEventType(ValueError):
     """Raised by ``record()`` for an event type missing from ``audit.events.EVENT_TYPES``."""
+
+
+class PurgeNotPermitted(PermissionError):
+    """Raised by ``audit_purge()`` when the database role may not delete audit events."""
+
+
+#: Per process, by the value of SYMPHONY_AUDIT_CHECKPOINT_DIR: the position of the newest checkpoint
+#: known to exist. Only an optimisation (a stale value costs one look at the folder), so it need not
+#: be shared between processes.
+_known_checkpoint_seq: dict[str, int] = {}
 
 
 def record(
@@ -45,13 +67,17 @@ def record(
     details: dict[str, Any] | None = None,
     api_key_prefix: str | None = None,
     ip_address: str | None = None,
+    project: Any = None,
 ) -> AuditEvent:
     """Append an event to the audit trail, inside the caller's transaction.
 
     A rolled-back change therefore leaves no event, and a committed change always has one. Request
     id, IP, user agent, actor and API-key prefix are filled from the current request when there is
     one and they were not given. ``resource`` (a model instance) fills ``resource_type`` and
-    ``resource_id``. Raises ``UnknownEventType`` for a type not in the catalog and ``ValueError``
+    ``resource_id``. ``project`` (a slug, or anything with a ``slug``) names the project the event
+    belongs to; when not given it is taken from ``resource`` if that belongs to a project (has a
+    ``project`` relation) or is one (an ``accounts.project``). Raises ``UnknownEventType`` for a
+    type not in the catalog and ``ValueError``
     for an unknown outcome or severity.
 
     The event is linked into the hash chain by ``audit_seal()``: on PostgreSQL right after the
@@ -77,6 +103,8 @@ def record(
     if resource is not None:
         resource_type = resource_type or resource._meta.label_lower
         resource_id = resource_id or resource.pk
+        if project is None:
+            project = _resource_project(resource)
 
     event = AuditEvent(
         occurred_at=timezone.now(),
@@ -88,6 +116,7 @@ def record(
         api_key_prefix=_text(api_key_prefix, 32),
         ip_address=_normalise_ip(ip_address),
         user_agent=_text(request.headers.get("User-Agent", "") if request is not None else "", 512),
+        project=_text(getattr(project, "slug", project) or "", 64),
         resource_type=_text(resource_type, 64),
         resource_id=_text(resource_id, 64),
         action=_text(action, 64),
@@ -106,10 +135,21 @@ def record(
             for sealed in _seal_pending(limit=None):
                 if sealed.pk == event.pk:
                     event.prev_hash, event.hash, event.chain_seq = sealed.prev_hash, sealed.hash, sealed.chain_seq
+            if event.chain_seq is not None and _checkpoint_due(event.chain_seq):
+                transaction.on_commit(partial(_checkpoint_if_due, event.chain_seq), robust=True)
     # Counted when it commits: a rolled-back event (a refused request, an admin form's dry run) is
     # not in the trail, so it is not in the count either.
     transaction.on_commit(metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc)
     return event
+
+
+def _resource_project(resource: models.Model) -> Any:
+    """The project slug of a project-owned model instance, the slug of a project, or None."""
+    if resource._meta.label_lower == "accounts.project":
+        return getattr(resource, "slug", None)
+    if getattr(resource, "project_id", None) is not None:
+        return resource.project  # cached on the instance by the service that loaded it
+    return None
 
 
 def audit_seal(*, batch: int = 1000) -> int:
@@ -135,22 +175,27 @@ def audit_seal(*, batch: int = 1000) -> int:
 
 
 def _seal_after_commit() -> None:
-    """Seal after the caller's commit without ever waiting for another sealer.
+    """Seal after the caller's commit without ever waiting for another sealer; checkpoint when due.
 
     If another sealer holds the lock, leave: it checks for pending events again after releasing
     the lock, which happens after our commit (we saw it holding the lock after committing), so it
     or its successor seals our event. Under load one sealer seals everyone's events in a batch.
     """
+    head_seq = None
     try:
-        while _try_seal_batch():
-            if not AuditEvent.objects.filter(chain_seq__isnull=True).exists():
-                return
+        while (sealed := _try_seal_batch()) is not None:
+            if sealed:
+                head_seq = sealed[-1].chain_seq
+            if not AuditEvent.objects.filter(_PENDING).exists():
+                break
     except Exception:  # a failed seal loses nothing: the next one (or audit_verify) picks the events up
         log.warning("audit_seal_failed", exc_info=True)
+    if head_seq is not None and _checkpoint_due(head_seq):
+        _checkpoint_if_due(head_seq)
 
 
-def _try_seal_batch(batch: int = 1000) -> bool:
-    """Seal one batch if the chain lock is free (PostgreSQL); False when another sealer has it.
+def _try_seal_batch(batch: int = 1000) -> list[AuditEvent] | None:
+    """Seal one batch if the chain lock is free (PostgreSQL) and return it; None when another sealer has it.
 
     The seal commits with ``synchronous_commit = off`` when it is its own transaction. Safe because
     a seal is derived data: the events were committed durably by their own transactions, and a
@@ -168,9 +213,8 @@ def _try_seal_batch(batch: int = 1000) -> bool:
             [_CHAIN_LOCK_ID, relax],
         )
         if not cursor.fetchone()[0]:
-            return False
-        _seal_pending(limit=batch)
-    return True
+            return None
+        return _seal_pending(limit=batch)
 
 
 def _seal_pending(*, limit: int | None) -> list[AuditEvent]:
@@ -184,7 +228,7 @@ def _seal_pending(*, limit: int | None) -> list[AuditEvent]:
     # audited commit (issue 7). Both are read in the same snapshot, under the chain lock.
     head = AuditEvent.objects.filter(chain_seq__isnull=False).order_by("-chain_seq")
     pending = (
-        AuditEvent.objects.filter(chain_seq__isnull=True)
+        AuditEvent.objects.filter(_PENDING)
         .annotate(head_seq=Subquery(head.values("chain_seq")[:1]), head_hash=Subquery(head.values("hash")[:1]))
         .order_by("id")
     )
@@ -206,9 +250,7 @@ def _seal_pending(*, limit: int | None) -> list[AuditEvent]:
 
 def _empty_chain_head() -> dict[str, Any]:
     """Where a chain with no sealed event goes on from: genesis, or the anchor of a purge of everything."""
-    purge = (
-        AuditEvent.objects.filter(chain_seq__isnull=True, event_type="audit.purged").order_by("id").values("details")
-    ).first()
+    purge = (AuditEvent.objects.filter(_PENDING, event_type="audit.purged").order_by("id").values("details")).first()
     if purge is not None:
         return {"chain_seq": purge["details"]["last_purged_seq"], "hash": purge["details"]["last_purged_hash"]}
     return {"chain_seq": 0, "hash": GENESIS_HASH}
@@ -226,15 +268,118 @@ def _lock_chain() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
 
 
+def audit_checkpoint(*, every: int = 1, wait: bool = True) -> Checkpoint | None:
+    """Write a signed checkpoint of the chain's head to ``SYMPHONY_AUDIT_CHECKPOINT_DIR`` and return it.
+
+    Only when at least ``every`` events were sealed since the newest checkpoint (else None). One
+    writer at a time, across processes (``_checkpoint_lock``): ``wait=False`` gives up at once when
+    another holds it, since that one covers the same events. The lock is held from reading the
+    newest checkpoint to writing the next, so checkpoints are numbered and chained without forks.
+    Before signing, the newest checkpoint's position must still hold the hash it signed; otherwise
+    ``CheckpointError`` (the chain was cut or rewritten: signing on would bless it). Also raised
+    when the folder or the key is not usable.
+    """
+    folder, key = checkpoints.configured_folder(), checkpoints.signing_key()
+    if folder is None or key is None:
+        raise CheckpointError("checkpoints need SYMPHONY_AUDIT_CHECKPOINT_DIR and SYMPHONY_AUDIT_SIGNING_KEY_FILE")
+    with _checkpoint_lock(wait=wait) as locked:
+        if not locked:
+            return None
+        try:
+            previous = checkpoints.newest(folder)
+        except OSError as exc:
+            raise CheckpointError(f"cannot read the checkpoint folder: {exc}") from exc
+        _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = previous.seq if previous else 0
+        with transaction.atomic():
+            sealed = AuditEvent.objects.filter(chain_seq__isnull=False)
+            head = sealed.order_by("-chain_seq").values("id", "chain_seq", "hash").first()
+            start = sealed.order_by("chain_seq").values("chain_seq", "prev_hash").first()
+            if previous is not None and (head is None or previous.seq >= start["chain_seq"]):
+                stored = sealed.filter(chain_seq=previous.seq).values_list("hash", flat=True).first()
+                if stored != previous.hash:
+                    raise CheckpointError(
+                        f"the chain no longer matches {previous.name} at position {previous.seq}: events were"
+                        " deleted or rewritten; run audit_verify"
+                    )
+            if head is None or (previous is not None and head["chain_seq"] - previous.seq < max(every, 1)):
+                return None
+            if connection.vendor == "postgresql":
+                # Seals commit with synchronous_commit off: a crash could lose the one read here,
+                # and the resealed chain might differ from what was signed. Taking a transaction id
+                # makes this commit write a record, and flushing it flushes every earlier seal.
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_current_xact_id()")
+        try:
+            checkpoint = checkpoints.write(folder, key=key, previous=previous, head=head, start=start)
+        except OSError as exc:
+            raise CheckpointError(f"cannot write to the checkpoint folder: {exc}") from exc
+    _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = checkpoint.seq
+    log.info("audit_checkpoint_written", checkpoint=checkpoint.number, seq=checkpoint.seq, file=checkpoint.name)
+    return checkpoint
+
+
+@contextmanager
+def _checkpoint_lock(*, wait: bool) -> Iterator[bool]:
+    """Serialise checkpoint writers across processes; yields whether this one may write.
+
+    PostgreSQL: a session-level advisory lock, so it spans the commit that makes the head durable
+    and the file written after it. SQLite: a write transaction (``IMMEDIATE``) around both.
+    """
+    if connection.vendor != "postgresql":
+        with transaction.atomic():
+            yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_advisory_lock(%s)" if wait else "SELECT pg_try_advisory_lock(%s)", [_CHECKPOINT_LOCK_ID]
+        )
+        locked = wait or bool(cursor.fetchone()[0])
+    if not locked:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [_CHECKPOINT_LOCK_ID])
+
+
+def _checkpoint_due(head_seq: int) -> bool:
+    """Cheap, on every seal: might ``SYMPHONY_AUDIT_CHECKPOINT_EVERY`` events have passed since the last one?"""
+    every, folder = settings.SYMPHONY_AUDIT_CHECKPOINT_EVERY, settings.SYMPHONY_AUDIT_CHECKPOINT_DIR
+    if not every or not folder:
+        return False
+    known = _known_checkpoint_seq.get(folder)
+    return known is None or head_seq - known >= every
+
+
+def _checkpoint_if_due(head_seq: int, *, every: int | None = None) -> None:
+    """The automatic checkpoint, after a commit: never raises, never waits for another writer."""
+    try:
+        audit_checkpoint(every=every or settings.SYMPHONY_AUDIT_CHECKPOINT_EVERY, wait=False)
+    except Exception:  # the events are committed and sealed; the next interval tries again
+        _known_checkpoint_seq[settings.SYMPHONY_AUDIT_CHECKPOINT_DIR] = head_seq
+        log.error("audit_checkpoint_failed", seq=head_seq, exc_info=True)
+
+
 @transaction.atomic
 def audit_purge(*, before: dt.datetime, actor: Any = None) -> int:
     """Delete the oldest events, up to the first one that occurred at or after ``before``.
 
-    Only a prefix of the chain (by ``chain_seq``) is ever removed, so what remains is one unbroken chain. The purge
-    verifies the part it removes first and refuses (``ChainBroken``) to destroy a broken one, then
-    records an ``audit.purged`` event whose details keep the hash of the last purged event: the
-    anchor ``audit_verify`` accepts as the new head's ``prev_hash``. Returns the number deleted.
+    Only a prefix of the chain (by ``chain_seq``) is ever removed, so what remains is one unbroken
+    chain. The purge verifies the part it removes first and refuses (``ChainBroken``) to destroy a
+    broken one, then records an ``audit.purged`` event whose details keep the hash of the last
+    purged event: the anchor ``audit_verify`` accepts as the new first event's ``prev_hash``. With
+    a signing key the anchor is signed, so that one written by hand is told apart. Returns the
+    number deleted. On PostgreSQL the database role must be a member of ``symphony_audit_purger``
+    (``PurgeNotPermitted`` otherwise): the application's role is not.
     """
+    if not _may_purge():
+        raise PurgeNotPermitted(
+            "the database role may not delete audit events: run audit_purge as a member of symphony_audit_purger"
+            " (docs/DEPLOYMENT.md, Database roles)"
+        )
+    key = checkpoints.signing_key()
     _lock_chain()
     _seal_pending(limit=None)
     sealed = AuditEvent.objects.filter(chain_seq__isnull=False)
@@ -249,26 +394,34 @@ def audit_purge(*, before: dt.datetime, actor: Any = None) -> int:
         raise ChainBroken(result)
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
     with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            # The trigger of migration 0003 lets DELETE through only with this transaction-local flag.
-            cursor.execute("SET LOCAL symphony.audit_purge = 'on'")
         cursor.execute(f"DELETE FROM {table} WHERE chain_seq <= %s", [last_purged["chain_seq"]])  # noqa: S608
         count = cursor.rowcount
-        if connection.vendor == "postgresql":
-            cursor.execute("SET LOCAL symphony.audit_purge = 'off'")
-    record(
-        "audit.purged",
-        actor=actor,
-        details={
-            "count": count,
-            "before": before.isoformat(),
-            "last_purged_id": last_purged["id"],
-            "last_purged_seq": last_purged["chain_seq"],
-            "last_purged_hash": last_purged["hash"],
-        },
-    )
+    details = {
+        "count": count,
+        "before": before.isoformat(),
+        "last_purged_id": last_purged["id"],
+        "last_purged_seq": last_purged["chain_seq"],
+        "last_purged_hash": last_purged["hash"],
+    }
+    record("audit.purged", actor=actor, details=checkpoints.sign_anchor(details, key) if key else details)
+    if checkpoints.configured_folder() is not None:
+        # Sign the chain's new start at once, rather than after the next interval.
+        transaction.on_commit(partial(_checkpoint_if_due, 0, every=1), robust=True)
     log.info("audit_purged", count=count, before=before.isoformat(), last_purged_id=last_purged["id"])
     return count
+
+
+def _may_purge() -> bool:
+    """Whether the database role may delete audit events (what the trigger of migration 0004 checks)."""
+    if connection.vendor != "postgresql":
+        return True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR EXISTS ("
+            " SELECT 1 FROM pg_roles AS purger WHERE purger.rolname = 'symphony_audit_purger'"
+            " AND pg_has_role(current_user, purger.oid, 'MEMBER'))"
+        )
+        return bool(cursor.fetchone()[0])
 
 
 @transaction.atomic

@@ -16,4 +16,6 @@ ROOT_URLCONF = "bench.urls"
 if os.environ.get("SYMPHONY_BENCH_OBSERVABILITY", "on") == "off":
     MIDDLEWARE = [m for m in MIDDLEWARE if not m.startswith("django_prometheus.")]
     for _db in DATABASES.values():
-        _db["ENGINE"] = _db["ENGINE"].replace("django_prometheus.db.backends.", "django.db.backends.")
+        _db["ENGINE"] = {"symphony.db.postgresql": "django.db.backends.postgresql"}.get(
+            _db["ENGINE"], _db["ENGINE"].replace("django_prometheus.db.backends.", "django.db.backends.")
+        )

@@ -10,16 +10,33 @@ Every line carries, when known: ``request_id`` (bound by the middleware through 
 contextvars), ``user`` and ``key_prefix`` (read from the current request without forcing a database
 lookup), and ``trace_id``/``span_id`` (from the current OpenTelemetry span). ``redact`` runs last,
 as a safety net: the code must not log secrets in the first place.
+
+What keeps secrets out of the lines:
+
+- Tracebacks carry no local variables (structlog's ``dict_tracebacks`` would log every frame's: the
+  database password from psycopg's connection parameters, a user's password from a request body).
+- Django's request logger passes the request object: only its method and path (no query string, no
+  body) are written.
+- ``redact`` blanks values under sensitive key names, masks API keys, bearer tokens and passwords in
+  URLs (``postgres://user:[REDACTED]@host``), and replaces every secret value this process was
+  configured with (``DATABASE_URL``'s and ``REDIS_URL``'s passwords, ``SECRET_KEY``, ``*_PASSWORD``,
+  ``*_SECRET``, ``*_TOKEN`` variables and their ``*_FILE`` contents) wherever it appears in a string.
+- ``django.security.DisallowedHost`` (a request for a host not in ``ALLOWED_HOSTS``, which any
+  scanner sends) is a one-line warning, not an error with a traceback.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import structlog
+from structlog.tracebacks import ExceptionDictTransformer
 
 JSON, CONSOLE = "json", "console"
 REDACTED = "[REDACTED]"
@@ -47,11 +64,61 @@ _SENSITIVE_KEYS = frozenset(
         "key_hash",
         "csrfmiddlewaretoken",
         "sessionid",
+        "database_url",
+        "redis_url",
+        "dsn",
+        "conninfo",
+        "passphrase",
+        "private_key",
+        "client_secret",
+        "metrics_token",
     }
 )
+# ... and any key ending like these (new_password, oidc_client_secret, session_token).
+_SENSITIVE_SUFFIXES = ("_password", "_passwd", "_secret", "_token", "_api_key")
 # Anything shaped like a Symphony API key, wherever it appears in a string: keep the public prefix.
 _API_KEY_SHAPE = re.compile(r"sym_([a-z0-9]{4,32})_[A-Za-z0-9_\-]{8,}")
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*")
+# user:password@ in a URL (postgres://, redis://, https://, ...): keep the user, hide the password.
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^:/@\s]*:)[^@\s]+(@)")
+# Environment variables whose values are secrets (and their NAME_FILE twins).
+_SECRET_ENV = re.compile(r"(^|_)(PASSWORD|PASSWD|SECRET|TOKEN|SECRET_KEY|API_KEY)$")
+_URL_ENV = ("DATABASE_URL", "REDIS_URL")
+_MIN_SECRET_LENGTH = 6  # shorter values would blank ordinary words
+
+
+def configured_secrets(environ: Mapping[str, str] | None = None) -> frozenset[str]:
+    """Secret values this process was configured with, from the environment (``os.environ`` by default).
+
+    The passwords of ``DATABASE_URL`` and ``REDIS_URL`` (raw and percent-decoded), and the values of
+    variables named ``*_PASSWORD``, ``*_SECRET``, ``*_TOKEN``, ``SECRET_KEY``, ``*_API_KEY``, or the
+    contents of the files their ``*_FILE`` variants name.
+    """
+    environ = os.environ if environ is None else environ
+    found: set[str] = set()
+    for name in _URL_ENV:
+        value = environ.get(name, "")
+        try:
+            password = urlsplit(value).password if "@" in value else None
+        except ValueError:
+            password = None
+        if password:
+            found.update({password, unquote(password)})
+    for name, value in environ.items():
+        if name.endswith("_FILE") and _SECRET_ENV.search(name[: -len("_FILE")]):
+            try:
+                path = Path(value)
+                value = path.read_text().strip() if path.is_file() and path.stat().st_size < 65536 else ""
+            except (OSError, UnicodeDecodeError):
+                value = ""
+        elif not _SECRET_ENV.search(name):
+            continue
+        if value:
+            found.add(value)
+    return frozenset(secret for secret in found if len(secret) >= _MIN_SECRET_LENGTH)
+
+
+_secrets: frozenset[str] = frozenset()
 
 
 def _redact_value(value: Any, depth: int = 0) -> Any:
@@ -60,6 +127,11 @@ def _redact_value(value: Any, depth: int = 0) -> Any:
             value = _BEARER.sub(r"\1 " + REDACTED, value)
         if "sym_" in value:
             value = _API_KEY_SHAPE.sub(r"sym_\1_" + REDACTED, value)
+        if "://" in value:
+            value = _URL_PASSWORD.sub(r"\1" + REDACTED + r"\2", value)
+        for secret in _secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
         return value
     if depth > 6:
         return value
@@ -71,7 +143,10 @@ def _redact_value(value: Any, depth: int = 0) -> Any:
 
 
 def _is_sensitive(key: Any) -> bool:
-    return isinstance(key, str) and key.lower().replace("-", "_") in _SENSITIVE_KEYS
+    if not isinstance(key, str):
+        return False
+    key = key.lower().replace("-", "_")
+    return key in _SENSITIVE_KEYS or key.endswith(_SENSITIVE_SUFFIXES)
 
 
 def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +157,31 @@ def redact(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, 
         elif isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _redact_value(value)
     return event_dict
+
+
+def describe_request(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Replace a request object (Django's request logger passes one) by its method and path.
+
+    Its ``repr`` would carry the query string; nothing of it, body included, is logged otherwise.
+    """
+    request = event_dict.get("request")
+    if request is not None and not isinstance(request, str) and hasattr(request, "META"):
+        event_dict["request"] = f"{getattr(request, 'method', '')} {getattr(request, 'path', '')}".strip()
+    return event_dict
+
+
+class DowngradeToWarning(logging.Filter):
+    """Log a record as a one-line warning: level WARNING, no traceback.
+
+    For ``django.security.DisallowedHost``: a Host header not in ``ALLOWED_HOSTS`` is what scanners
+    send all day; Django logs it as an error with the whole stack, which nobody must act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.WARNING:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        return True
 
 
 def add_request_identity(_logger: Any, _method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
@@ -131,24 +231,31 @@ def shared_processors() -> list[Any]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        describe_request,
         add_request_identity,
         add_trace_ids,
     ]
 
 
 def make_formatter(fmt: str = JSON) -> structlog.stdlib.ProcessorFormatter:
-    """The one formatter every handler uses; ``fmt`` is ``json`` or ``console``."""
+    """The one formatter every handler uses; ``fmt`` is ``json`` or ``console``.
+
+    Also reads this process's configured secrets (``configured_secrets``) for ``redact``.
+    """
+    global _secrets
+    _secrets = configured_secrets()
     if fmt == CONSOLE:
         final = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.format_exc_info,
+            structlog.processors.format_exc_info,  # plain text traceback, no locals
             redact,
-            structlog.dev.ConsoleRenderer(colors=False),
+            structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback),
         ]
     else:
         final = [
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.dict_tracebacks,
+            # Frames without their local variables: those hold passwords, keys and request bodies.
+            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
             redact,
             structlog.processors.JSONRenderer(default=str),
         ]
@@ -169,6 +276,7 @@ def logging_config(level: str = "INFO", fmt: str = JSON, *, gunicorn_access: boo
         # Django logs every 4xx/5xx on django.request; the access line already says so.
         "django.request": {**handler, "level": "ERROR"},
         "django.server": {**handler, "level": "WARNING"},
+        "django.security.DisallowedHost": {**handler, "level": "WARNING", "filters": ["warning_only"]},
     }
     if gunicorn_access is not None:
         loggers["gunicorn.error"] = handler
@@ -177,6 +285,7 @@ def logging_config(level: str = "INFO", fmt: str = JSON, *, gunicorn_access: boo
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"structlog": {"()": "observability.logs.make_formatter", "fmt": fmt}},
+        "filters": {"warning_only": {"()": "observability.logs.DowngradeToWarning"}},
         "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structlog"}},
         "root": {"handlers": ["console"], "level": level},
         "loggers": loggers,

@@ -2,6 +2,8 @@
 # `make run`: the embedded default (SQLite + in-process cache unless DATABASE_URL/REDIS_URL are set),
 # migrated, with an admin user and the demo, served by gunicorn on 127.0.0.1:${PORT:-8000}
 # with the production configuration (config/gunicorn.conf.py).
+# The audit trail signs checkpoints of its hash chain with var/audit_signing_key.pem (generated once)
+# into var/audit-checkpoints (docs/audit.md); SYMPHONY_AUDIT_* override both.
 # Two demo agent workers run beside gunicorn (SYMPHONY_DEMO_WORKERS=0 turns them off) and stop with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +13,19 @@ if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
   [ -s var/secret_key ] || (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key)
   export SECRET_KEY_FILE=var/secret_key
 fi
+# The audit trail's signing key (Ed25519, PEM) and its checkpoint folder, outside the database.
+if [ -z "${SYMPHONY_AUDIT_SIGNING_KEY_FILE:-}" ]; then
+  if [ ! -s var/audit_signing_key.pem ]; then
+    (umask 077 && "$PY" -c 'import sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+sys.stdout.buffer.write(Ed25519PrivateKey.generate().private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))' \
+      > var/audit_signing_key.pem.tmp && mv var/audit_signing_key.pem.tmp var/audit_signing_key.pem)
+  fi
+  export SYMPHONY_AUDIT_SIGNING_KEY_FILE=$PWD/var/audit_signing_key.pem
+fi
+export SYMPHONY_AUDIT_CHECKPOINT_DIR=${SYMPHONY_AUDIT_CHECKPOINT_DIR:-$PWD/var/audit-checkpoints}
+mkdir -p "$SYMPHONY_AUDIT_CHECKPOINT_DIR"
 export PORT=${PORT:-8000}
 export GUNICORN_BIND=${GUNICORN_BIND:-127.0.0.1:${PORT}}
 export WEB_CONCURRENCY=${WEB_CONCURRENCY:-2}
@@ -23,6 +38,7 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 # The demo fleet (created once; keys in var/demo_agents.json, mode 0600) and a few tasks for it to run.
 "$PY" manage.py seed_demo --submit "${SYMPHONY_DEMO_TASKS:-3}"
 echo "Symphony: http://127.0.0.1:${PORT}/admin/  (API docs: http://127.0.0.1:${PORT}/api/docs/)"
+echo "Audit checkpoints: $SYMPHONY_AUDIT_CHECKPOINT_DIR (verify: SYMPHONY_AUDIT_SIGNING_KEY_FILE=$SYMPHONY_AUDIT_SIGNING_KEY_FILE SYMPHONY_AUDIT_CHECKPOINT_DIR=$SYMPHONY_AUDIT_CHECKPOINT_DIR $PY manage.py audit_verify)"
 
 "$PY" -m gunicorn -c config/gunicorn.conf.py symphony.wsgi &
 pids=("$!")

@@ -43,6 +43,7 @@ ERROR_RESPONSES: dict[str, tuple[str, frozenset[str] | None]] = {
     "415": ("Request body is not application/json.", _BODY),
     "429": ("Rate limit exceeded; retry after Retry-After seconds.", None),
     "500": ("Unexpected server error; quote the request_id.", None),
+    "503": ("The database (or, fail-closed, the rate limiter) is unavailable; retry after Retry-After seconds.", None),
 }
 
 
@@ -54,7 +55,7 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
     """drf-spectacular postprocessing hook: add the ``Error`` component and the error responses.
 
     Responses an operation already documents are kept. Every operation also documents the
-    ``X-RateLimit-*`` headers of its success answers and ``Retry-After`` on 429.
+    ``X-RateLimit-*`` headers of its success answers and ``Retry-After`` on 429 and 503.
     """
     components = result.setdefault("components", {})
     components.setdefault("schemas", {})["Error"] = ERROR_COMPONENT
@@ -73,6 +74,6 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
                 if methods is not None and method not in methods:
                     continue
                 response = responses.setdefault(code, {"description": description, "content": ref})
-                if code == "429":
+                if code in ("429", "503"):
                     response.setdefault("headers", {})["Retry-After"] = _header("Seconds to wait before retrying.")
     return result

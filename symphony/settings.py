@@ -7,6 +7,7 @@ configuration raises ``ImproperlyConfigured`` at import time, because gunicorn n
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "observability.middleware.RequestContextMiddleware",
+    "symphony.middleware.ChunkedBodyMiddleware",  # before anything reads the body
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -95,6 +97,13 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------
+# The longest a web request waits for one answer from PostgreSQL (connecting included) before it
+# gives up with 503 database_unavailable; enforced client side, see symphony/db/__init__.py.
+SYMPHONY_DB_TIMEOUT_SECONDS = env_float("SYMPHONY_DB_TIMEOUT_SECONDS", 5.0)
+if not 0 < SYMPHONY_DB_TIMEOUT_SECONDS <= 600:
+    raise ImproperlyConfigured(
+        f"SYMPHONY_DB_TIMEOUT_SECONDS must be above 0 and at most 600, got {SYMPHONY_DB_TIMEOUT_SECONDS}"
+    )
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     _db = dj_database_url.parse(
@@ -103,7 +112,10 @@ if DATABASE_URL:
         conn_health_checks=True,
     )
     if _db["ENGINE"] == "django.db.backends.postgresql":
-        _db["ENGINE"] = "django_prometheus.db.backends.postgresql"
+        # django-prometheus's backend (query metrics) on connections whose waits are bounded.
+        _db["ENGINE"] = "symphony.db.postgresql"
+        # libpq counts whole seconds, at least 2; a connect_timeout in DATABASE_URL wins.
+        _db.setdefault("OPTIONS", {}).setdefault("connect_timeout", max(2, math.ceil(SYMPHONY_DB_TIMEOUT_SECONDS)))
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     _db = {
@@ -325,6 +337,18 @@ SYMPHONY_USAGE_CURRENCIES = env_list("SYMPHONY_USAGE_CURRENCIES", ["USD", "EUR",
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
+
+# --- Audit trail (docs/audit.md) ---------------------------------------------------------------
+# Signed checkpoints of the hash chain: an Ed25519 private key (PEM) and a folder outside the
+# database. `make run` generates both under var/; the key also signs purge anchors.
+SYMPHONY_AUDIT_SIGNING_KEY_FILE = env_str("SYMPHONY_AUDIT_SIGNING_KEY_FILE")
+SYMPHONY_AUDIT_CHECKPOINT_DIR = env_str("SYMPHONY_AUDIT_CHECKPOINT_DIR")
+# A checkpoint after every N sealed events (0: only `manage.py audit_checkpoint`, e.g. from cron).
+SYMPHONY_AUDIT_CHECKPOINT_EVERY = env_int("SYMPHONY_AUDIT_CHECKPOINT_EVERY", 1000, minimum=0)
+if SYMPHONY_AUDIT_CHECKPOINT_DIR and not SYMPHONY_AUDIT_SIGNING_KEY_FILE:
+    raise ImproperlyConfigured(
+        "SYMPHONY_AUDIT_CHECKPOINT_DIR needs SYMPHONY_AUDIT_SIGNING_KEY_FILE (the key that signs)"
+    )
 
 # --- deploy -----------------------------------------------------------------------------------
 # Serves /bench/constant, the bare-Django baseline of `make bench`. Never on in production.

@@ -1,18 +1,23 @@
-"""Start real servers (gunicorn, nginx, a chat completion stub) on loopback for tests, and always stop them."""
+"""Start real servers (gunicorn, nginx, a private PostgreSQL cluster, a chat completion stub) on
+loopback for the tests, and always stop them."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -246,3 +251,204 @@ def tcp_relay(port: int, target: int):
         stopping.set()
         thread.join(timeout=5)
         listener.close()
+
+
+# --- a private PostgreSQL cluster ------------------------------------------------------------------
+# Outage tests stop and freeze a database: never the machine's own (127.0.0.1:5432), always one of these.
+
+
+def postgres_bin_dir() -> Path | None:
+    """The newest ``/usr/lib/postgresql/<version>/bin`` holding ``initdb`` and ``pg_ctl``, else None."""
+    candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name or 0))
+    for candidate in reversed(candidates):
+        if (Path(candidate) / "initdb").exists() and (Path(candidate) / "pg_ctl").exists():
+            return Path(candidate)
+    found = shutil.which("initdb")
+    return Path(found).parent if found and shutil.which("pg_ctl") else None
+
+
+class PostgresCluster:
+    """A throwaway PostgreSQL cluster on a spare loopback port, trust authentication, user ``postgres``.
+
+    ``stop()``/``start()`` make an outage (connections refused); ``freeze()``/``thaw()`` SIGSTOP and
+    SIGCONT the postmaster and every backend: the server then accepts TCP connections (the kernel
+    answers) but never replies, as a hung host or a network blackhole would. As root, the server runs
+    as the ``postgres`` user (initdb refuses root).
+    """
+
+    def __init__(self, bin_dir: Path, port: int) -> None:
+        self.bin_dir, self.port = bin_dir, port
+        self.root = Path(tempfile.mkdtemp(prefix="symphony-pg-"))
+        self.data = self.root / "data"
+        self.frozen: list[int] = []
+        self._thaw_timer: threading.Timer | None = None
+        self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            shutil.chown(self.root, "postgres", "postgres")
+
+    def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        command = [str(self.bin_dir / args[0]), *args[1:]]
+        if self._as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, check=check, capture_output=True, text=True, timeout=120)
+
+    def init(self) -> PostgresCluster:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+        with open(self.data / "postgresql.conf", "a") as conf:
+            # Small and fast: fsync off (nothing here must survive a crash), few connections.
+            conf.write("fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+            conf.write("max_connections = 40\nshared_buffers = 16MB\n")
+        return self
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "server.log"), "-w", "start")
+
+    def stop(self) -> None:
+        """A fast shutdown: sessions are terminated, new connections refused."""
+        self.thaw()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def processes(self) -> list[int]:
+        """The postmaster and every process it started (backends, checkpointer, walwriter, ...)."""
+        postmaster = self.postmaster_pid()
+        if postmaster is None:
+            return []
+        children = []
+        for stat in glob.glob("/proc/[0-9]*/stat"):
+            try:
+                fields = Path(stat).read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                children.append(int(Path(stat).parent.name))
+        return [postmaster, *children]
+
+    def freeze(self, *, at_most: float = 90.0) -> None:
+        """SIGSTOP the postmaster first (so it starts no new backend), then its children.
+
+        Thawed by itself after ``at_most`` seconds, so a client that fails to give up makes its test
+        fail instead of hanging the whole run."""
+        for pid in self.processes():
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+                self.frozen.append(pid)
+        self._thaw_timer = threading.Timer(at_most, self.thaw)
+        self._thaw_timer.daemon = True
+        self._thaw_timer.start()
+
+    def thaw(self) -> None:
+        if self._thaw_timer is not None:
+            self._thaw_timer.cancel()
+            self._thaw_timer = None
+        for pid in reversed(self.frozen):
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        self.frozen = []
+
+    def is_running(self) -> bool:
+        return self._run("pg_ctl", "-D", str(self.data), "status", check=False).returncode == 0
+
+    def ensure_up(self) -> None:
+        """Thawed and running, whatever the previous test did to it."""
+        self.thaw()
+        if not self.is_running():
+            self.start()
+
+    def url(self, dbname: str = "postgres", user: str = "postgres", password: str = "") -> str:
+        """A ``DATABASE_URL``. Authentication is ``trust``: a password is sent only if asked for, so a
+        test may put a known secret in the URL and check that no log line ever shows it."""
+        credentials = f"{user}:{password}" if password else user
+        return f"postgres://{credentials}@127.0.0.1:{self.port}/{dbname}"
+
+    def clone(self, template: str, dbname: str) -> str:
+        """A new database copied from ``template`` (no one may be connected to it); returns its URL."""
+        self.psql(f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
+        return self.url(dbname)
+
+    def psql(self, sql: str, dbname: str = "postgres") -> str:
+        result = self._run(
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            dbname,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+        )
+        return result.stdout.strip()
+
+    def createdb(self, dbname: str) -> str:
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", dbname)
+        return self.url(dbname)
+
+    def destroy(self) -> None:
+        self.thaw()
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop", check=False)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PostgresCluster]:
+    """Start a private cluster on a free port of our range; always thaw, stop and delete it."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found under /usr/lib/postgresql")
+    cluster = PostgresCluster(bin_dir, free_port()).init()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@contextmanager
+def private_redis(*, password: str = "") -> Iterator[tuple[subprocess.Popen, int]]:
+    """A throwaway ``redis-server`` on a free port of our range (optionally with ``requirepass``);
+    yields ``(process, port)`` and always kills it. Killing the process makes a Redis outage."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server not found")
+    port = free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    if password:
+        command += ["--requirepass", password]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)  # polling for the server to listen
+        yield process, port
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def gunicorn_app(env: dict[str, str], log: Path, *, workers: int = 2) -> Iterator[str]:
+    """Symphony under real gunicorn (config/gunicorn.conf.py, sync workers) with ``env``; yields its
+    base URL once ``/health/startup`` answers 200. The output (stdout and stderr) goes to ``log``."""
+    port = free_port()
+    with running(gunicorn_command(port, workers=workers), env=env, log=log) as process:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while wait_for(f"{url}/health/startup", timeout=60, process=process) != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"gunicorn did not boot: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield url

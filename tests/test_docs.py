@@ -13,7 +13,8 @@ DOCS = [ROOT / "docs" / "DEPLOYMENT.md", ROOT / "docs" / "OPERATIONS.md"]
 PREFIXES = {"/api/v1/agent/": "/api/v1/agent/heartbeat/"}
 # Variables of the Compose file itself, not of Symphony.
 COMPOSE_VARIABLES = {"POSTGRES_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "SYMPHONY_HOSTNAME", "SYMPHONY_HTTPS_PORT",
-                     "SYMPHONY_HTTP_PORT", "SYMPHONY_IMAGE", "SYMPHONY_AGENT_KEY"}  # fmt: skip
+                     "SYMPHONY_HTTP_PORT", "SYMPHONY_IMAGE", "SYMPHONY_AGENT_KEY",
+                     "SYMPHONY_APP_DB_PASSWORD"}  # fmt: skip
 
 
 def _text() -> str:

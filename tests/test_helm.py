@@ -34,6 +34,8 @@ EVERYTHING_ON = {
     "otel.enabled": "true",
     "otel.endpoint": "http://otel-collector:4318",
     "autoscaling.targetMemoryUtilizationPercentage": "80",
+    "auditCheckpoints.enabled": "true",
+    "auditCheckpoints.signingKeySecret": "symphony-audit-key",
 }
 # Custom resources: no schema in kubernetes-validate; checked structurally below.
 CUSTOM_KINDS = {"ServiceMonitor"}
@@ -211,7 +213,44 @@ def test_it_runs_only_management_commands_that_exist():
     for kind in ["Deployment", "Job"]:
         for manifest in kinds[kind]:
             commands |= references.manage_commands_in(json.dumps(manifest["spec"]["template"]["spec"]["containers"]))
-    cron = kinds["CronJob"][0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
-    commands |= references.manage_commands_in(json.dumps(cron))
-    assert commands == {"migrate", "run_agent", "reap_tasks"}
+    for cron in kinds["CronJob"]:
+        commands |= references.manage_commands_in(json.dumps(cron["spec"]["jobTemplate"]["spec"]["template"]))
+    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint"}
     assert commands <= references.management_commands()
+
+
+def _pod(manifest: dict) -> dict:
+    spec = manifest["spec"]
+    return (spec["jobTemplate"]["spec"] if manifest["kind"] == "CronJob" else spec)["template"]["spec"]
+
+
+def test_it_shares_one_checkpoint_volume_and_the_signing_key_with_the_pods_that_record_events():
+    kinds = _by_kind(render({**SECRETS, **EVERYTHING_ON}))
+    (claim,) = kinds["PersistentVolumeClaim"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # outlives the release
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    recorders = [_web(kinds), *kinds["CronJob"]]
+    assert {m["metadata"]["name"] for m in kinds["CronJob"]} == {"symphony-reap-tasks", "symphony-audit-checkpoint"}
+    for manifest in recorders:
+        pod = _pod(manifest)
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        folder = volumes[mounts[env["SYMPHONY_AUDIT_CHECKPOINT_DIR"]]]
+        assert folder["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        key_dir, key_name = env["SYMPHONY_AUDIT_SIGNING_KEY_FILE"].rsplit("/", 1)
+        key = volumes[mounts[key_dir]]["secret"]
+        assert key["secretName"] == "symphony-audit-key" and key["items"] == [{"key": key_name, "path": key_name}]
+    # The migration and the agent worker record nothing themselves: no key there.
+    for manifest in [*kinds["Job"], *(d for d in kinds["Deployment"] if d is not _web(kinds))]:
+        assert "SYMPHONY_AUDIT_SIGNING_KEY_FILE" not in json.dumps(_pod(manifest))
+    mine = render({**SECRETS, **EVERYTHING_ON, "auditCheckpoints.persistence.existingClaim": "audit-worm"})
+    assert "PersistentVolumeClaim" not in _by_kind(mine)
+    assert "audit-worm" in json.dumps(_web(_by_kind(mine)))
+
+
+def test_it_needs_the_signing_key_secret_to_turn_checkpoints_on(schema, values):
+    bad = json.loads(json.dumps(values))
+    bad["auditCheckpoints"]["enabled"] = True
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(bad)

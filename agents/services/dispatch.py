@@ -63,7 +63,9 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
 @transaction.atomic
 def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     now = timezone.now()
-    candidates = flow.claim_candidates(Task.objects.claimable(agent))
+    candidates = flow.claim_candidates(Task.objects.claimable(agent), project_id=agent.project_id)
+    if candidates is None:  # the project's budget is spent
+        return []
     if connection.features.has_select_for_update_skip_locked:
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
     # Whole rows, not just ids: they are locked (PostgreSQL) or under the write lock (SQLite) until we
@@ -101,6 +103,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     )
     waits = []
     for task in tasks:
+        task.project = agent.project  # the claim never crosses projects (claimable)
         audit.record(
             "task.claimed",
             resource=task,
@@ -179,7 +182,7 @@ def task_complete(
     ):
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
-    task = Task.objects.select_related("submitter").get(pk=task_id)
+    task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     usage_record(task=task, agent=agent, items=usage or [], source="completion")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
@@ -215,7 +218,7 @@ def task_fail(
     if not updated:
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.FAILED, now=now)
-    task = Task.objects.select_related("submitter").get(pk=task_id)
+    task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     requeued = task.status == Task.Status.PENDING
     audit.record(
         "task.failed",
@@ -257,8 +260,9 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     now = now or timezone.now()
     expired = Task.objects.expired_leases(now).order_by("lease_expires_at")
     if connection.features.has_select_for_update_skip_locked:
-        expired = expired.select_for_update(skip_locked=True)
-    ids = list(expired.values_list("id", flat=True)[:limit])
+        expired = expired.select_for_update(skip_locked=True, of=("self",))
+    projects = dict(expired.values_list("id", "project__slug")[:limit])
+    ids = list(projects)
     if not ids:
         return 0
     requeued, failed = release_running(task_ids=ids, now=now, reason="The lease expired and no attempts are left.")
@@ -267,6 +271,7 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             "task.expired",
             resource_type="agents.task",
             resource_id=task_id,
+            project=projects[task_id],
             details={"requeued": task_id in requeued},
         )
     log.warning("task_leases_expired", requeued=requeued, failed=failed)

@@ -43,6 +43,7 @@ def fair_seq_next(*, fairness_key: str, priority: int) -> int:
     """The turn of a new task of ``fairness_key`` at ``priority`` (0 when fairness is switched off)."""
     if not settings.SYMPHONY_TASK_FAIRNESS:
         return 0
+    # Turns are global per priority (not per project): claims of one project still see increasing turns.
     pending = Task.objects.filter(status=Task.Status.PENDING, priority=priority)
     last = pending.filter(fairness_key=fairness_key).aggregate(m=Max("fair_seq"))["m"]
     if last is not None:
@@ -51,29 +52,33 @@ def fair_seq_next(*, fairness_key: str, priority: int) -> int:
     return head if head is not None else 1
 
 
-def _full_keys() -> list[str]:
-    """Keys whose running tasks already reach their limit (unlocked: a hint, re-checked under the lock)."""
+def _full_keys(project_id: int) -> list[str]:
+    """The project's keys whose running tasks reach their limit (unlocked: a hint, re-checked under the lock)."""
     running = (
-        Task.objects.filter(status=Task.Status.RUNNING, concurrency_key=OuterRef("key"))
+        Task.objects.filter(status=Task.Status.RUNNING, project_id=project_id, concurrency_key=OuterRef("key"))
         .order_by()
         .values("concurrency_key")
         .annotate(n=Count("id"))
         .values("n")
     )
-    limits = ConcurrencyLimit.objects.annotate(running=Coalesce(Subquery(running), 0))
+    limits = ConcurrencyLimit.objects.filter(project_id=project_id).annotate(running=Coalesce(Subquery(running), 0))
     return list(limits.filter(running__gte=F("max_running")).values_list("key", flat=True))
 
 
-def claim_candidates(candidates: Any) -> Any:
-    """Narrow the claimable queryset: no tasks of a full concurrency key, none under a spent budget."""
+def claim_candidates(candidates: Any, *, project_id: int) -> Any:
+    """Narrow the claimable queryset of an agent of ``project_id`` (agents claim only their project's
+    tasks): no tasks of a full concurrency key, none under a spent budget. Returns ``None`` when the
+    whole project's budget is spent."""
     from agents.services.usage import exhausted_scopes
 
-    full = _full_keys()
+    project_spent, orchestras_spent = exhausted_scopes(project_id=project_id)
+    if project_spent:
+        return None
+    if orchestras_spent:
+        candidates = candidates.exclude(orchestra_id__in=orchestras_spent)
+    full = _full_keys(project_id)
     if full:
         candidates = candidates.exclude(concurrency_key__in=full)
-    spent = exhausted_scopes()
-    if spent:
-        candidates = candidates.exclude(orchestra_id__in=spent)
     return candidates
 
 
@@ -86,15 +91,14 @@ def claim_within_limits(tasks: list[Task]) -> list[Task]:
     keys = sorted({t.concurrency_key for t in tasks if t.concurrency_key})
     if not keys:
         return tasks
-    limits = {
-        limit.key: limit.max_running
-        for limit in ConcurrencyLimit.objects.select_for_update().filter(key__in=keys).order_by("id")
-    }
+    project_id = tasks[0].project_id  # one agent's claim: all of its project
+    locked = ConcurrencyLimit.objects.select_for_update().filter(project_id=project_id, key__in=keys).order_by("id")
+    limits = {limit.key: limit.max_running for limit in locked}
     if not limits:
         return tasks
     running = Counter(
         dict(
-            Task.objects.filter(status=Task.Status.RUNNING, concurrency_key__in=list(limits))
+            Task.objects.filter(status=Task.Status.RUNNING, project_id=project_id, concurrency_key__in=list(limits))
             .order_by()
             .values_list("concurrency_key")
             .annotate(n=Count("id"))

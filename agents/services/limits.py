@@ -12,12 +12,12 @@ from agents.flow_models import ConcurrencyLimit
 
 
 @transaction.atomic
-def concurrency_limit_create(*, actor: Any, key: str, max_running: int) -> ConcurrencyLimit:
-    """Limit tasks with ``concurrency_key == key`` to ``max_running`` at once.
+def concurrency_limit_create(*, actor: Any, project: Any, key: str, max_running: int) -> ConcurrencyLimit:
+    """Limit ``project``'s tasks with ``concurrency_key == key`` to ``max_running`` at once.
 
-    Raises ``ValidationError`` naming ``key`` when that key already has a limit.
+    Raises ``ValidationError`` naming ``key`` when that key already has a limit in the project.
     """
-    limit = ConcurrencyLimit(key=key, max_running=max_running, created_by=actor)
+    limit = ConcurrencyLimit(project=project, key=key, max_running=max_running, created_by=actor)
     try:
         with transaction.atomic():
             limit.save(force_insert=True)

@@ -14,6 +14,7 @@ from collections import defaultdict
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F, Q, Sum
 from django.utils import timezone
@@ -53,23 +54,28 @@ def exhausted_budgets() -> Any:
     return Budget.objects.filter(_current_periods(), spent__gte=F("limit"))
 
 
-def exhausted_scopes() -> set[int]:
-    """Orchestra ids whose tasks must not be claimed now."""
-    return set(exhausted_budgets().exclude(orchestra=None).values_list("orchestra_id", flat=True))
+def exhausted_scopes(*, project_id: int) -> tuple[bool, set[int]]:
+    """Whether the project's own budget is spent, and the ids of its orchestras whose budget is."""
+    rows = list(exhausted_budgets().filter(project_id=project_id).values_list("orchestra_id", flat=True))
+    return None in rows, {pk for pk in rows if pk is not None}
 
 
-def budget_check(*, orchestra: Orchestra | None) -> None:
-    """Raise ``BudgetExhausted`` (429, with the reset time) when a budget covering ``orchestra`` is spent."""
-    if orchestra is None:
-        return
-    budget = exhausted_budgets().filter(orchestra=orchestra).order_by("period").first()
+def _covering(*, project_id: int, orchestra_id: int | None) -> Q:
+    return Q(project_id=project_id) & (Q(orchestra=None) | Q(orchestra_id=orchestra_id))
+
+
+def budget_check(*, project_id: int, orchestra: Orchestra | None) -> None:
+    """Raise ``BudgetExhausted`` (429, with the reset time) when a budget of the project, or of
+    ``orchestra``, is spent."""
+    covering = _covering(project_id=project_id, orchestra_id=orchestra.pk if orchestra else None)
+    budget = exhausted_budgets().filter(covering).order_by("period", "id").first()
     if budget is not None:
         raise BudgetExhausted(budget=budget, reset_at=period_reset_at(budget.period, budget.period_start))
 
 
-def _spent_since(*, orchestra_id: int | None, currency: str, since: dt.date) -> Decimal:
+def _spent_since(*, project_id: int, orchestra_id: int | None, currency: str, since: dt.date) -> Decimal:
     records = UsageRecord.objects.filter(
-        currency=currency, created_at__gte=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
+        project_id=project_id, currency=currency, created_at__gte=dt.datetime.combine(since, dt.time(), tzinfo=dt.UTC)
     )
     if orchestra_id is not None:
         records = records.filter(orchestra_id=orchestra_id)
@@ -78,17 +84,23 @@ def _spent_since(*, orchestra_id: int | None, currency: str, since: dt.date) -> 
 
 @transaction.atomic
 def budget_create(
-    *, actor: Any, limit: Decimal, currency: str, period: str, orchestra: Orchestra | None = None
+    *, actor: Any, project: Any, limit: Decimal, currency: str, period: str, orchestra: Orchestra | None = None
 ) -> Budget:
-    """A budget, counting what was already spent in the current period."""
+    """A budget of ``project`` (or of one of its orchestras), counting what was already spent in the
+    current period. Raises ``ValidationError`` naming ``orchestra`` for an orchestra of another project."""
+    if orchestra is not None and orchestra.project_id != project.pk:
+        raise ValidationError({"orchestra": ["The orchestra does not belong to this project."]})
     start = period_start(period)
     budget = Budget.objects.create(
+        project=project,
         orchestra=orchestra,
         limit=limit,
         currency=currency,
         period=period,
         period_start=start,
-        spent=_spent_since(orchestra_id=orchestra.pk if orchestra else None, currency=currency, since=start),
+        spent=_spent_since(
+            project_id=project.pk, orchestra_id=orchestra.pk if orchestra else None, currency=currency, since=start
+        ),
         created_by=actor,
     )
     budget.alerted_percent = max([t for t in THRESHOLDS if budget.spent * 100 >= budget.limit * t], default=0)
@@ -98,6 +110,7 @@ def budget_create(
         actor=actor,
         resource=budget,
         details={"limit": str(limit), "currency": currency, "period": period, "orchestra": budget.orchestra_id},
+        project=project.slug,
     )
     return budget
 
@@ -120,6 +133,7 @@ def budget_update(*, budget: Budget, actor: Any, **changes: Any) -> Budget:
         actor=actor,
         resource=budget,
         details={name: [before[name], str(getattr(budget, name))] for name in changes},
+        project=budget.project.slug,
     )
     return budget
 
@@ -128,15 +142,22 @@ def budget_update(*, budget: Budget, actor: Any, **changes: Any) -> Budget:
 def budget_delete(*, budget: Budget, actor: Any) -> None:
     details = {"limit": str(budget.limit), "currency": budget.currency, "orchestra": budget.orchestra_id}
     pk = budget.pk
+    project = budget.project.slug
     budget.delete()
-    audit.record("budget.deleted", actor=actor, resource_type="agents.budget", resource_id=pk, details=details)
+    audit.record(
+        "budget.deleted",
+        actor=actor,
+        resource_type="agents.budget",
+        resource_id=pk,
+        details=details,
+        project=project,
+    )
 
 
-def _charge(*, orchestra_id: int | None, costs: dict[str, Decimal], now: dt.datetime) -> None:
-    """Add ``costs`` (per currency) to the budgets covering ``orchestra_id``, announcing thresholds."""
-    if orchestra_id is None:
-        return
-    budgets = Budget.objects.select_for_update().filter(orchestra_id=orchestra_id, currency__in=list(costs))
+def _charge(*, project_id: int, orchestra_id: int | None, costs: dict[str, Decimal], now: dt.datetime) -> None:
+    """Add ``costs`` (per currency) to the budgets covering the project and orchestra, announcing thresholds."""
+    covering = _covering(project_id=project_id, orchestra_id=orchestra_id)
+    budgets = Budget.objects.select_for_update().filter(covering, currency__in=list(costs)).select_related("project")
     for budget in budgets.order_by("id"):
         start = period_start(budget.period, now)
         if budget.period_start != start:
@@ -158,6 +179,7 @@ def _charge(*, orchestra_id: int | None, costs: dict[str, Decimal], now: dt.date
                     "orchestra": budget.orchestra_id,
                     "reset_at": period_reset_at(budget.period, start).isoformat(),
                 },
+                project=budget.project.slug,
             )
 
 
@@ -174,6 +196,7 @@ def usage_record(*, task: Task, agent: Agent | None, items: list[dict[str, Any]]
     records = UsageRecord.objects.bulk_create(
         UsageRecord(
             task=task,
+            project_id=task.project_id,
             orchestra_id=task.orchestra_id,
             agent=agent,
             submitter_id=task.submitter_id,
@@ -186,6 +209,7 @@ def usage_record(*, task: Task, agent: Agent | None, items: list[dict[str, Any]]
     costs: dict[str, Decimal] = defaultdict(Decimal)
     for item in items:
         costs[item["currency"]] += item["cost"]
-    _charge(orchestra_id=task.orchestra_id, costs=costs, now=now)
-    transaction.on_commit(lambda: metrics.observe_usage(records))
+    _charge(project_id=task.project_id, orchestra_id=task.orchestra_id, costs=costs, now=now)
+    slug = task.project.slug
+    transaction.on_commit(lambda: metrics.observe_usage(slug, records))
     return records

@@ -112,7 +112,7 @@ TASKS = 120
 def test_32_concurrent_claimers_never_run_more_than_the_limit():
     owner = UserFactory(roles=["operator"])
     orchestra = OrchestraFactory(state="running")
-    ConcurrencyLimit.objects.create(key="openai:gpt-4o", max_running=LIMIT)
+    ConcurrencyLimit.objects.create(project=orchestra.project, key="openai:gpt-4o", max_running=LIMIT)
     apis = []
     for i in range(CLAIMERS):
         agent, raw = services.agent_create(owner=owner, name=f"claimer-{i}", capabilities=[])

@@ -6,8 +6,9 @@ import io
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
-from audit.chain import compute_hash
+from audit.chain import GENESIS_HASH, compute_hash
 from audit.models import AuditEvent
 
 
@@ -33,7 +34,7 @@ def chain(event_factory):
 def test_it_reports_an_intact_chain_and_its_head(chain):
     out = _verify()
     assert "audit chain OK: 5 events verified" in out
-    assert f"head event {chain[-1].pk} hash {chain[-1].hash}" in out
+    assert f"head event {chain[-1].pk} (position {chain[-1].chain_seq}) hash {chain[-1].hash}" in out
 
 
 @pytest.mark.django_db
@@ -95,3 +96,45 @@ def test_it_names_an_event_whose_hash_was_replaced(chain, tamper):
         cursor.execute("UPDATE audit_auditevent SET hash = %s WHERE id = %s", ["f" * 64, chain[3].pk])
     # chain[3] now fails its own hash; the walk stops there, not at chain[4].
     assert f"event {chain[3].pk}:" in str(_broken())
+
+
+def _insert_beside(cursor, *, chain_seq, hash, prev_hash):
+    cursor.execute(
+        "INSERT INTO audit_auditevent (chain_seq, occurred_at, event_type, severity, outcome, actor_name,"
+        " api_key_prefix, user_agent, resource_type, resource_id, action, details, request_id, trace_id,"
+        " prev_hash, hash)"
+        " VALUES (%s, %s, 'auth.login', 'info', 'success', 'ghost', '', '', '', '', '', '{}', '', '', %s, %s)",
+        [chain_seq, timezone.now(), prev_hash, hash],
+    )
+    return AuditEvent.objects.get(actor_name="ghost")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("chain_seq", [0, -3])
+def test_it_names_a_forged_event_placed_before_the_chain(chain, tamper, chain_seq):
+    # Rows at position 0 or below were never read: a forged event there showed in the trail,
+    # and audit_verify said OK. With a hash computed by the book and linked to genesis.
+    forged = AuditEvent(occurred_at=timezone.now(), event_type="auth.login", actor_name="ghost")
+    digest = compute_hash(forged, GENESIS_HASH)
+    with tamper(constraints=False) as cursor:
+        forged = _insert_beside(cursor, chain_seq=chain_seq, hash=digest, prev_hash=GENESIS_HASH)
+    assert f"event {forged.pk}: it links to the genesis hash but its chain_seq is {chain_seq}" in str(_broken())
+
+
+@pytest.mark.django_db
+def test_it_names_a_row_with_a_hash_but_no_position(chain, tamper):
+    with tamper(constraints=False) as cursor:
+        forged = _insert_beside(cursor, chain_seq=None, hash="a" * 64, prev_hash=chain[-1].hash)
+    error = str(_broken())
+    assert f"event {forged.pk}: 1 row(s) outside the verified chain" in error
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_it_names_a_row_sharing_a_position_a_keyset_walk_would_skip(chain, tamper):
+    # Position 2 ends the walk's first chunk (--chunk-size 2): whichever of the two rows there the
+    # chunk holds, the other is never read by "chain_seq > 2". If the real one was read, only the
+    # count of rows at or below the head shows the forged one; either way it is named.
+    with tamper(constraints=False) as cursor:
+        forged = _insert_beside(cursor, chain_seq=chain[1].chain_seq, hash="b" * 64, prev_hash=chain[0].hash)
+    assert f"event {forged.pk}:" in str(_broken())

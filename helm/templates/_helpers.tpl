@@ -121,3 +121,40 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "symphony.containerSecurityContext" -}}
 {{ toYaml .Values.securityContext }}
 {{- end }}
+
+{{/* Signed audit checkpoints: the key, the shared folder and the interval, for the pods that record events. */}}
+{{- define "symphony.auditEnv" -}}
+{{- if .Values.auditCheckpoints.enabled }}
+- name: SYMPHONY_AUDIT_SIGNING_KEY_FILE
+  value: {{ printf "/run/secrets/symphony-audit/%s" .Values.auditCheckpoints.signingKeySecretKey | quote }}
+- name: SYMPHONY_AUDIT_CHECKPOINT_DIR
+  value: /app/audit-checkpoints
+- name: SYMPHONY_AUDIT_CHECKPOINT_EVERY
+  value: {{ .Values.auditCheckpoints.every | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "symphony.auditVolumes" -}}
+{{- if .Values.auditCheckpoints.enabled }}
+- name: audit-signing-key
+  secret:
+    secretName: {{ required "auditCheckpoints.signingKeySecret is required when auditCheckpoints.enabled" .Values.auditCheckpoints.signingKeySecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .Values.auditCheckpoints.signingKeySecretKey }}
+        path: {{ .Values.auditCheckpoints.signingKeySecretKey }}
+- name: audit-checkpoints
+  persistentVolumeClaim:
+    claimName: {{ default (printf "%s-audit-checkpoints" (include "symphony.fullname" .)) .Values.auditCheckpoints.persistence.existingClaim }}
+{{- end }}
+{{- end }}
+
+{{- define "symphony.auditVolumeMounts" -}}
+{{- if .Values.auditCheckpoints.enabled }}
+- name: audit-signing-key
+  mountPath: /run/secrets/symphony-audit
+  readOnly: true
+- name: audit-checkpoints
+  mountPath: /app/audit-checkpoints
+{{- end }}
+{{- end }}

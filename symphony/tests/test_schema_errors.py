@@ -22,12 +22,13 @@ def test_it_documents_the_error_component_and_responses(api):
     echo = schema["paths"]["/api/test/echo/"]["post"]["responses"]
 
     assert error["properties"]["error"]["required"] == ["code", "message", "details", "request_id"]
-    for status in ("400", "401", "403", "404", "405", "429", "500"):
+    for status in ("400", "401", "403", "404", "405", "429", "500", "503"):
         assert listing[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     assert "413" not in listing and "415" not in listing  # nothing to send, nothing to refuse
     assert {"409", "413", "415"} <= set(echo)
     assert "409" not in listing
     assert "Retry-After" in listing["429"]["headers"]
+    assert "Retry-After" in listing["503"]["headers"]
     assert set(listing["200"]["headers"]) >= {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
 
 
