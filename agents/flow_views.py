@@ -10,7 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents import selectors
+from agents import filters, selectors
 from agents.flow_models import Budget, ConcurrencyLimit
 from agents.flow_serializers import (
     BudgetSerializer,
@@ -46,13 +46,10 @@ def _check_key_project(request: Request, project_id: int) -> None:
 
 
 def _scoped(request: Request, queryset: Any) -> Any:
-    """Objects visible to the request: its key's project only, if restricted; ``?project=`` narrows."""
+    """Objects visible to the request: its key's project only, if restricted (``?project=`` is the filter)."""
     restricted = _key_project_id(request)
     if restricted is not None:
         queryset = queryset.filter(project_id=restricted)
-    slug = request.query_params.get("project")
-    if slug:
-        queryset = queryset.filter(project__slug=slug)
     return queryset
 
 
@@ -62,6 +59,7 @@ class ConcurrencyLimitViewSet(
     """At most ``max_running`` tasks with a ``concurrency_key`` run at once; a key without a limit is unlimited."""
 
     serializer_class = ConcurrencyLimitSerializer
+    filterset_class = filters.ConcurrencyLimitFilter
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "orchestra:read",
@@ -117,6 +115,7 @@ class BudgetViewSet(
     """Spend limits per day or month for an orchestra; when spent, its tasks are not claimed or accepted."""
 
     serializer_class = BudgetSerializer
+    filterset_class = filters.BudgetFilter
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "orchestra:read",

@@ -173,3 +173,27 @@ def test_32_concurrent_claimers_never_run_more_than_the_limit():
     assert Task.objects.filter(status="succeeded").count() == TASKS
     assert 1 <= peak[0] <= LIMIT
     assert sampled[0] <= LIMIT
+
+
+@pytest.mark.django_db
+def test_a_limit_counts_only_its_own_projects_tasks(admin_api, project_factory):
+    alpha, beta = project_factory(slug="alpha"), project_factory(slug="beta")
+    r = admin_api.post("/api/v1/concurrency-limits/", {"project": "alpha", "key": "gpu", "max_running": 1})
+    assert r.status_code == 201 and r.json()["project"] == "alpha"
+    # The same key in another project is another limit.
+    r = admin_api.post("/api/v1/concurrency-limits/", {"project": "beta", "key": "gpu", "max_running": 1})
+    assert r.status_code == 201
+    listed = admin_api.get("/api/v1/concurrency-limits/", {"project": "beta"}).json()["results"]
+    assert [x["project"] for x in listed] == ["beta"]
+    owner = admin_api.user
+    workers = {}
+    for project in (alpha, beta):
+        orchestra = OrchestraFactory(state="running", project=project)
+        agent, raw = services.agent_create(owner=owner, name=f"w-{project.slug}", capabilities=[], project=project)
+        orchestra.agents.add(agent)
+        _submit(orchestra, owner, 2, key="gpu")
+        workers[project.slug] = Api(raw)
+    for worker in workers.values():
+        assert len(worker.post("/api/v1/agent/claim/", {"max_tasks": 5}).json()["tasks"]) == 1
+    r = admin_api.post("/api/v1/concurrency-limits/", {"project": "nope", "key": "gpu", "max_running": 1})
+    assert r.status_code == 400 and "project" in r.json()["error"]["details"]

@@ -150,3 +150,22 @@ def test_a_budget_counts_what_was_already_spent_and_refuses_float_limits(admin_a
     assert r.status_code == 400 and "limit" in r.json()["error"]["details"]
     r = admin_api.post("/api/v1/budgets/", {"orchestra": running.pk, "limit": "10", "period": "month"})
     assert Decimal(r.json()["spent"]) == Decimal("2.5")
+
+
+@pytest.mark.django_db
+def test_a_project_budget_stops_every_orchestra_of_that_project_only(admin_api, make_agent, running, project_factory):
+    other = project_factory(slug="other")
+    r = admin_api.post("/api/v1/budgets/", {"project": "default", "limit": "0.01", "period": "month"})
+    assert r.status_code == 201 and r.json()["project"] == "default"
+    worker = make_agent(orchestra=running)
+    task = _claimed(worker, admin_api.user, running)
+    worker.api.post(f"/api/v1/tasks/{task['id']}/complete/", {"attempt": 1, "usage": [GPT]})
+    r = admin_api.post("/api/v1/tasks/", {"orchestra": running.pk, "kind": "echo"})
+    assert r.status_code == 429 and r.json()["error"]["code"] == "budget_exhausted"
+    from agents.tests.factories import OrchestraFactory
+
+    elsewhere = OrchestraFactory(state="running", project=other, name="elsewhere")
+    assert admin_api.post("/api/v1/tasks/", {"orchestra": elsewhere.pk, "kind": "echo"}).status_code == 201
+    by_project = admin_api.get("/api/v1/usage/", {"group_by": "project"}).json()["results"]
+    assert [(row["key"], row["cost"]) for row in by_project] == [("default", "0.0123000000")]
+    assert admin_api.get("/api/v1/usage/", {"project": "other"}).json()["results"] == []
