@@ -15,7 +15,13 @@ from rest_framework.request import Request
 
 import audit
 from accounts import keys
-from accounts.backends import GENERATION_KEY, permissions_generation, user_codes, user_role_names
+from accounts.backends import (
+    GENERATION_KEY,
+    permissions_generation,
+    user_codes,
+    user_project_codes,
+    user_role_names,
+)
 from accounts.models import ApiKey
 
 log = structlog.get_logger(__name__)
@@ -60,6 +66,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         key = self.resolve(raw)
         user = key.owner
         user._api_key_scopes = frozenset(key.scopes_codes)
+        user._api_key_project_id = key.project_id
         self.touch(key)
         return user, key
 
@@ -125,6 +132,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         # Memoised on the owner and pickled with the key: a warm request then needs no further
         # cache round trip for permissions or roles (same generation, so just as fresh).
         user_codes(key.owner)
+        user_project_codes(key.owner)
         user_role_names(key.owner)
         # Stored under the generation read *before* the row was loaded: if a change bumped it
         # meanwhile, the next request sees a newer generation and loads the key again.

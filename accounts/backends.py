@@ -80,14 +80,14 @@ def walk_roles(role_ids: set[int], *, upward: bool) -> set[int]:
 
 
 def compute_user_codes(user: Any) -> frozenset[str]:
-    """Effective catalog codes of an active user from roles (with inheritance) and extra grants."""
+    """Global catalog codes of an active user: global role bindings (with inheritance) and extra grants."""
     from accounts.models import Permission
 
     if not user.is_active:
         return frozenset()
     if user.is_superuser:
         return frozenset(catalog.ALL)
-    role_ids = role_closure(set(user.roles.values_list("id", flat=True)))
+    role_ids = role_closure(set(user.role_bindings.filter(project__isnull=True).values_list("role_id", flat=True)))
     codes = set(Permission.objects.filter(roles__id__in=role_ids).values_list("code", flat=True))
     codes |= set(user.extra_permissions.values_list("code", flat=True))
     return frozenset(codes)
@@ -107,6 +107,57 @@ def user_codes(user: Any) -> frozenset[str]:
         cache.set(key, codes, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
     user._rbac_codes = codes
     return codes
+
+
+def compute_project_codes(user: Any) -> dict[int, frozenset[str]]:
+    """Codes ``user`` holds in each project through project role bindings (global codes not included)."""
+    from accounts.models import Permission, RoleBinding
+
+    if not user.is_active or user.is_superuser:
+        return {}
+    roles: dict[int, set[int]] = {}
+    bindings = RoleBinding.objects.filter(user_id=user.pk, project__isnull=False).values_list("project_id", "role_id")
+    for project_id, role_id in bindings:
+        roles.setdefault(project_id, set()).add(role_id)
+    return {
+        project_id: frozenset(
+            Permission.objects.filter(roles__id__in=role_closure(ids)).values_list("code", flat=True).distinct()
+        )
+        for project_id, ids in roles.items()
+    }
+
+
+def user_project_codes(user: Any) -> dict[int, frozenset[str]]:
+    """Cached ``compute_project_codes`` under the same generation as ``user_codes`` (no query when warm)."""
+    cached = getattr(user, "_rbac_project_codes", None)
+    if cached is not None:
+        return cached
+    if _uncached.get():
+        return compute_project_codes(user)
+    key = f"rbac:projects:{user.pk}:{permissions_generation()}"
+    codes = cache.get(key)
+    if codes is None:
+        codes = compute_project_codes(user)
+        cache.set(key, codes, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    user._rbac_project_codes = codes
+    return codes
+
+
+def object_project_id(obj: Any) -> int | None:
+    """The project an object belongs to: a Project's own id, a project-owned row's ``project_id``."""
+    if obj is None:
+        return None
+    if getattr(getattr(obj, "_meta", None), "label_lower", "") == "accounts.project":
+        return obj.pk
+    return getattr(obj, "project_id", None)
+
+
+def codes_in_project(user: Any, project_id: int | None) -> frozenset[str]:
+    """Codes ``user`` holds in ``project_id`` (global ones included), before any API key limit."""
+    codes = user_codes(user)
+    if project_id is None:
+        return codes
+    return codes | user_project_codes(user).get(project_id, frozenset())
 
 
 def user_role_names(user: Any) -> list[str]:
@@ -147,9 +198,19 @@ class RBACBackend(ModelBackend):
         return set()
 
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
-        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+        """Global permissions without ``obj``; with a Project or a project-owned ``obj``, those held
+        in its project (global and project bindings). A key restricted to a project acts in that
+        project only: its permissions without ``obj`` are those held there."""
+        if not user_obj.is_active or user_obj.is_anonymous:
             return set()
-        codes = set(user_codes(user_obj))
+        key_project = getattr(user_obj, "_api_key_project_id", None)
+        if obj is not None:
+            project_id = object_project_id(obj)
+            if project_id is None or (key_project is not None and project_id != key_project):
+                return set()
+        else:
+            project_id = key_project
+        codes = set(codes_in_project(user_obj, project_id))
         scopes = getattr(user_obj, "_api_key_scopes", None)
         if scopes is not None:
             codes &= scopes

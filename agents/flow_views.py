@@ -10,6 +10,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.access import has_project_perm, scope
 from agents import filters, selectors
 from agents.flow_models import Budget, ConcurrencyLimit
 from agents.flow_serializers import (
@@ -34,23 +35,15 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     return data
 
 
-def _key_project_id(request: Request) -> int | None:
-    """The project an API key is restricted to, if any: it sees and changes nothing of other projects."""
-    return getattr(request.auth, "project_id", None)
-
-
 def _check_key_project(request: Request, project_id: int) -> None:
-    restricted = _key_project_id(request)
-    if restricted is not None and restricted != project_id:
-        raise ValidationError({"project": ["This API key is restricted to another project."]})
+    """Writes need ``orchestra:control`` in the target project (a key restricted to another one has not)."""
+    if not has_project_perm(request.user, "orchestra:control", project_id):
+        raise ValidationError({"project": ["You may not change flow control in this project."]})
 
 
 def _scoped(request: Request, queryset: Any) -> Any:
-    """Objects visible to the request: its key's project only, if restricted (``?project=`` is the filter)."""
-    restricted = _key_project_id(request)
-    if restricted is not None:
-        queryset = queryset.filter(project_id=restricted)
-    return queryset
+    """Objects of the projects where the caller may read orchestras (``?project=`` is the filter)."""
+    return scope(queryset, request.user, "orchestra:read")
 
 
 class ConcurrencyLimitViewSet(
@@ -59,6 +52,7 @@ class ConcurrencyLimitViewSet(
     """At most ``max_running`` tasks with a ``concurrency_key`` run at once; a key without a limit is unlimited."""
 
     serializer_class = ConcurrencyLimitSerializer
+    project_scoped = True
     filterset_class = filters.ConcurrencyLimitFilter
     lookup_value_regex = r"\d+"
     required_perms = {
@@ -99,13 +93,14 @@ class UsageView(viewsets.ViewSet):
     """LLM tokens and cost reported by tasks, summed per group and currency."""
 
     required_perms = {"list": "orchestra:read"}
+    project_scoped = True
 
     @extend_schema(parameters=[UsageQuerySerializer], responses={200: UsageReportSerializer})
     def list(self, request: Request) -> Response:
         serializer = UsageQuerySerializer(data=request.query_params.dict())
         serializer.is_valid(raise_exception=True)
         query = serializer.validated_data
-        rows = selectors.usage_summary(**query, restricted_to=_key_project_id(request))
+        rows = selectors.usage_summary(**query, viewer=request.user)
         return Response(UsageReportSerializer({"group_by": query["group_by"], "results": rows}).data)
 
 
@@ -115,6 +110,7 @@ class BudgetViewSet(
     """Spend limits per day or month for an orchestra; when spent, its tasks are not claimed or accepted."""
 
     serializer_class = BudgetSerializer
+    project_scoped = True
     filterset_class = filters.BudgetFilter
     lookup_value_regex = r"\d+"
     required_perms = {

@@ -52,7 +52,23 @@ def _json_object(value: Any) -> dict[str, Any]:
 # --- agents ---------------------------------------------------------------------------------------
 
 
+def _project_field() -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="slug", read_only=True, help_text="Slug of its project.")
+
+
+def _project_input() -> serializers.SlugRelatedField:
+    from accounts.models import Project
+
+    return serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Project.objects.all(),
+        required=False,
+        help_text="Slug of the project to create it in (default: the key's project, else 'default').",
+    )
+
+
 class AgentSerializer(serializers.ModelSerializer):
+    project = _project_field()
     status = serializers.CharField(source="effective_status", read_only=True, help_text="offline when stale.")
     # Plain values read from Agent properties rather than relation fields over owner, api_key and the
     # orchestras manager: same shapes, but the list page can fill them in bulk (issue 7, see the model).
@@ -66,6 +82,7 @@ class AgentSerializer(serializers.ModelSerializer):
         model = Agent
         fields = [
             "id",
+            "project",
             "name",
             "type",
             "capabilities",
@@ -100,6 +117,7 @@ class AgentWriteSerializer(InputSerializer):
     trust_level = serializers.ChoiceField(choices=Agent.TrustLevel.choices, required=False)
     version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     metadata = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+    project = _project_input()
 
 
 # --- orchestras -----------------------------------------------------------------------------------
@@ -107,10 +125,11 @@ class AgentWriteSerializer(InputSerializer):
 
 class OrchestraSerializer(serializers.ModelSerializer):
     agents = serializers.PrimaryKeyRelatedField(many=True, read_only=True, help_text="Ids of the member agents.")
+    project = _project_field()
 
     class Meta:
         model = Orchestra
-        fields = ["id", "name", "description", "state", "agents", "created_at", "updated_at"]
+        fields = ["id", "project", "name", "description", "state", "agents", "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -118,6 +137,7 @@ class OrchestraWriteSerializer(InputSerializer):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     agents = serializers.PrimaryKeyRelatedField(many=True, queryset=Agent.objects.all(), required=False)
+    project = _project_input()
 
 
 class MembershipSerializer(InputSerializer):
@@ -130,11 +150,13 @@ class MembershipSerializer(InputSerializer):
 class TaskSerializer(serializers.ModelSerializer):
     priority = PriorityField(read_only=True)
     submitter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    project = _project_field()
 
     class Meta:
         model = Task
         fields = [
             "id",
+            "project",
             "orchestra",
             "target_agent",
             "kind",

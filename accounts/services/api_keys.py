@@ -28,6 +28,7 @@ from accounts.models import ApiKey, User
 from accounts.ratelimit import resolve_rate
 from accounts.services.common import (
     held_codes,
+    held_codes_anywhere,
     invalidate_on_commit,
     lock_row,
     require_held,
@@ -164,7 +165,7 @@ def api_key_create(
     """
     actor = actor or owner
     if scopes is None:
-        scopes = sorted(user_codes(owner))
+        scopes = sorted(held_codes_anywhere(owner) if acting_key is None else user_codes(owner))
         if acting_key is not None:
             scopes = sorted(set(scopes) & key_codes(acting_key))
     if rate_limit is None:
@@ -172,7 +173,7 @@ def api_key_create(
     found = {p.code: p for p in resolve_permissions(scopes, field="scopes")}
     _validate_fields(name=name, rate_limit=rate_limit, expires_at=expires_at)
     require_key_covers(actor=actor, acting_key=acting_key, scopes=found, rate_limit=rate_limit, verb="create")
-    require_held(actor, found, field="scopes", what="scope(s)")
+    require_held(actor, found, field="scopes", what="scope(s)", anywhere=True)
     _require_owner_manageable(actor, owner)
     if acting_key is not None and acting_key.project_id is not None:
         if project is not None and project.pk != acting_key.project_id:

@@ -46,6 +46,20 @@ def held_codes(actor: User | None) -> frozenset[str]:
     return codes & scopes if scopes is not None else codes
 
 
+def held_codes_anywhere(actor: User | None) -> frozenset[str]:
+    """``held_codes`` plus what ``actor`` holds in any project: what a key's scopes may name (the key
+    still acts only where the owner holds each code). Never use it for granting roles."""
+    if actor is None:
+        return frozenset(catalog.ALL)
+    from accounts.backends import user_project_codes
+
+    codes = set(user_codes(actor))
+    for project_codes in user_project_codes(actor).values():
+        codes |= project_codes
+    scopes = getattr(actor, "_api_key_scopes", None)
+    return frozenset(codes & scopes if scopes is not None else codes)
+
+
 def role_effective_codes(role_ids: Iterable[int]) -> set[str]:
     """Catalog codes of the given roles and all their ancestors."""
     closure = role_closure(set(role_ids))
@@ -60,10 +74,12 @@ def _potential_codes(user: User) -> set[str]:
     return codes | set(user.extra_permissions.values_list("code", flat=True))
 
 
-def require_held(actor: User | None, codes: Iterable[str], *, field: str, what: str) -> None:
+def require_held(actor: User | None, codes: Iterable[str], *, field: str, what: str, anywhere: bool = False) -> None:
     """Raise ``EscalationRefused`` on ``field`` naming every one of ``codes`` that ``actor`` does
-    not hold (``held_codes``); ``what`` says what was asked for ("scope(s)", "permissions")."""
-    beyond = sorted(set(codes) - held_codes(actor))
+    not hold (``held_codes``; with ``anywhere``, ``held_codes_anywhere``); ``what`` says what was
+    asked for ("scope(s)", "permissions")."""
+    held = held_codes_anywhere(actor) if anywhere else held_codes(actor)
+    beyond = sorted(set(codes) - held)
     if beyond:
         raise EscalationRefused(f"You cannot grant {what} you do not hold: {', '.join(beyond)}.", field=field)
 
