@@ -169,3 +169,27 @@ def test_a_project_budget_stops_every_orchestra_of_that_project_only(admin_api, 
     by_project = admin_api.get("/api/v1/usage/", {"group_by": "project"}).json()["results"]
     assert [(row["key"], row["cost"]) for row in by_project] == [("default", "0.0123000000")]
     assert admin_api.get("/api/v1/usage/", {"project": "other"}).json()["results"] == []
+
+
+@pytest.mark.django_db
+def test_a_member_of_one_project_sees_and_sets_only_its_limits_and_budgets(admin_api, make_api, project_factory):
+    from accounts.models import Role, RoleBinding
+
+    alpha, beta = project_factory(slug="alpha"), project_factory(slug="beta")
+    for slug in ("alpha", "beta"):
+        assert admin_api.post("/api/v1/budgets/", {"project": slug, "limit": "5"}).status_code == 201
+        r = admin_api.post("/api/v1/concurrency-limits/", {"project": slug, "key": "k", "max_running": 1})
+        assert r.status_code == 201
+    from agents.tests.factories import UserFactory
+
+    user = UserFactory()
+    RoleBinding.objects.create(user=user, role=Role.objects.get(name="operator"), project=alpha)
+    member = make_api(user=user)
+    assert [b["project"] for b in member.get("/api/v1/budgets/").json()["results"]] == ["alpha"]
+    assert [x["project"] for x in member.get("/api/v1/concurrency-limits/").json()["results"]] == ["alpha"]
+    beta_budget = admin_api.get("/api/v1/budgets/", {"project": "beta"}).json()["results"][0]["id"]
+    assert member.get(f"/api/v1/budgets/{beta_budget}/").status_code == 404
+    r = member.post("/api/v1/budgets/", {"project": "beta", "limit": "1"})
+    assert r.status_code == 400 and "project" in r.json()["error"]["details"]
+    assert member.post("/api/v1/budgets/", {"project": "alpha", "limit": "1"}).status_code == 201
+    assert beta.budgets.count() == 1
