@@ -86,6 +86,15 @@ EVENT_TYPES: dict[str, str] = {
     "schedule.fired": INFO,
     "schedule.skipped": INFO,
     "schedule.fire_failed": WARNING,
+    # flow control: concurrency limits, budgets
+    "concurrency_limit.created": INFO,
+    "concurrency_limit.updated": INFO,
+    "concurrency_limit.deleted": WARNING,
+    "budget.created": INFO,
+    "budget.updated": INFO,
+    "budget.deleted": WARNING,
+    "budget.threshold_crossed": WARNING,
+    "budget.exhausted": WARNING,
     # system and security
     "system.config.changed": WARNING,
     "system.started": INFO,

@@ -23,6 +23,7 @@ from agents.services.dispatch import (
     task_fail,
     task_reap_expired,
 )
+from agents.services.limits import concurrency_limit_create, concurrency_limit_delete, concurrency_limit_update
 from agents.services.orchestras import (
     orchestra_add_agents,
     orchestra_create,
@@ -33,6 +34,7 @@ from agents.services.orchestras import (
 )
 from agents.services.parking import task_park, task_resume
 from agents.services.tasks import check_json_size, json_size, task_cancel, task_delete, task_retry, task_submit
+from agents.services.usage import budget_check, budget_create, budget_delete, budget_update, usage_record
 
 __all__ = [
     "AGENT_KEY_SCOPES",
@@ -44,7 +46,14 @@ __all__ = [
     "agent_key_reissue",
     "agent_mark_offline",
     "agent_update",
+    "budget_check",
+    "budget_create",
+    "budget_delete",
+    "budget_update",
     "check_json_size",
+    "concurrency_limit_create",
+    "concurrency_limit_delete",
+    "concurrency_limit_update",
     "json_size",
     "lease_seconds_or_default",
     "orchestra_add_agents",
@@ -65,4 +74,5 @@ __all__ = [
     "task_resume",
     "task_retry",
     "task_submit",
+    "usage_record",
 ]
