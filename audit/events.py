@@ -60,6 +60,13 @@ EVENT_TYPES: dict[str, str] = {
     "task.retried": INFO,
     "task.expired": WARNING,
     "task.deleted": WARNING,
+    # webhooks
+    "webhook.created": INFO,
+    "webhook.updated": INFO,
+    "webhook.deleted": WARNING,
+    "webhook.secret_rotated": INFO,
+    "webhook.redelivered": INFO,
+    "webhook.disabled": WARNING,
     # system and security
     "system.config.changed": WARNING,
     "system.started": INFO,

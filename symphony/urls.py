@@ -18,6 +18,7 @@ api_v1 = [
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
     path("", include("agents.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [

@@ -26,6 +26,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Task, TaskAttempt
 from agents.services.tasks import check_json_size
+from audit import hooks
 
 log = structlog.get_logger(__name__)
 
@@ -178,6 +179,7 @@ def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = Non
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
     task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
+    _emit_task_finished(task, "task.succeeded")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
@@ -210,9 +212,30 @@ def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable
         resource=task,
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
+    if not requeued:
+        _emit_task_finished(task, "task.failed")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))
     return task
+
+
+def _emit_task_finished(task: Task, event_type: str) -> None:
+    """Domain event for listeners above agents (webhooks), in this transaction. The result is left
+    out (up to SYMPHONY_TASK_MAX_RESULT_BYTES): subscribers fetch it from the task's URL."""
+    hooks.emit(
+        event_type,
+        project_id=getattr(task, "project_id", None),
+        data={
+            "task": {
+                "id": task.pk,
+                "kind": task.kind,
+                "status": task.status,
+                "attempt": task.attempts,
+                "error": task.error[:1000],
+                "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+            }
+        },
+    )
 
 
 def release_running(*, task_ids: list[int], now: datetime, reason: str) -> tuple[list[int], list[int]]:
@@ -258,6 +281,8 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             project=projects[task_id],
             details={"requeued": task_id in requeued},
         )
+    for task in Task.objects.filter(pk__in=failed) if failed else ():
+        _emit_task_finished(task, "task.failed")
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
 
     def observe() -> None:
