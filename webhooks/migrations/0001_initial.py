@@ -6,79 +6,155 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0006_projects'),
+        ("accounts", "0006_projects"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Webhook',
+            name="Webhook",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('url', models.URLField(help_text='http(s) URL the events are POSTed to.', max_length=2000)),
-                ('events', models.JSONField(default=list, help_text='Event type patterns: exact (task.failed) or a prefix wildcard (workflow.*).')),
-                ('description', models.CharField(blank=True, max_length=500)),
-                ('enabled', models.BooleanField(default=True, help_text='Disabled webhooks get no new deliveries and send none.')),
-                ('secret_encrypted', models.TextField(help_text='The signing secret, encrypted (webhooks/crypto.py). Never shown.')),
-                ('previous_secret_encrypted', models.TextField(blank=True, help_text='The secret before the last rotation.')),
-                ('previous_secret_expires_at', models.DateTimeField(blank=True, help_text='Until then deliveries carry a signature with both secrets.', null=True)),
-                ('consecutive_failures', models.PositiveIntegerField(default=0, help_text='Failed attempts since the last success; at the configured limit it is disabled.')),
-                ('disabled_reason', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('project', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='webhooks', to='accounts.project')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("url", models.URLField(help_text="http(s) URL the events are POSTed to.", max_length=2000)),
+                (
+                    "events",
+                    models.JSONField(
+                        default=list,
+                        help_text="Event type patterns: exact (task.failed) or a prefix wildcard (workflow.*).",
+                    ),
+                ),
+                ("description", models.CharField(blank=True, max_length=500)),
+                (
+                    "enabled",
+                    models.BooleanField(
+                        default=True, help_text="Disabled webhooks get no new deliveries and send none."
+                    ),
+                ),
+                (
+                    "secret_encrypted",
+                    models.TextField(help_text="The signing secret, encrypted (webhooks/crypto.py). Never shown."),
+                ),
+                (
+                    "previous_secret_encrypted",
+                    models.TextField(blank=True, help_text="The secret before the last rotation."),
+                ),
+                (
+                    "previous_secret_expires_at",
+                    models.DateTimeField(
+                        blank=True, help_text="Until then deliveries carry a signature with both secrets.", null=True
+                    ),
+                ),
+                (
+                    "consecutive_failures",
+                    models.PositiveIntegerField(
+                        default=0,
+                        help_text="Failed attempts since the last success; at the configured limit it is disabled.",
+                    ),
+                ),
+                ("disabled_reason", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "project",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="webhooks", to="accounts.project"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='Delivery',
+            name="Delivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('message_id', models.CharField(help_text='webhook-id header: stable across attempts.', max_length=64)),
-                ('event_type', models.CharField(max_length=100)),
-                ('payload', models.JSONField(help_text='The body sent: {type, timestamp, data}.')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='pending', max_length=16)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(help_text='When a sender may take it next (also pushed ahead while a sender holds it).')),
-                ('give_up_at', models.DateTimeField(help_text='No retry is scheduled after this time.')),
-                ('last_status_code', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('last_error', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('webhook', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='webhooks.webhook')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("message_id", models.CharField(help_text="webhook-id header: stable across attempts.", max_length=64)),
+                ("event_type", models.CharField(max_length=100)),
+                ("payload", models.JSONField(help_text="The body sent: {type, timestamp, data}.")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("pending", "Pending"), ("succeeded", "Succeeded"), ("failed", "Failed")],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(
+                        help_text="When a sender may take it next (also pushed ahead while a sender holds it)."
+                    ),
+                ),
+                ("give_up_at", models.DateTimeField(help_text="No retry is scheduled after this time.")),
+                ("last_status_code", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("last_error", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "webhook",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="deliveries", to="webhooks.webhook"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'deliveries',
-                'ordering': ['-id'],
+                "verbose_name_plural": "deliveries",
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='DeliveryAttempt',
+            name="DeliveryAttempt",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('status_code', models.PositiveSmallIntegerField(blank=True, help_text='None: no HTTP answer.', null=True)),
-                ('is_success', models.BooleanField(default=False)),
-                ('latency_ms', models.PositiveIntegerField(default=0)),
-                ('response_excerpt', models.CharField(blank=True, help_text='First bytes of the answer.', max_length=1024)),
-                ('error', models.CharField(blank=True, help_text='Why no answer (timeout, refused, SSRF...).', max_length=500)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('delivery', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attempt_log', to='webhooks.delivery')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField()),
+                (
+                    "status_code",
+                    models.PositiveSmallIntegerField(blank=True, help_text="None: no HTTP answer.", null=True),
+                ),
+                ("is_success", models.BooleanField(default=False)),
+                ("latency_ms", models.PositiveIntegerField(default=0)),
+                (
+                    "response_excerpt",
+                    models.CharField(blank=True, help_text="First bytes of the answer.", max_length=1024),
+                ),
+                (
+                    "error",
+                    models.CharField(
+                        blank=True, help_text="Why no answer (timeout, refused, SSRF...).", max_length=500
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "delivery",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="attempt_log", to="webhooks.delivery"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['delivery_id', 'number'],
-                'constraints': [models.UniqueConstraint(fields=('delivery', 'number'), name='webhooks_attempt_unique')],
+                "ordering": ["delivery_id", "number"],
+                "constraints": [models.UniqueConstraint(fields=("delivery", "number"), name="webhooks_attempt_unique")],
             },
         ),
         migrations.AddIndex(
-            model_name='delivery',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at'], name='webhooks_delivery_due'),
+            model_name="delivery",
+            index=models.Index(
+                condition=models.Q(("status", "pending")), fields=["next_attempt_at"], name="webhooks_delivery_due"
+            ),
         ),
     ]
