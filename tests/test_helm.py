@@ -144,7 +144,7 @@ def test_it_renders_every_resource_the_issue_asks_for():
     for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                  "Ingress", "ServiceMonitor", "ConfigMap", "Secret", "Job", "CronJob", "ServiceAccount"]:  # fmt: skip
         assert kind in kinds, kind
-    assert len(kinds["Deployment"]) == 2  # web + agent worker
+    assert len(kinds["Deployment"]) == 3  # web + agent worker + webhook sender
     worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("agent-worker"))
     container = worker["spec"]["template"]["spec"]["containers"][0]
     assert "--key" not in container["args"]  # the key is in the environment, not on the command line
@@ -215,7 +215,7 @@ def test_it_runs_only_management_commands_that_exist():
             commands |= references.manage_commands_in(json.dumps(manifest["spec"]["template"]["spec"]["containers"]))
     for cron in kinds["CronJob"]:
         commands |= references.manage_commands_in(json.dumps(cron["spec"]["jobTemplate"]["spec"]["template"]))
-    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint"}
+    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint", "run_webhooks"}
     assert commands <= references.management_commands()
 
 
