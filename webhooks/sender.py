@@ -209,6 +209,9 @@ def run_once(*, pool: ThreadPoolExecutor, batch: int) -> int:
             jobs.append((delivery, None, Outcome(None, 0, error=f"secret: {exc}"[:500])))
             continue
         jobs.append((delivery, pool.submit(send, delivery, secrets), None))
-    for delivery, future, outcome in jobs:
-        delivery_record(delivery, outcome or future.result())
+    outcomes = [(delivery, outcome or future.result()) for delivery, future, outcome in jobs]
+    # One commit for the whole batch: per-delivery commits made the database the bottleneck.
+    with transaction.atomic():
+        for delivery, outcome in outcomes:
+            delivery_record(delivery, outcome)
     return len(deliveries)
