@@ -211,6 +211,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Group operations by resource (agents, tasks, roles, ...) rather than one "v1" tag.
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Delivery.status shares its field name with tasks' and agents' status choices.
+    "ENUM_NAME_OVERRIDES": {"WebhookDeliveryStatusEnum": "webhooks.models.Delivery.Status"},
 }
 
 # --- Symphony -----------------------------------------------------------------------------------
