@@ -1,8 +1,9 @@
-"""Routes under /api/v1/: agents/, orchestras/, tasks/ and the agent protocol agent/heartbeat|claim/."""
+"""Routes under /api/v1/: agents/, orchestras/, tasks/ (and their streams), agent/heartbeat|claim/."""
 
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from agents import views
+from agents import stream_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("agents", views.AgentViewSet, basename="agent")
@@ -10,4 +11,8 @@ router.register("orchestras", views.OrchestraViewSet, basename="orchestra")
 router.register("tasks", views.TaskViewSet, basename="task")
 router.register("agent", views.AgentProtocolViewSet, basename="agent-protocol")
 
-urlpatterns = router.urls
+urlpatterns = [
+    # Served by the ASGI stream process in production (nginx routes /stream/ paths there).
+    path("tasks/<int:pk>/stream/", stream_views.task_stream, name="task-stream"),
+    *router.urls,
+]

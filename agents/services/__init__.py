@@ -22,6 +22,8 @@ from agents.services.dispatch import (
     task_fail,
     task_reap_expired,
 )
+from agents.services.events import task_event_append, task_event_purge
+from agents.services.notify import NOTIFY_CHANNEL, task_notify
 from agents.services.orchestras import (
     orchestra_add_agents,
     orchestra_create,
@@ -35,6 +37,7 @@ from agents.services.tasks import check_json_size, json_size, task_cancel, task_
 __all__ = [
     "AGENT_KEY_SCOPES",
     "AGENT_UPDATABLE_FIELDS",
+    "NOTIFY_CHANNEL",
     "_check_trust_change",
     "agent_create",
     "agent_delete",
@@ -55,8 +58,11 @@ __all__ = [
     "task_claim",
     "task_complete",
     "task_delete",
+    "task_event_append",
+    "task_event_purge",
     "task_extend",
     "task_fail",
+    "task_notify",
     "task_reap_expired",
     "task_retry",
     "task_submit",

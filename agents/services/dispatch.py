@@ -25,6 +25,7 @@ from agents.exceptions import (
     NotTaskHolder,
 )
 from agents.models import Agent, Task, TaskAttempt
+from agents.services.notify import task_notify
 from agents.services.tasks import check_json_size
 
 log = structlog.get_logger(__name__)
@@ -106,6 +107,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
         )
         if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
+        task_notify(task_id=task.pk)
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
     log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
     return tasks
@@ -177,6 +179,7 @@ def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = Non
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
     task = Task.objects.select_related("submitter").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
+    task_notify(task_id=task_id)
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
@@ -209,6 +212,7 @@ def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable
         resource=task,
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
+    task_notify(task_id=task_id)
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))
     return task
@@ -255,6 +259,7 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             resource_id=task_id,
             details={"requeued": task_id in requeued},
         )
+        task_notify(task_id=task_id)
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
 
     def observe() -> None:

@@ -19,6 +19,7 @@ from agents.exceptions import (
     TaskStateConflict,
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
+from agents.services.notify import task_notify
 
 log = structlog.get_logger(__name__)
 
@@ -126,6 +127,7 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
     )
     task = Task.objects.get(pk=task_id)
     audit.record("task.cancelled", actor=actor, resource=task, details={"reason": reason})
+    task_notify(task_id=task_id)
     transaction.on_commit(lambda: metrics.observe_outcome("cancelled", None))
     return task
 
@@ -154,6 +156,7 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
         raise TaskStateConflict(f"Only failed or cancelled tasks can be retried; this one is {status}.")
     task = Task.objects.get(pk=task_id)
     audit.record("task.retried", actor=actor, resource=task)
+    task_notify(task_id=task_id)
     return task
 
 
