@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 # Created by the operator before `up` (docs/DEPLOYMENT.md), never committed.
 OPERATOR_SECRETS = ("./secrets/",)
-SYMPHONY_SERVICES = ("migrate", "symphony", "agent")
+SYMPHONY_SERVICES = ("migrate", "symphony", "streams", "agent")
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def compose() -> dict:
 
 def test_it_has_every_service_of_the_stack(compose):
     assert set(compose["services"]) == {
-        "postgres", "redis", "migrate", "symphony", "agent", "nginx", "jaeger", "prometheus", "grafana"
+        "postgres", "redis", "migrate", "symphony", "streams", "agent", "nginx", "jaeger", "prometheus", "grafana"
     }  # fmt: skip
     assert compose["services"]["postgres"]["image"].startswith("postgres:16")
     assert compose["services"]["redis"]["image"].startswith("redis:7")
@@ -88,3 +88,10 @@ def test_it_keeps_the_web_containers_read_only(compose):
         service = compose["services"][name]
         assert service["read_only"] is True
         assert "/tmp" in service["tmpfs"]
+
+
+def test_it_serves_streams_from_the_asgi_process(compose):
+    streams = compose["services"]["streams"]
+    assert streams["command"][:4] == ["python", "-m", "uvicorn", "symphony.asgi:application"]
+    assert streams["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert compose["services"]["nginx"]["depends_on"]["streams"]["condition"] == "service_healthy"

@@ -144,7 +144,13 @@ def test_it_renders_every_resource_the_issue_asks_for():
     for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                  "Ingress", "ServiceMonitor", "ConfigMap", "Secret", "Job", "CronJob", "ServiceAccount"]:  # fmt: skip
         assert kind in kinds, kind
-    assert len(kinds["Deployment"]) == 2  # web + agent worker
+    assert len(kinds["Deployment"]) == 3  # web + streams + agent worker
+    streams = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-streams"))
+    assert streams["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
+        "python", "-m", "uvicorn", "symphony.asgi:application"]  # fmt: skip
+    stream_ingress = next(i for i in kinds["Ingress"] if i["metadata"]["name"].endswith("-streams"))
+    [path] = stream_ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["backend"]["service"]["name"].endswith("-streams") and "stream/" in path["path"]
     worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("agent-worker"))
     container = worker["spec"]["template"]["spec"]["containers"][0]
     assert "--key" not in container["args"]  # the key is in the environment, not on the command line
