@@ -15,7 +15,8 @@ from django.db import connection
 from agents.tests.factories import TaskFactory
 from tests.servers import app_env, free_port, running, wait_for
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+# serialized_rollback: the flush after a transactional test would leave the next test without the seeded data.
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
 
 
 def parse_sse(lines: Any, until: str = "end") -> list[tuple[str | None, str, str]]:
