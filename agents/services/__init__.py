@@ -23,7 +23,7 @@ from agents.services.dispatch import (
     task_reap_expired,
 )
 from agents.services.events import task_event_append, task_event_purge
-from agents.services.notify import NOTIFY_CHANNEL, task_notify
+from agents.services.notify import NOTIFY_CHANNEL, task_notify, tasks_notify
 from agents.services.orchestras import (
     orchestra_add_agents,
     orchestra_create,
@@ -63,6 +63,7 @@ __all__ = [
     "task_extend",
     "task_fail",
     "task_notify",
+    "tasks_notify",
     "task_reap_expired",
     "task_retry",
     "task_submit",

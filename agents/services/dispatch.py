@@ -25,7 +25,7 @@ from agents.exceptions import (
     NotTaskHolder,
 )
 from agents.models import Agent, Task, TaskAttempt
-from agents.services.notify import task_notify
+from agents.services.notify import task_notify, tasks_notify
 from agents.services.tasks import check_json_size
 
 log = structlog.get_logger(__name__)
@@ -107,7 +107,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
         )
         if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
-        task_notify(task_id=task.pk)
+    tasks_notify(task_ids=[task.pk for task in tasks])
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
     log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
     return tasks

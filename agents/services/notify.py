@@ -17,3 +17,12 @@ def task_notify(*, task_id: int) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(task_id)])
+
+
+def tasks_notify(*, task_ids: list[int]) -> None:
+    """``task_notify`` for several tasks in one statement (a claim of many)."""
+    if task_ids and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_notify(%s, id::text) FROM unnest(%s::bigint[]) AS id", [NOTIFY_CHANNEL, list(task_ids)]
+            )
