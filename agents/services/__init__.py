@@ -63,8 +63,8 @@ __all__ = [
     "task_extend",
     "task_fail",
     "task_notify",
-    "tasks_notify",
     "task_reap_expired",
     "task_retry",
     "task_submit",
+    "tasks_notify",
 ]
