@@ -130,6 +130,14 @@ def migrated_template(postgres_cluster) -> str:
 
 
 @pytest.fixture
+def project_factory(db: None):
+    """``project_factory(slug="alpha")`` -> a project (get-or-create by slug)."""
+    from accounts.tests.factories import ProjectFactory
+
+    return ProjectFactory
+
+
+@pytest.fixture
 def spans():
     """Tracing on for this test, exporting synchronously to an in-memory exporter (yielded)."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import default_project_id
 from agents.managers import AgentQuerySet, OrchestraQuerySet, TaskQuerySet
 
 CAPABILITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
@@ -107,7 +108,14 @@ class Agent(models.Model):
         HIGH = "high"
         VERIFIED = "verified"
 
-    name = models.CharField(max_length=100, unique=True, help_text="Unique name of the agent.")
+    name = models.CharField(max_length=100, help_text="Name of the agent, unique in its project.")
+    project = models.ForeignKey(
+        "accounts.Project",
+        on_delete=models.PROTECT,
+        default=default_project_id,
+        related_name="agents",
+        help_text="The project the agent belongs to; it claims only this project's tasks.",
+    )
     type = models.CharField(
         max_length=32, choices=Type.choices, default=Type.CUSTOM, help_text="What the agent is for."
     )
@@ -156,6 +164,7 @@ class Agent(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="agent_unique_name_per_project"),
             models.CheckConstraint(
                 condition=Q(status__in=["active", "idle", "busy", "error", "offline"]), name="agent_status_valid"
             ),
@@ -218,7 +227,14 @@ class Orchestra(models.Model):
         PAUSED = "paused"
         STOPPED = "stopped"
 
-    name = models.CharField(max_length=100, unique=True, help_text="Unique name of the orchestra.")
+    name = models.CharField(max_length=100, help_text="Name of the orchestra, unique in its project.")
+    project = models.ForeignKey(
+        "accounts.Project",
+        on_delete=models.PROTECT,
+        default=default_project_id,
+        related_name="orchestras",
+        help_text="The project the orchestra belongs to; its members and tasks are of the same project.",
+    )
     description = models.TextField(blank=True, max_length=2000)
     state = models.CharField(
         max_length=16, choices=State.choices, default=State.DRAFT, help_text="Only running orchestras dispatch tasks."
@@ -235,6 +251,7 @@ class Orchestra(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="orchestra_unique_name_per_project"),
             models.CheckConstraint(
                 condition=Q(state__in=["draft", "running", "paused", "stopped"]), name="orchestra_state_valid"
             ),
@@ -266,6 +283,13 @@ class Task(models.Model):
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     kind = models.CharField(max_length=100, validators=[validate_kind], help_text="Which handler runs the task.")
+    project = models.ForeignKey(
+        "accounts.Project",
+        on_delete=models.PROTECT,
+        default=default_project_id,
+        related_name="tasks",
+        help_text="The project of the task: always its orchestra's (or its target agent's) project.",
+    )
     input = models.JSONField(
         default=dict,
         blank=True,

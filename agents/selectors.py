@@ -65,7 +65,7 @@ def agent_for_key(api_key: Any) -> Agent | None:
     """The agent an API key is bound to, or None (a user's key, or no key at all)."""
     if api_key is None or not getattr(api_key, "pk", None):
         return None
-    return Agent.objects.filter(api_key_id=api_key.pk).first()
+    return Agent.objects.select_related("project").filter(api_key_id=api_key.pk).first()
 
 
 def task_events(*, task_id: int, after: int = 0, limit: int = 100) -> QuerySet[TaskEvent]:

@@ -1,7 +1,9 @@
 """The server-sent-events endpoints: GET /api/v1/tasks/{id}/stream/ (agents/streams.py explains the design).
 
-Authentication, permission and errors are the sync API's own: a DRF view runs its ``initial()`` (API key
-or session, ``agent:read``, the one error shape) before the stream starts, on the stream pool's threads.
+Authentication, permission, scoping and errors are the sync API's own: the stream asks ``TaskViewSet``
+for the task exactly as ``GET /api/v1/tasks/{id}/`` does (its ``initial()``: API key or session,
+``agent:read``; then its ``get_object()``: the same selector, so a task the viewer may not see is 404),
+before the stream starts, on the stream pool's threads.
 """
 
 from __future__ import annotations
@@ -10,20 +12,21 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
-from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.views import APIView
+from rest_framework.exceptions import ValidationError
 
-from agents import selectors, streams
+from agents import streams
 from agents.models import Task
+from agents.views import TaskViewSet
 
 
-class _TaskStreamGate(APIView):
-    """Never routed: lends the stream views DRF's authentication, permission check and error answers."""
-
-    required_perms = {"GET": "agent:read"}
-
-    def get(self, request: Any, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - never called
-        raise NotImplementedError
+def _task_detail_view(request: HttpRequest, task_id: int) -> TaskViewSet:
+    """``TaskViewSet`` set up as for ``GET /api/v1/tasks/{task_id}/`` (retrieve), without list filters."""
+    view = TaskViewSet(action_map={"get": "retrieve"}, action="retrieve", filter_backends=[])
+    view.get = view.retrieve  # as ``as_view()`` binds it: the permission class checks the method is served
+    view.args, view.kwargs = (), {"pk": str(task_id)}
+    view.request = view.initialize_request(request)
+    view.headers, view.format_kwarg = dict(view.default_response_headers), None
+    return view
 
 
 def _cursor(request: HttpRequest) -> int:
@@ -40,14 +43,11 @@ def _cursor(request: HttpRequest) -> int:
 
 def _open_task_stream(request: HttpRequest, task_id: int) -> tuple[HttpResponse | None, int]:
     """(error response, None) or (None, cursor), after the same checks as GET /api/v1/tasks/{id}/."""
-    view = _TaskStreamGate()
-    view.args, view.kwargs = (), {"pk": task_id}
-    drf_request = view.initialize_request(request)
-    view.request, view.headers, view.format_kwarg = drf_request, dict(view.default_response_headers), None
+    view = _task_detail_view(request, task_id)
+    drf_request = view.request
     try:
         view.initial(drf_request)
-        if not selectors.task_list().filter(pk=task_id).exists():
-            raise NotFound("No such task.")
+        view.get_object()  # the detail view's own lookup: 404 for a task the viewer may not see
         return None, _cursor(request)
     except Exception as exc:  # noqa: BLE001 - handed to DRF's handler, which re-raises what it does not know
         response = view.finalize_response(drf_request, view.handle_exception(exc))

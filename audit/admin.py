@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from audit import export, services
-from audit.chain import HASHED_FIELDS
+from audit.chain import HASHED_FIELDS, OPTIONAL_HASHED_FIELDS
 from audit.events import EVENT_TYPES
 from audit.models import AuditEvent
 
@@ -59,7 +59,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_per_page = 100
     actions = ["export_selected_csv"]
     # The hashed content (details pretty-printed), then the chain links.
-    fields = (*("pretty_details" if f == "details" else f for f in HASHED_FIELDS), "chain_seq", "prev_hash", "hash")
+    fields = (
+        *("pretty_details" if f == "details" else f for f in HASHED_FIELDS),
+        *OPTIONAL_HASHED_FIELDS,
+        "chain_seq",
+        "prev_hash",
+        "hash",
+    )
     readonly_fields = fields
 
     # Read-only: events are only ever added by audit.record() and removed by audit_purge.

@@ -67,13 +67,17 @@ def record(
     details: dict[str, Any] | None = None,
     api_key_prefix: str | None = None,
     ip_address: str | None = None,
+    project: Any = None,
 ) -> AuditEvent:
     """Append an event to the audit trail, inside the caller's transaction.
 
     A rolled-back change therefore leaves no event, and a committed change always has one. Request
     id, IP, user agent, actor and API-key prefix are filled from the current request when there is
     one and they were not given. ``resource`` (a model instance) fills ``resource_type`` and
-    ``resource_id``. Raises ``UnknownEventType`` for a type not in the catalog and ``ValueError``
+    ``resource_id``. ``project`` (a slug, or anything with a ``slug``) names the project the event
+    belongs to; when not given it is taken from ``resource`` if that belongs to a project (has a
+    ``project`` relation) or is one (an ``accounts.project``). Raises ``UnknownEventType`` for a
+    type not in the catalog and ``ValueError``
     for an unknown outcome or severity.
 
     The event is linked into the hash chain by ``audit_seal()``: on PostgreSQL right after the
@@ -99,6 +103,8 @@ def record(
     if resource is not None:
         resource_type = resource_type or resource._meta.label_lower
         resource_id = resource_id or resource.pk
+        if project is None:
+            project = _resource_project(resource)
 
     event = AuditEvent(
         occurred_at=timezone.now(),
@@ -110,6 +116,7 @@ def record(
         api_key_prefix=_text(api_key_prefix, 32),
         ip_address=_normalise_ip(ip_address),
         user_agent=_text(request.headers.get("User-Agent", "") if request is not None else "", 512),
+        project=_text(getattr(project, "slug", project) or "", 64),
         resource_type=_text(resource_type, 64),
         resource_id=_text(resource_id, 64),
         action=_text(action, 64),
@@ -134,6 +141,15 @@ def record(
     # not in the trail, so it is not in the count either.
     transaction.on_commit(metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc)
     return event
+
+
+def _resource_project(resource: models.Model) -> Any:
+    """The project slug of a project-owned model instance, the slug of a project, or None."""
+    if resource._meta.label_lower == "accounts.project":
+        return getattr(resource, "slug", None)
+    if getattr(resource, "project_id", None) is not None:
+        return resource.project  # cached on the instance by the service that loaded it
+    return None
 
 
 def audit_seal(*, batch: int = 1000) -> int:

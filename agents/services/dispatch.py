@@ -100,6 +100,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     )
     waits = []
     for task in tasks:
+        task.project = agent.project  # the claim never crosses projects (claimable)
         audit.record(
             "task.claimed",
             resource=task,
@@ -177,7 +178,7 @@ def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = Non
     ):
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
-    task = Task.objects.select_related("submitter").get(pk=task_id)
+    task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     task_notify(task_id=task_id)
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
@@ -205,7 +206,7 @@ def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable
     if not updated:
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.FAILED, now=now)
-    task = Task.objects.select_related("submitter").get(pk=task_id)
+    task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     requeued = task.status == Task.Status.PENDING
     audit.record(
         "task.failed",
@@ -247,8 +248,9 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     now = now or timezone.now()
     expired = Task.objects.expired_leases(now).order_by("lease_expires_at")
     if connection.features.has_select_for_update_skip_locked:
-        expired = expired.select_for_update(skip_locked=True)
-    ids = list(expired.values_list("id", flat=True)[:limit])
+        expired = expired.select_for_update(skip_locked=True, of=("self",))
+    projects = dict(expired.values_list("id", "project__slug")[:limit])
+    ids = list(projects)
     if not ids:
         return 0
     requeued, failed = release_running(task_ids=ids, now=now, reason="The lease expired and no attempts are left.")
@@ -257,6 +259,7 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             "task.expired",
             resource_type="agents.task",
             resource_id=task_id,
+            project=projects[task_id],
             details={"requeued": task_id in requeued},
         )
         task_notify(task_id=task_id)

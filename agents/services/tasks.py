@@ -68,9 +68,14 @@ def task_submit(
     check_json_size("input", input if input is not None else {}, settings.SYMPHONY_TASK_MAX_INPUT_BYTES)
     if orchestra is None and target_agent is None:
         raise ValidationError({"orchestra": ["A task needs an orchestra (or use agents/{id}/execute/)."]})
+    if orchestra is not None and target_agent is not None and orchestra.project_id != target_agent.project_id:
+        raise ValidationError({"target_agent": ["The agent does not belong to the orchestra's project."]})
     if orchestra is not None and orchestra.state == Orchestra.State.STOPPED:
         raise OrchestraStateConflict(f"Orchestra {orchestra.name} is stopped; start it before submitting tasks.")
+    # A task's project is its destination's; never chosen by the submitter.
+    destination = orchestra if orchestra is not None else target_agent
     task = Task(
+        project_id=destination.project_id,
         kind=kind,
         input=input if input is not None else {},
         orchestra=orchestra,

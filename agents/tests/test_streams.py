@@ -109,3 +109,23 @@ def test_a_stream_replays_then_follows_events_and_status_until_the_task_ends(mak
     assert kinds[-1] == (None, "end")
     live = next(data for _, _, data in received if "live" in data)
     assert arrivals[live] - sent < 5  # woken by NOTIFY, not by the 5 s recheck (a loose bound, not a benchmark)
+
+
+def test_the_stream_and_the_events_see_exactly_the_tasks_task_detail_shows(make_api, orchestra, project_factory):
+    from accounts.models import Role, RoleBinding
+    from agents.tests.factories import OrchestraFactory
+
+    in_project = make_api()
+    RoleBinding.objects.create(user=in_project.user, role=Role.objects.get(name="viewer"), project=orchestra.project)
+    readers = {"in-project": in_project, "global": make_api("viewer"), "nobody": make_api()}
+    tasks = [TaskFactory(orchestra=orchestra), TaskFactory(orchestra=OrchestraFactory(project=project_factory()))]
+    seen = set()
+    for name, reader in readers.items():
+        for task in tasks:
+            detail = reader.get(f"/api/v1/tasks/{task.pk}/").status_code
+            events = reader.get(f"/api/v1/tasks/{task.pk}/events/").status_code
+            # An error is answered before the stream starts; a 200 stream is not read further here.
+            stream = reader.get(f"/api/v1/tasks/{task.pk}/stream/").status_code
+            assert events == stream == detail, (name, task.project_id, detail, events, stream)
+            seen.add(detail)
+    assert {200, 403} <= seen

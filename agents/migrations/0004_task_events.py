@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agents", "0002_attempt_numbers_and_storable_json"),
+        ("agents", "0003_projects"),
     ]
 
     operations = [
