@@ -23,6 +23,7 @@ from symphony_agent.client import (
     ProtocolError,
     ServerUnavailableError,
 )
+from symphony_agent.events import EventBatcher
 from symphony_agent.handlers import (
     DEFAULT_REGISTRY,
     HandlerRegistry,
@@ -37,6 +38,7 @@ from symphony_agent.worker import Worker
 __all__ = [
     "DEFAULT_REGISTRY",
     "Backoff",
+    "EventBatcher",
     "HandlerRegistry",
     "KeyRejectedError",
     "LeaseLostError",
