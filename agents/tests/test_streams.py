@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,23 +16,22 @@ import requests
 from django.db import connection
 
 from agents.tests.factories import TaskFactory
-from tests.servers import app_env, free_port, running, wait_for
+from tests.servers import ROOT, app_env, free_port, running, wait_for
 
 # serialized_rollback: the flush after a transactional test would leave the next test without the seeded data.
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
 
 
-def parse_sse(lines: Any, until: str = "end") -> list[tuple[str | None, str, str]]:
-    """(id, event, data) of each event until ``until`` (comments and ``retry:`` skipped)."""
-    out: list[tuple[str | None, str, str]] = []
+def parse_sse(lines: Any, until: str = "end") -> Iterator[tuple[str | None, str, str]]:
+    """(id, event, data) of each event as it arrives, until ``until`` (comments and ``retry:`` skipped)."""
     current: dict[str, str] = {}
     for raw in lines:
         line = raw.decode() if isinstance(raw, bytes) else raw
         if line == "":
             if "data" in current:
-                out.append((current.get("id"), current.get("event", "message"), current["data"]))
+                yield current.get("id"), current.get("event", "message"), current["data"]
                 if current.get("event") == until:
-                    return out
+                    return
             current = {}
             continue
         if line.startswith(":"):
@@ -37,7 +39,6 @@ def parse_sse(lines: Any, until: str = "end") -> list[tuple[str | None, str, str
             continue
         field, _, value = line.partition(": ")
         current[field] = value
-    return out
 
 
 def uvicorn_env(tmp_path: Path) -> dict[str, str]:
@@ -129,3 +130,86 @@ def test_the_stream_and_the_events_see_exactly_the_tasks_task_detail_shows(make_
             assert events == stream == detail, (name, task.project_id, detail, events, stream)
             seen.add(detail)
     assert {200, 403} <= seen
+
+
+SETUP = """
+import json
+from accounts.models import Role, User
+from accounts.services import api_key_create
+from agents import services
+from agents.models import Orchestra
+owner = User.objects.create(username="owner", is_superuser=True)
+viewer = User.objects.create(username="viewer")
+viewer.roles.set(Role.objects.filter(name="viewer"))
+_, key = api_key_create(owner=viewer, name="watch")
+agent, _ = services.agent_create(owner=owner, name="worker", capabilities=[])
+orchestra = Orchestra.objects.create(name="main", state=Orchestra.State.RUNNING)
+orchestra.agents.add(agent)
+task, _ = services.task_submit(submitter=owner, kind="x", orchestra=orchestra)
+[claimed] = services.task_claim(agent=agent)
+print(json.dumps({"key": key, "task": task.pk, "attempt": claimed.last_attempt}))
+"""
+
+POST = """
+from agents import services
+from agents.models import Agent
+agent = Agent.objects.get(name="worker")
+task_id, attempt, what = {task_id}, {attempt}, {what!r}
+if what == "complete":
+    services.task_complete(task_id=task_id, agent=agent, attempt=attempt, result={{"ok": True}})
+else:
+    services.task_event_append(task_id=task_id, agent=agent, attempt=attempt,
+                               events=[{{"type": "log", "data": {{"message": what}}}}])
+"""
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_on_sqlite_a_stream_sees_what_another_process_writes_through_the_poller(tmp_path):
+    """The embedded default has no notifications: the stream process polls the shared database file."""
+    # Heartbeat and recheck far above the test's waits: only the poller can wake the stream in time.
+    env = app_env(tmp_path, SYMPHONY_STREAM_POLL_SECONDS="0.2", SYMPHONY_STREAM_HEARTBEAT_SECONDS="120",
+                  SYMPHONY_STREAM_RECHECK_SECONDS="120")  # fmt: skip
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    manage(env, "migrate", "--noinput")
+    setup = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
+    task_id, attempt = setup["task"], setup["attempt"]
+    port, server = uvicorn(tmp_path, env)
+    received: list[tuple[str | None, str, str]] = []
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(f"{base}/health/live", timeout=60, process=process) == 200
+
+        def consume() -> None:
+            headers = {"Authorization": f"Bearer {setup['key']}"}
+            with requests.get(f"{base}/api/v1/tasks/{task_id}/stream/", headers=headers, stream=True,
+                              timeout=30) as response:  # fmt: skip
+                assert response.status_code == 200
+                for item in parse_sse(response.iter_lines()):
+                    received.append(item)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        for what, shown in (("from another process", "status"), ("complete", "log")):
+            # Each write waits until the stream showed the step before: the log line is woken by the
+            # poller while the task runs, not replayed at the end.
+            deadline = time.monotonic() + 20
+            while not any(event == shown for _, event, _ in received) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if what == "complete":
+                log_shown_while_running = any(event == "log" for _, event, _ in received)
+            manage(env, "shell", "-c", POST.format(task_id=task_id, attempt=attempt, what=what))
+        reader.join(timeout=30)
+        assert not reader.is_alive()
+    kinds = [(event_id, event) for event_id, event, _ in received]
+    assert log_shown_while_running  # woken by the poller, not replayed once the task had ended
+    assert ("1", "log") in kinds
+    assert "from another process" in next(data for _, event, data in received if event == "log")
+    assert '"status":"succeeded"' in [data for _, event, data in received if event == "status"][-1]
+    assert kinds[-1] == (None, "end")
