@@ -147,16 +147,23 @@ class UserAdminChangeForm(UserChangeForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None:
-            manual = self.instance.role_bindings.filter(source=RoleBinding.Source.MANUAL)
+            manual = self.instance.role_bindings.filter(source=RoleBinding.Source.MANUAL, project__isnull=True)
             self.initial["manual_roles"] = list(manual.values_list("role_id", flat=True))
 
     def service_changes(self) -> dict[str, Any]:
         renamed = {"manual_roles": "roles"}
-        return {
+        changes = {
             renamed.get(f, f): _as_list(self.cleaned_data[f])
             for f in self.changed_data
             if renamed.get(f, f) in USER_FIELDS and f in self.cleaned_data
         }
+        if "roles" in changes and self.instance.pk is not None:
+            # The field edits global roles; the user's project bindings stay as they are.
+            in_projects = self.instance.role_bindings.filter(
+                source=RoleBinding.Source.MANUAL, project__isnull=False
+            ).select_related("role", "project")
+            changes["roles"] = [*changes["roles"], *((b.role, b.project) for b in in_projects)]
+        return changes
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

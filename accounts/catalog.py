@@ -117,6 +117,9 @@ DJANGO_PERMISSIONS: dict[str, str] = {
     "agents.add_task": "agent:execute",
     "agents.change_task": "agent:execute",
     "agents.delete_task": "agent:delete",
+    "workflows.view_workflowrun": "agent:read",
+    "workflows.change_workflowrun": "agent:execute",
+    "workflows.view_approval": "agent:read",
 }
 
 

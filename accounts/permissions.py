@@ -52,9 +52,25 @@ class HasRequiredPermission(permissions.BasePermission):
             return True
         if code is not None and request.user.has_perm(code):
             return True
+        if code is not None and getattr(view, "project_scoped", False):
+            from accounts.access import projects_with
+
+            # Held in some project: the view's queryset shows only those projects' objects.
+            if projects_with(request.user, code):
+                return True
         self._audit_denial(request, view, code)
         if code is not None:
             self.message = f"Permission '{code}' is required."
+        return False
+
+    def has_object_permission(self, request: Request, view: Any, obj: Any) -> bool:
+        if not getattr(view, "project_scoped", False):
+            return True
+        code = required_permission(request, view)
+        if code in (None, PUBLIC, AUTHENTICATED) or request.user.has_perm(code, obj):
+            return True
+        self._audit_denial(request, view, code)
+        self.message = f"Permission '{code}' is required."
         return False
 
     @staticmethod

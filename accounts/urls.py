@@ -6,6 +6,7 @@ from accounts import views
 router = SimpleRouter(trailing_slash=True)
 router.register("permissions", views.PermissionViewSet, basename="permission")
 router.register("roles", views.RoleViewSet, basename="role")
+router.register("projects", views.ProjectViewSet, basename="project")
 router.register("users", views.UserViewSet, basename="user")
 router.register("api-keys", views.ApiKeyViewSet, basename="apikey")
 

@@ -70,3 +70,8 @@ class EventLimitExceeded(exceptions.APIException):
     def __init__(self, setting: str, limit: int, message: str) -> None:
         super().__init__(f"{message} (the limit, {setting}, is {limit}).")
         self.extra_details = {"events": [f"{setting} is {limit}."], "limit": setting}
+class TaskCancelled(LeaseLost):
+    """The caller held this task, but it was cancelled: stop working on it (409)."""
+
+    default_code = "task_cancelled"
+    default_detail = "The task was cancelled: stop working on it."

@@ -270,6 +270,12 @@ class Task(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        # Not claimable: a workflow step whose dependencies have not all succeeded yet,
+        BLOCKED = "blocked"
+        # a task parked until a human decides (an approval step, or a holder that asked mid-task),
+        WAITING_APPROVAL = "waiting_approval"
+        # a parent that completed with wait_for_children until every child has finished.
+        WAITING = "waiting"
 
     class Priority(models.IntegerChoices):
         # Stored as an integer so the claim query orders by it; the API speaks the labels.
@@ -278,7 +284,7 @@ class Task(models.Model):
         HIGH = 2, "high"
         URGENT = 3, "urgent"
 
-    CANCELLABLE = (Status.PENDING, Status.RUNNING)
+    CANCELLABLE = (Status.PENDING, Status.RUNNING, Status.BLOCKED, Status.WAITING_APPROVAL, Status.WAITING)
     RETRYABLE = (Status.FAILED, Status.CANCELLED)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
@@ -346,6 +352,22 @@ class Task(models.Model):
     started_at = models.DateTimeField(null=True, blank=True, help_text="First claim.")
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="Latest claim.")
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Generic fields the orchestration layer (the workflows app) builds on; dispatch knows only these.
+    workflow = models.PositiveBigIntegerField(
+        null=True, blank=True, db_index=True, help_text="Id of the workflow run this task is a step (or child) of."
+    )
+    step_key = models.CharField(max_length=100, blank=True, default="", help_text="The step's key in its workflow.")
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children",
+        help_text="The task whose holder created this one (a child task).",
+    )  # fmt: skip
+    waiting_on = models.PositiveIntegerField(
+        default=0,
+        help_text="How many dependencies (blocked step) or children (waiting parent) are still unfinished.",
+    )
+    resume_context = models.JSONField(
+        null=True, blank=True, help_text="Given to the next claim, e.g. the decision on an approval the task asked for."
+    )
 
     objects = TaskQuerySet.as_manager()
 
@@ -353,7 +375,18 @@ class Task(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "running", "succeeded", "failed", "cancelled"]),
+                condition=Q(
+                    status__in=[
+                        "pending",
+                        "running",
+                        "succeeded",
+                        "failed",
+                        "cancelled",
+                        "blocked",
+                        "waiting_approval",
+                        "waiting",
+                    ]
+                ),
                 name="task_status_valid",
             ),
             models.CheckConstraint(condition=Q(priority__lte=3), name="task_priority_valid"),
@@ -408,6 +441,7 @@ class TaskAttempt(models.Model):
         FAILED = "failed"
         EXPIRED = "expired"
         CANCELLED = "cancelled"
+        PARKED = "parked"  # the holder asked for a human decision and released the lease
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempt_set")
     number = models.PositiveIntegerField()

@@ -6,10 +6,11 @@ from typing import Any
 
 from django.db.models import F, Prefetch, QuerySet
 
+from accounts.access import scope
 from agents.models import Agent, Orchestra, Task, TaskEvent
 
 
-def agent_list(*, for_listing: bool = False) -> QuerySet[Agent]:
+def agent_list(*, viewer: Any = None, code: str = "agent:read", for_listing: bool = False) -> QuerySet[Agent]:
     """Agents with owner, key and orchestra ids loaded (no query per row).
 
     ``for_listing`` (the API's list page) annotates the owner's username and the key's prefix instead
@@ -18,11 +19,14 @@ def agent_list(*, for_listing: bool = False) -> QuerySet[Agent]:
     managers were most of the list's CPU (issue 7's benchmark). Single-object reads keep the full
     rows, because services act on them (revoking the key, auditing the owner).
     """
+    base = Agent.objects.all() if viewer is None else scope(Agent.objects.all(), viewer, code)
     if for_listing:
-        return Agent.objects.annotate(
-            listed_owner_username=F("owner__username"), listed_api_key_prefix=F("api_key__prefix")
-        ).order_by("name", "id")
-    return Agent.objects.select_related("owner", "api_key").prefetch_related("orchestras").order_by("name", "id")
+        return (
+            base.select_related("project")
+            .annotate(listed_owner_username=F("owner__username"), listed_api_key_prefix=F("api_key__prefix"))
+            .order_by("name", "id")
+        )
+    return base.select_related("owner", "api_key", "project").prefetch_related("orchestras").order_by("name", "id")
 
 
 def agent_attach_orchestra_ids(agents: list[Agent]) -> list[Agent]:
@@ -40,24 +44,29 @@ def agent_attach_orchestra_ids(agents: list[Agent]) -> list[Agent]:
     return agents
 
 
-def orchestra_list(*, for_listing: bool = False) -> QuerySet[Orchestra]:
+def orchestra_list(
+    *, viewer: Any = None, code: str = "orchestra:read", for_listing: bool = False
+) -> QuerySet[Orchestra]:
     """Orchestras with their member agents prefetched (ids only on the API's list page, which shows
     nothing else of them: a full Agent row with its JSON fields per member was most of the list's cost)."""
+    base = Orchestra.objects.select_related("project")
+    if viewer is not None:
+        base = scope(base, viewer, code)
     if for_listing:
-        return Orchestra.objects.prefetch_related(Prefetch("agents", queryset=Agent.objects.only("id"))).order_by(
-            "name", "id"
-        )
-    return Orchestra.objects.prefetch_related("agents").order_by("name", "id")
+        return base.prefetch_related(Prefetch("agents", queryset=Agent.objects.only("id"))).order_by("name", "id")
+    return base.prefetch_related("agents").order_by("name", "id")
 
 
-def task_list(*, for_listing: bool = False) -> QuerySet[Task]:
-    """Every task, newest first. Anyone with agent:read sees the whole queue: it is the fleet's.
+def task_list(*, viewer: Any = None, code: str = "agent:read", for_listing: bool = False) -> QuerySet[Task]:
+    """Tasks newest first; with ``viewer``, only those of projects where it holds ``code``.
 
     ``for_listing`` loads only the submitter's username (all TaskSerializer shows of it)."""
-    queryset = Task.objects.select_related("submitter").order_by("-created_at", "-id")
+    queryset = Task.objects.select_related("submitter", "project").order_by("-created_at", "-id")
+    if viewer is not None:
+        queryset = scope(queryset, viewer, code)
     if for_listing:
         fields = [field.name for field in Task._meta.concrete_fields]
-        queryset = queryset.only(*fields, "submitter__username")
+        queryset = queryset.only(*fields, "submitter__username", "project__slug")
     return queryset
 
 

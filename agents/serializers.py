@@ -51,7 +51,23 @@ def _json_object(value: Any) -> dict[str, Any]:
 # --- agents ---------------------------------------------------------------------------------------
 
 
+def _project_field() -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="slug", read_only=True, help_text="Slug of its project.")
+
+
+def _project_input() -> serializers.SlugRelatedField:
+    from accounts.models import Project
+
+    return serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Project.objects.all(),
+        required=False,
+        help_text="Slug of the project to create it in (default: the key's project, else 'default').",
+    )
+
+
 class AgentSerializer(serializers.ModelSerializer):
+    project = _project_field()
     status = serializers.CharField(source="effective_status", read_only=True, help_text="offline when stale.")
     # Plain values read from Agent properties rather than relation fields over owner, api_key and the
     # orchestras manager: same shapes, but the list page can fill them in bulk (issue 7, see the model).
@@ -65,6 +81,7 @@ class AgentSerializer(serializers.ModelSerializer):
         model = Agent
         fields = [
             "id",
+            "project",
             "name",
             "type",
             "capabilities",
@@ -99,6 +116,7 @@ class AgentWriteSerializer(InputSerializer):
     trust_level = serializers.ChoiceField(choices=Agent.TrustLevel.choices, required=False)
     version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     metadata = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+    project = _project_input()
 
 
 # --- orchestras -----------------------------------------------------------------------------------
@@ -106,10 +124,11 @@ class AgentWriteSerializer(InputSerializer):
 
 class OrchestraSerializer(serializers.ModelSerializer):
     agents = serializers.PrimaryKeyRelatedField(many=True, read_only=True, help_text="Ids of the member agents.")
+    project = _project_field()
 
     class Meta:
         model = Orchestra
-        fields = ["id", "name", "description", "state", "agents", "created_at", "updated_at"]
+        fields = ["id", "project", "name", "description", "state", "agents", "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -117,6 +136,7 @@ class OrchestraWriteSerializer(InputSerializer):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     agents = serializers.PrimaryKeyRelatedField(many=True, queryset=Agent.objects.all(), required=False)
+    project = _project_input()
 
 
 class MembershipSerializer(InputSerializer):
@@ -129,11 +149,13 @@ class MembershipSerializer(InputSerializer):
 class TaskSerializer(serializers.ModelSerializer):
     priority = PriorityField(read_only=True)
     submitter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    project = _project_field()
 
     class Meta:
         model = Task
         fields = [
             "id",
+            "project",
             "orchestra",
             "target_agent",
             "kind",
@@ -156,6 +178,10 @@ class TaskSerializer(serializers.ModelSerializer):
             "started_at",
             "claimed_at",
             "finished_at",
+            "workflow",
+            "step_key",
+            "parent",
+            "waiting_on",
         ]
         read_only_fields = fields
 
@@ -246,8 +272,18 @@ class ClaimedTaskSerializer(serializers.ModelSerializer):
             "lease_expires_at",
             "traceparent",
             "orchestra",
+            "workflow",
+            "step_key",
+            "parent",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: Task) -> dict[str, Any]:
+        # What the layers above add to the payload (``upstream`` of a workflow step, an ``approval``
+        # decision): set by the claim enrichers (agents.hooks), documented in docs/workflows.md.
+        data = super().to_representation(instance)
+        data.update(getattr(instance, "claim_extra", None) or {})
+        return data
 
 
 class ClaimResponseSerializer(serializers.Serializer):
@@ -279,6 +315,27 @@ class AnyJSONField(serializers.JSONField):
 
 class CompleteSerializer(_AttemptSerializer):
     result = AnyJSONField(required=False, allow_null=True, default=None, help_text="Any JSON (size-limited).")
+    wait_for_children = serializers.BooleanField(
+        default=False,
+        help_text="Stay waiting until every child task has finished, then succeed with children_results "
+        "(or fail if one did not succeed).",
+    )
+
+
+class ChildTaskSerializer(InputSerializer):
+    kind = serializers.CharField(max_length=100, validators=[validate_kind])
+    input = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+    required_capabilities = CapabilitiesField(required=False, default=list)
+    priority = PriorityField(required=False)
+    max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
+
+
+class ChildrenCreateSerializer(_AttemptSerializer):
+    children = ChildTaskSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class ChildrenCreatedSerializer(serializers.Serializer):
+    children = TaskSerializer(many=True)
 
 
 class FailSerializer(_AttemptSerializer):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
@@ -16,7 +17,8 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import AUTHENTICATED
+from accounts.access import has_project_perm, projects_with
+from accounts.permissions import AUTHENTICATED, required_permission
 from agents import filters, selectors, services
 from agents.exceptions import AgentKeyRequired
 from agents.models import Agent, Orchestra, Task
@@ -25,6 +27,8 @@ from agents.serializers import (
     AgentSerializer,
     AgentWriteSerializer,
     CancelSerializer,
+    ChildrenCreatedSerializer,
+    ChildrenCreateSerializer,
     ClaimResponseSerializer,
     ClaimSerializer,
     CompleteSerializer,
@@ -77,6 +81,29 @@ def _calling_agent(request: Request) -> Agent:
     return agent
 
 
+def _creation_project(request: Request, data: dict[str, Any], code: str) -> Any:
+    """The project a new object goes to: the one asked for, else the key's, else ``default``; refused
+    (400 on ``project``, the same answer as for an unknown slug) where the caller lacks ``code``."""
+    from accounts.models import DEFAULT_PROJECT_SLUG, Project
+
+    project = data.pop("project", None)
+    if project is None:
+        key_project = getattr(request.user, "_api_key_project_id", None)
+        lookup = {"pk": key_project} if key_project else {"slug": DEFAULT_PROJECT_SLUG}
+        project = Project.objects.filter(**lookup).first()
+    if project is None or not has_project_perm(request.user, code, project):
+        raise ValidationError({"project": ["No such project, or you may not create objects in it."]})
+    return project
+
+
+def _require_visible(request: Request, field: str, objects: list[Any], code: str) -> None:
+    """Refuse (400 on ``field``) objects of projects where the caller lacks ``code``."""
+    allowed = projects_with(request.user, code)
+    hidden = [obj.pk for obj in objects if obj is not None and obj.project_id not in allowed]
+    if hidden:
+        raise ValidationError({field: [f'Invalid pk "{hidden[0]}" - object does not exist.']})
+
+
 def _submit(request: Request, data: dict[str, Any], **destination: Any) -> Response:
     with submission_span(kind=str(data.get("kind", ""))):
         task, created = services.task_submit(
@@ -88,7 +115,22 @@ def _submit(request: Request, data: dict[str, Any], **destination: Any) -> Respo
     return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class AgentViewSet(viewsets.ModelViewSet):
+class ProjectScoped:
+    """Querysets limited to the projects where the caller may read: objects of other projects answer
+    404 and lists never show them; the action's own code is then checked in the object's project
+    (``HasRequiredPermission.has_object_permission``: 403 where the caller reads but may not act)."""
+
+    project_scoped = True
+    read_code = "agent:read"
+
+    def _code(self) -> str:
+        code = required_permission(self.request, self)
+        if self.action in ("list", "retrieve") and code and ":" in code:
+            return code
+        return self.read_code
+
+
+class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
     """Agents. Creating one issues its agent-bound API key, shown once in the answer."""
 
     queryset = Agent.objects.none()
@@ -106,7 +148,7 @@ class AgentViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self):
-        return selectors.agent_list(for_listing=self.action == "list")
+        return selectors.agent_list(viewer=self.request.user, code=self._code(), for_listing=self.action == "list")
 
     def paginate_queryset(self, queryset: Any) -> list[Agent] | None:
         page = super().paginate_queryset(queryset)
@@ -116,7 +158,8 @@ class AgentViewSet(viewsets.ModelViewSet):
     @extend_schema(request=AgentWriteSerializer, responses={201: AgentCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = _validated(AgentWriteSerializer, request)
-        agent, raw_key = services.agent_create(owner=request.user, actor=request.user, **data)
+        project = _creation_project(request, data, "agent:create")
+        agent, raw_key = services.agent_create(owner=request.user, actor=request.user, project=project, **data)
         agent.api_key_raw = raw_key  # shown this once; never stored
         return Response(AgentCreatedSerializer(agent).data, status=status.HTTP_201_CREATED)
 
@@ -145,7 +188,9 @@ class AgentViewSet(viewsets.ModelViewSet):
         return _submit(request, _validated(TaskExecuteSerializer, request), target_agent=agent)
 
 
-class OrchestraViewSet(viewsets.ModelViewSet):
+class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
+    read_code = "orchestra:read"
+
     """Orchestras: named ensembles of agents; only running ones dispatch tasks."""
 
     queryset = Orchestra.objects.none()
@@ -168,7 +213,7 @@ class OrchestraViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self):
-        return selectors.orchestra_list(for_listing=self.action == "list")
+        return selectors.orchestra_list(viewer=self.request.user, code=self._code(), for_listing=self.action == "list")
 
     def _answer(self, orchestra: Orchestra, code: int = status.HTTP_200_OK) -> Response:
         return Response(OrchestraSerializer(selectors.orchestra_list().get(pk=orchestra.pk)).data, status=code)
@@ -176,13 +221,18 @@ class OrchestraViewSet(viewsets.ModelViewSet):
     @extend_schema(request=OrchestraWriteSerializer, responses={201: OrchestraSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = _validated(OrchestraWriteSerializer, request)
-        orchestra = services.orchestra_create(actor=request.user, **data)
+        project = _creation_project(request, data, "orchestra:create")
+        _require_visible(request, "agents", data.get("agents") or [], "agent:read")
+        orchestra = services.orchestra_create(actor=request.user, project=project, **data)
         return self._answer(orchestra, status.HTTP_201_CREATED)
 
     @extend_schema(request=OrchestraWriteSerializer, responses=OrchestraSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         orchestra = self.get_object()
         data = _validated(OrchestraWriteSerializer, request, partial=kwargs.get("partial", False))
+        if data.pop("project", orchestra.project) != orchestra.project:
+            raise ValidationError({"project": ["An orchestra's project cannot be changed."]})
+        _require_visible(request, "agents", data.get("agents") or [], "agent:read")
         data = {field: value for field, value in data.items() if field in request.data}
         orchestra = services.orchestra_update(orchestra=orchestra, actor=request.user, **data)
         return self._answer(orchestra)
@@ -230,6 +280,7 @@ class OrchestraViewSet(viewsets.ModelViewSet):
     def add_agents(self, request: Request, pk: str | None = None) -> Response:
         """Add member agents by id."""
         agents = _validated(MembershipSerializer, request)["agents"]
+        _require_visible(request, "agents", agents, "agent:read")
         orchestra = services.orchestra_add_agents(orchestra=self.get_object(), actor=request.user, agents=agents)
         return self._answer(orchestra)
 
@@ -242,7 +293,7 @@ class OrchestraViewSet(viewsets.ModelViewSet):
         return self._answer(orchestra)
 
 
-class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Tasks: submit into an orchestra, watch, cancel and retry; agents extend, complete and fail them."""
 
     queryset = Task.objects.none()
@@ -261,16 +312,18 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "fail": AUTHENTICATED,
         "events": "agent:read",
         "post_events": AUTHENTICATED,
+        "children": AUTHENTICATED,  # POST: the holder's agent key; GET: checked in the action (agent:read)
     }
 
     def get_queryset(self):
-        return selectors.task_list(for_listing=self.action == "list")
+        return selectors.task_list(viewer=self.request.user, code=self._code(), for_listing=self.action == "list")
 
     @extend_schema(request=TaskSubmitSerializer, responses={201: TaskSerializer, 200: TaskSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Submit a task. A repeated ``idempotency_key`` from the same submitter answers 200 with the
         existing task; the ``traceparent`` header (W3C) is kept with the task."""
         data = _validated(TaskSubmitSerializer, request)
+        _require_visible(request, "orchestra", [data.get("orchestra")], "agent:execute")
         return _submit(request, data)
 
     @extend_schema(request=CancelSerializer, responses=TaskSerializer)
@@ -344,6 +397,24 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             "symphony.task.fail", task, **{"symphony.agent": agent.name, "symphony.task.status": task.status}
         )
         return Response(TaskSerializer(task).data)
+
+    @extend_schema(methods=["POST"], request=ChildrenCreateSerializer, responses={201: ChildrenCreatedSerializer})
+    @extend_schema(methods=["GET"], request=None, responses=TaskSerializer(many=True))
+    @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
+    def children(self, request: Request, pk: str) -> Response:
+        """GET: the task's children (agent:read). POST (holder only): create child tasks in the same
+        orchestra and workflow; they are cancelled with the parent."""
+        if request.method == "GET":
+            if not request.user.has_perm("agent:read"):
+                from rest_framework.exceptions import PermissionDenied
+
+                raise PermissionDenied("Listing child tasks needs the agent:read permission.")
+            parent = self.get_object()
+            return Response(TaskSerializer(parent.children.order_by("id"), many=True).data)
+        agent = _calling_agent(request)
+        data = _validated(ChildrenCreateSerializer, request)
+        created = services.task_children_create(task_id=int(pk), agent=agent, **data)
+        return Response({"children": TaskSerializer(created, many=True).data}, status=status.HTTP_201_CREATED)
 
 
 class AgentProtocolViewSet(viewsets.GenericViewSet):

@@ -24,6 +24,10 @@ EVENT_TYPES: dict[str, str] = {
     "authz.role.revoked": INFO,
     "authz.permission.granted": INFO,
     "authz.permission.revoked": INFO,
+    # projects
+    "project.created": INFO,
+    "project.updated": INFO,
+    "project.deleted": WARNING,
     # roles and users
     "role.created": INFO,
     "role.updated": INFO,
@@ -60,6 +64,19 @@ EVENT_TYPES: dict[str, str] = {
     "task.retried": INFO,
     "task.expired": WARNING,
     "task.deleted": WARNING,
+    "task.children_created": INFO,
+    # workflows and approvals
+    "workflow.submitted": INFO,
+    "workflow.steps_unblocked": INFO,
+    "workflow.steps_cancelled": WARNING,
+    "workflow.succeeded": INFO,
+    "workflow.failed": WARNING,
+    "workflow.cancelled": INFO,
+    "workflow.retried": INFO,
+    "approval.requested": INFO,
+    "approval.approved": INFO,
+    "approval.rejected": WARNING,
+    "approval.expired": WARNING,
     # system and security
     "system.config.changed": WARNING,
     "system.started": INFO,

@@ -260,3 +260,38 @@ def test_it_needs_the_signing_key_secret_to_turn_checkpoints_on(schema, values):
     bad["auditCheckpoints"]["enabled"] = True
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(bad)
+
+
+def test_it_runs_every_container_with_the_settings_of_the_compose_file():
+    # `make image-test` runs the image with the Compose file's settings; the chart must not differ.
+    from tests.test_compose import COMPOSE, SYMPHONY_SERVICES, tmpfs_mounts
+
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    web = compose["symphony"]
+    kinds = _by_kind(render({**SECRETS, **EVERYTHING_ON}))
+    pods = [d["spec"]["template"]["spec"] for d in kinds["Deployment"] + kinds["Job"]]
+    pods += [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in kinds["CronJob"]]
+    for pod in pods:
+        [container] = pod["containers"]
+        security = container["securityContext"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        scratch = {path for path, volume in mounts.items() if "emptyDir" in volume}
+        assert scratch == set(tmpfs_mounts(web)), container["name"]
+        assert security["readOnlyRootFilesystem"] is (web["read_only"] is True)
+        assert security["capabilities"]["drop"] == web["cap_drop"]
+        assert security["allowPrivilegeEscalation"] is False and "no-new-privileges:true" in web["security_opt"]
+        # emptyDirs are root's: fsGroup makes them the app's group's, as the tmpfs mode does under Compose.
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {env["PROMETHEUS_MULTIPROC_DIR"], env["SYMPHONY_VAR_DIR"]} <= scratch
+        if env.get("SYMPHONY_AUDIT_CHECKPOINT_DIR"):  # a volume at the same place as Compose's
+            assert f"audit-checkpoints:{env['SYMPHONY_AUDIT_CHECKPOINT_DIR']}" in web["volumes"]
+        assert "GUNICORN_CONTROL_SOCKET" not in env  # off, as under Compose
+    for name in SYMPHONY_SERVICES:
+        assert tmpfs_mounts(compose[name]) == tmpfs_mounts(web), name
+        assert compose[name]["stop_grace_period"] == web["stop_grace_period"]
+    grace = {d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for d in kinds["Deployment"]}
+    assert grace == {int(web["stop_grace_period"].rstrip("s"))}
+    config = kinds["ConfigMap"][0]["data"]
+    assert int(config["GUNICORN_GRACEFUL_TIMEOUT"]) + 5 < min(grace)  # the preStop pause, then gunicorn's own

@@ -14,6 +14,7 @@ from agents.services.agents import (
     agent_mark_offline,
     agent_update,
 )
+from agents.services.children import task_children_create
 from agents.services.dispatch import (
     lease_seconds_or_default,
     task_claim,
@@ -32,6 +33,7 @@ from agents.services.orchestras import (
     orchestra_transition,
     orchestra_update,
 )
+from agents.services.parking import task_park, task_resume
 from agents.services.tasks import check_json_size, json_size, task_cancel, task_delete, task_retry, task_submit
 
 __all__ = [
@@ -55,6 +57,7 @@ __all__ = [
     "orchestra_transition",
     "orchestra_update",
     "task_cancel",
+    "task_children_create",
     "task_claim",
     "task_complete",
     "task_delete",
@@ -63,7 +66,9 @@ __all__ = [
     "task_extend",
     "task_fail",
     "task_notify",
+    "task_park",
     "task_reap_expired",
+    "task_resume",
     "task_retry",
     "task_submit",
     "tasks_notify",

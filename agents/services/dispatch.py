@@ -19,10 +19,11 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 import audit
-from agents import metrics
+from agents import hooks, metrics
 from agents.exceptions import (
     LeaseLost,
     NotTaskHolder,
+    TaskCancelled,
 )
 from agents.models import Agent, Task, TaskAttempt
 from agents.services.notify import task_notify, tasks_notify
@@ -109,6 +110,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
         if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
     tasks_notify(task_ids=[task.pk for task in tasks])
+    hooks.run_claim_enrichers(tasks)
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
     log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
     return tasks
@@ -138,7 +140,7 @@ def _lease_error(*, task_id: int, agent: Agent) -> Exception:
         return NotFound("No such task.")
     if task.agent_id == agent.pk or TaskAttempt.objects.filter(task_id=task_id, agent=agent).exists():
         if task.status == Task.Status.CANCELLED:
-            return LeaseLost("The task was cancelled: stop working on it.")
+            return TaskCancelled()
         if task.status == Task.Status.RUNNING and task.agent_id == agent.pk:
             return LeaseLost(f"This attempt is over: the task is on attempt {task.last_attempt}.")
         return LeaseLost(f"The lease moved on: the task is now {task.status}.")
@@ -168,9 +170,13 @@ def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) 
 
 
 @transaction.atomic
-def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = None) -> Task:
-    """Record the holder's result; the task succeeds. Raises ``PayloadTooLarge`` (413, naming result),
-    ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
+def task_complete(
+    *, task_id: int, agent: Agent, attempt: int, result: Any = None, wait_for_children: bool = False
+) -> Task:
+    """Record the holder's result; the task succeeds (or, with ``wait_for_children`` and unfinished
+    children, waits for them: see ``children.parent_complete``). Transitions that follow (workflow
+    steps unblocked, a waiting parent finished) happen in this same transaction. Raises
+    ``PayloadTooLarge`` (413, naming result), ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
     check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
     now = timezone.now()
     if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(
@@ -181,6 +187,12 @@ def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = Non
     task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     task_notify(task_id=task_id)
+    if wait_for_children:
+        from agents.services.children import parent_complete
+
+        parent_complete(task=task, now=now)
+    if task.status == Task.Status.SUCCEEDED:
+        hooks.run_task_finished(task)
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
@@ -214,6 +226,8 @@ def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
     task_notify(task_id=task_id)
+    if not requeued:
+        hooks.run_task_finished(task)
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))
     return task
@@ -264,6 +278,9 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
         )
         task_notify(task_id=task_id)
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
+    if failed:
+        for task in Task.objects.filter(pk__in=failed):
+            hooks.run_task_finished(task)
 
     def observe() -> None:
         for _ in requeued:

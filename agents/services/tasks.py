@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
-from agents import metrics
+from agents import hooks, metrics
 from agents.exceptions import (
     OrchestraStateConflict,
     PayloadTooLarge,
@@ -126,13 +126,14 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
     )
     if not changed:
         status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
-        raise TaskStateConflict(f"Only pending or running tasks can be cancelled; this one is {status}.")
+        raise TaskStateConflict(f"Only unfinished tasks can be cancelled; this one is {status}.")
     TaskAttempt.objects.filter(task_id=task_id, outcome=TaskAttempt.Outcome.RUNNING).update(
         outcome=TaskAttempt.Outcome.CANCELLED, finished_at=now
     )
     task = Task.objects.get(pk=task_id)
     audit.record("task.cancelled", actor=actor, resource=task, details={"reason": reason})
     task_notify(task_id=task_id)
+    hooks.run_task_finished(task)
     transaction.on_commit(lambda: metrics.observe_outcome("cancelled", None))
     return task
 
@@ -146,6 +147,8 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
     other status.
     """
     now = timezone.now()
+    if Task.objects.filter(pk=task_id, workflow__isnull=False).exists():
+        raise TaskStateConflict("This task is a workflow step: retry its workflow (workflows/{id}/retry/).")
     changed = Task.objects.filter(pk=task_id, status__in=Task.RETRYABLE).update(
         status=Task.Status.PENDING,
         attempts=0,

@@ -118,7 +118,7 @@ def test_it_lists_held_cancelled_tasks_in_the_heartbeat(make_agent, operator_api
     # Completing a cancelled task is refused: the lease is gone.
     r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "late", "attempt": 1})
     assert r.status_code == 409
-    assert r.json()["error"]["code"] == "lease_lost"
+    assert r.json()["error"]["code"] == "task_cancelled"
 
 
 def test_it_completes_once_with_the_result(make_agent, orchestra):

@@ -26,6 +26,7 @@ from symphony_agent.client import (
 from symphony_agent.events import EventBatcher
 from symphony_agent.handlers import (
     DEFAULT_REGISTRY,
+    AwaitingApproval,
     HandlerRegistry,
     PermanentError,
     RetryableError,
@@ -37,6 +38,7 @@ from symphony_agent.worker import Worker
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "AwaitingApproval",
     "Backoff",
     "EventBatcher",
     "HandlerRegistry",

@@ -28,6 +28,14 @@ class TaskCancelled(Exception):
     """Raised by ``TaskContext.check_cancelled()`` once the task was cancelled or its lease was lost."""
 
 
+class AwaitingApproval(Exception):
+    """Raised by ``TaskContext.ask_approval()``: the task is parked server-side until a human decides.
+
+    Let it propagate: the worker then reports nothing (the lease is already released) and the task
+    comes back in a later claim with ``ctx.approval`` set to the decision.
+    """
+
+
 @dataclass
 class TaskContext:
     """What a handler gets: the task as claimed, and the signal that it should stop.
@@ -51,6 +59,8 @@ class TaskContext:
     cancelled: threading.Event = field(default_factory=threading.Event)
     _client: ProtocolClient | None = field(default=None, repr=False, compare=False)
     _events: EventBatcher | None = field(default=None, repr=False, compare=False)
+    #: Set by ``wait_for_children()``: the completion then waits for every child task.
+    waits_for_children: bool = False
 
     @classmethod
     def from_claim(cls, task: dict[str, Any], client: ProtocolClient | None = None) -> TaskContext:
@@ -100,6 +110,42 @@ class TaskContext:
                 return  # a context built by hand (a unit test of a handler): nowhere to send
             self._events = EventBatcher(self._client, self.id, self.attempt)
         self._events.add(type, data)
+
+    @property
+    def upstream(self) -> dict[str, Any]:
+        """A workflow step's dependencies' results, by step key (empty for other tasks)."""
+        return self.task.get("upstream") or {}
+
+    @property
+    def approval(self) -> dict[str, Any] | None:
+        """The decision on the approval this task asked for (``decision``, ``decided_by``, ``comment``),
+        once it was decided; None before or when it never asked."""
+        return self.task.get("approval")
+
+    def create_children(self, children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Create child tasks (``{"kind", "input", ...}`` each) in this task's orchestra and workflow."""
+        assert self._client is not None, "create_children needs a worker's client"
+        return self._client.task_post(self.id, "children", attempt=self.attempt, children=children)["children"]
+
+    def wait_for_children(self) -> None:
+        """Complete as ``waiting`` until every child finished; the task then succeeds with
+        ``children_results`` added to its result (or fails if a child did not succeed)."""
+        self.waits_for_children = True
+
+    def ask_approval(
+        self, question: str, data: dict[str, Any] | None = None, *, approvers: str = "orchestra:control",
+        timeout_seconds: int | None = None,
+    ) -> None:  # fmt: skip
+        """Ask a human mid-task, unless the decision is already here (then return at once: read
+        ``ctx.approval``). Otherwise park the task and raise ``AwaitingApproval``."""
+        if self.approval is not None:
+            return
+        assert self._client is not None, "ask_approval needs a worker's client"
+        body: dict[str, Any] = {"question": question, "data": data or {}, "approvers": approvers}
+        if timeout_seconds is not None:
+            body["timeout_seconds"] = timeout_seconds
+        self._client.task_post(self.id, "approval", attempt=self.attempt, **body)
+        raise AwaitingApproval(question)
 
     @property
     def is_cancelled(self) -> bool:

@@ -1,4 +1,4 @@
-"""Rate limits through the real stack, on the configured cache (LocMem here, Redis with REDIS_URL)."""
+"""Rate limits through the real stack, on the configured cache (the shared SQLite cache here, Redis with REDIS_URL)."""
 
 from __future__ import annotations
 
