@@ -245,8 +245,8 @@ def fast_passwords(settings):
 
 
 @pytest.fixture
-def make_user(db, fast_passwords):
-    """``make_user(username, role="viewer", **fields)``: a user with that seeded role (or none)."""
+def user_with_role(db, fast_passwords):
+    """``user_with_role(username, role="viewer", **fields)``: a user with that seeded role (or none)."""
     from accounts.models import Role, User
 
     def make(username: str = "alice", role: str | None = "viewer", **extra) -> User:
@@ -259,12 +259,12 @@ def make_user(db, fast_passwords):
 
 
 @pytest.fixture
-def make_key(make_user):
+def make_key(user_with_role):
     """``make_key(role, rate_limit="", username=None)``: the raw key of a fresh user holding ``role``."""
     from accounts.services import api_key_create
 
     def make(role: str = "viewer", rate_limit: str = "", username: str | None = None) -> str:
-        user = make_user(username=username or f"{role}-owner", role=role)
+        user = user_with_role(username=username or f"{role}-owner", role=role)
         _key, raw = api_key_create(owner=user, name=f"{role} key", rate_limit=rate_limit)
         return raw
 

@@ -80,6 +80,17 @@ def validate_kind(value: str) -> None:
         )
 
 
+FLOW_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+=-]{0,199}$")
+
+
+def validate_flow_key(value: str) -> None:
+    """Concurrency and fairness keys: printable identifiers such as ``openai:gpt-4o`` or ``customer:42``."""
+    if value and not FLOW_KEY_PATTERN.match(value):
+        raise ValidationError(
+            "A key is 1-200 letters, digits or '_.:/@+=-', starting with a letter or digit.", code="invalid"
+        )
+
+
 class Agent(models.Model):
     """A worker that claims and runs tasks, authenticated by its agent-bound API key."""
 
@@ -368,6 +379,18 @@ class Task(models.Model):
     resume_context = models.JSONField(
         null=True, blank=True, help_text="Given to the next claim, e.g. the decision on an approval the task asked for."
     )
+    # Flow control (agents/services/flow.py): concurrency limits per key, round robin between fairness keys.
+    concurrency_key = models.CharField(
+        max_length=200, blank=True, default="", validators=[validate_flow_key],
+        help_text="Tasks sharing this key count against its concurrency limit (e.g. openai:gpt-4o).",
+    )  # fmt: skip
+    fairness_key = models.CharField(
+        max_length=200, blank=True, default="", validators=[validate_flow_key],
+        help_text="Within one priority, claims take turns between fairness keys (default: user:<submitter id>).",
+    )  # fmt: skip
+    fair_seq = models.BigIntegerField(
+        default=0, help_text="Turn of this task within its fairness key: claims order by it after the priority."
+    )
 
     objects = TaskQuerySet.as_manager()
 
@@ -412,9 +435,22 @@ class Task(models.Model):
             ),
         ]
         indexes = [
-            # The claim query: pending tasks, highest priority first, then oldest.
+            # The claim query: pending tasks, highest priority first, then the fairness turn, then oldest.
             models.Index(
-                models.F("priority").desc(), "created_at", "id", condition=Q(status="pending"), name="task_claim_idx"
+                models.F("priority").desc(),
+                "fair_seq",
+                "created_at",
+                "id",
+                condition=Q(status="pending"),
+                name="task_fair_claim_idx",
+            ),
+            # Submission: the last turn a fairness key holds at a priority.
+            models.Index(
+                fields=["fairness_key", "priority", "fair_seq"], condition=Q(status="pending"), name="task_fair_key_idx"
+            ),
+            # Claims with concurrency limits: how many tasks of a key are running.
+            models.Index(
+                fields=["project", "concurrency_key"], condition=Q(status="running"), name="task_running_key_idx"
             ),
             # The reaper: running tasks by lease expiry.
             models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="task_lease_idx"),
@@ -492,3 +528,6 @@ class TaskEvent(models.Model):
 
     def __str__(self) -> str:
         return f"task {self.task_id} event {self.seq}"
+
+
+from agents.flow_models import Budget, ConcurrencyLimit, UsageRecord  # noqa: E402,F401 - registered with the agents app

@@ -9,7 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Agent, Orchestra, Task, TaskEvent, validate_capabilities, validate_kind
+from agents.flow_serializers import UsageField
+from agents.models import Agent, Orchestra, Task, TaskEvent, validate_capabilities, validate_flow_key, validate_kind
 from symphony.serializers import InputSerializer
 
 
@@ -173,6 +174,8 @@ class TaskSerializer(serializers.ModelSerializer):
             "idempotency_key",
             "traceparent",
             "submitter",
+            "concurrency_key",
+            "fairness_key",
             "created_at",
             "updated_at",
             "started_at",
@@ -197,6 +200,14 @@ class TaskExecuteSerializer(InputSerializer):
     priority = PriorityField(required=False, default="normal")
     max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    concurrency_key = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, validators=[validate_flow_key],
+        help_text="Tasks sharing this key count against its concurrency limit.",
+    )  # fmt: skip
+    fairness_key = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, validators=[validate_flow_key],
+        help_text="Claims take turns between fairness keys within a priority (default: the submitter).",
+    )  # fmt: skip
 
 
 class TaskSubmitSerializer(TaskExecuteSerializer):
@@ -321,6 +332,8 @@ class CompleteSerializer(_AttemptSerializer):
         "(or fail if one did not succeed).",
     )
 
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")
+
 
 class ChildTaskSerializer(InputSerializer):
     kind = serializers.CharField(max_length=100, validators=[validate_kind])
@@ -387,3 +400,4 @@ class TaskEventPageSerializer(serializers.Serializer):
     next_after = serializers.IntegerField(
         allow_null=True, help_text="Pass as ?after= for the next page; null at the end."
     )
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")

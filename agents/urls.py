@@ -3,13 +3,16 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from agents import stream_views, views
+from agents import flow_views, stream_views, views
 
 router = SimpleRouter(trailing_slash=True)
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("orchestras", views.OrchestraViewSet, basename="orchestra")
 router.register("tasks", views.TaskViewSet, basename="task")
 router.register("agent", views.AgentProtocolViewSet, basename="agent-protocol")
+router.register("concurrency-limits", flow_views.ConcurrencyLimitViewSet, basename="concurrency-limit")
+router.register("budgets", flow_views.BudgetViewSet, basename="budget")
+router.register("usage", flow_views.UsageView, basename="usage")
 
 urlpatterns = [
     # Served by the ASGI stream process in production (nginx routes /stream/ paths there).

@@ -67,6 +67,10 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
+# Fires schedules (and approval timeouts) every SYMPHONY_SCHEDULER_TICK_SECONDS.
+env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_scheduler &
+pids+=("$!")
+
 demo() { "$PY" -c "import json; d = json.load(open('$VAR_DIR/demo_agents.json')); print($1)"; }
 
 if [ "$DEMO_WORKERS" -gt 0 ]; then

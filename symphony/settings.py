@@ -357,6 +357,14 @@ SYMPHONY_TASK_MAX_LEASE_SECONDS = env_int("SYMPHONY_TASK_MAX_LEASE_SECONDS", 360
 SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
 # Most steps one workflow run may have (a run is created in one transaction).
 SYMPHONY_WORKFLOW_MAX_STEPS = env_int("SYMPHONY_WORKFLOW_MAX_STEPS", 1000, minimum=1)
+# Seconds between two ticks of manage.py run_scheduler (the finest time a schedule can keep).
+SYMPHONY_SCHEDULER_TICK_SECONDS = env_int("SYMPHONY_SCHEDULER_TICK_SECONDS", 1, minimum=1)
+# Round robin between fairness keys within a priority (off: strictly oldest first within a priority).
+SYMPHONY_TASK_FAIRNESS = env_bool("SYMPHONY_TASK_FAIRNESS", True)
+# LLM usage metrics: at most this many (project, model) series per process (then model="other"), and
+# the currencies that get their own series.
+SYMPHONY_USAGE_METRIC_SERIES = env_int("SYMPHONY_USAGE_METRIC_SERIES", 200, minimum=1)
+SYMPHONY_USAGE_CURRENCIES = env_list("SYMPHONY_USAGE_CURRENCIES", ["USD", "EUR", "GBP"])
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 # Created by the operator before `up` (docs/DEPLOYMENT.md), never committed.
 OPERATOR_SECRETS = ("./secrets/",)
-SYMPHONY_SERVICES = ("migrate", "symphony", "streams", "agent")
+SYMPHONY_SERVICES = ("migrate", "symphony", "streams", "scheduler", "agent")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def compose() -> dict:
 
 def test_it_has_every_service_of_the_stack(compose):
     assert set(compose["services"]) == {
-        "postgres", "redis", "migrate", "symphony", "streams", "agent", "nginx", "jaeger", "prometheus", "grafana"
+        "postgres", "redis", "migrate", "symphony", "streams", "scheduler", "agent", "nginx", "jaeger", "prometheus",
+        "grafana",
     }  # fmt: skip
     assert compose["services"]["postgres"]["image"].startswith("postgres:16")
     assert compose["services"]["redis"]["image"].startswith("redis:7")
@@ -81,7 +82,7 @@ def test_it_runs_only_management_commands_that_exist(compose):
     commands = set()
     for name in SYMPHONY_SERVICES:
         commands |= references.manage_commands_in(" ".join(compose["services"][name].get("command", [])))
-    assert {"migrate", "run_agent"} <= commands
+    assert {"migrate", "run_agent", "run_scheduler"} <= commands
     assert commands <= references.management_commands()
 
 

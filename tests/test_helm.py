@@ -144,13 +144,15 @@ def test_it_renders_every_resource_the_issue_asks_for():
     for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                  "Ingress", "ServiceMonitor", "ConfigMap", "Secret", "Job", "CronJob", "ServiceAccount"]:  # fmt: skip
         assert kind in kinds, kind
-    assert len(kinds["Deployment"]) == 3  # web + streams + agent worker
+    assert len(kinds["Deployment"]) == 4  # web + streams + agent worker + scheduler
     streams = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-streams"))
     assert streams["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
         "python", "-m", "uvicorn", "symphony.asgi:application"]  # fmt: skip
     stream_ingress = next(i for i in kinds["Ingress"] if i["metadata"]["name"].endswith("-streams"))
     [path] = stream_ingress["spec"]["rules"][0]["http"]["paths"]
     assert path["backend"]["service"]["name"].endswith("-streams") and "stream/" in path["path"]
+    scheduler = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-scheduler"))
+    assert scheduler["spec"]["template"]["spec"]["containers"][0]["args"] == ["python", "manage.py", "run_scheduler"]
     worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("agent-worker"))
     container = worker["spec"]["template"]["spec"]["containers"][0]
     assert "--key" not in container["args"]  # the key is in the environment, not on the command line
@@ -221,7 +223,7 @@ def test_it_runs_only_management_commands_that_exist():
             commands |= references.manage_commands_in(json.dumps(manifest["spec"]["template"]["spec"]["containers"]))
     for cron in kinds["CronJob"]:
         commands |= references.manage_commands_in(json.dumps(cron["spec"]["jobTemplate"]["spec"]["template"]))
-    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint"}
+    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint", "run_scheduler"}
     assert commands <= references.management_commands()
 
 
@@ -235,7 +237,8 @@ def test_it_shares_one_checkpoint_volume_and_the_signing_key_with_the_pods_that_
     (claim,) = kinds["PersistentVolumeClaim"]
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # outlives the release
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    recorders = [_web(kinds), *kinds["CronJob"]]
+    scheduler = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-scheduler"))
+    recorders = [_web(kinds), scheduler, *kinds["CronJob"]]
     assert {m["metadata"]["name"] for m in kinds["CronJob"]} == {"symphony-reap-tasks", "symphony-audit-checkpoint"}
     for manifest in recorders:
         pod = _pod(manifest)
@@ -248,7 +251,7 @@ def test_it_shares_one_checkpoint_volume_and_the_signing_key_with_the_pods_that_
         key = volumes[mounts[key_dir]]["secret"]
         assert key["secretName"] == "symphony-audit-key" and key["items"] == [{"key": key_name, "path": key_name}]
     # The migration and the agent worker record nothing themselves: no key there.
-    for manifest in [*kinds["Job"], *(d for d in kinds["Deployment"] if d is not _web(kinds))]:
+    for manifest in [*kinds["Job"], *(d for d in kinds["Deployment"] if d not in (_web(kinds), scheduler))]:
         assert "SYMPHONY_AUDIT_SIGNING_KEY_FILE" not in json.dumps(_pod(manifest))
     mine = render({**SECRETS, **EVERYTHING_ON, "auditCheckpoints.persistence.existingClaim": "audit-worm"})
     assert "PersistentVolumeClaim" not in _by_kind(mine)

@@ -13,3 +13,4 @@ class WorkflowsConfig(AppConfig):
         hooks.register_task_finished(transitions.on_task_finished)
         hooks.register_claim_enricher(transitions.add_upstream)
         hooks.register_periodic(approvals.approval_expire_due)
+        from workflows.scheduling import admin as _schedule_admin  # noqa: F401 - registers the schedules' admin

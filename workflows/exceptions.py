@@ -32,3 +32,11 @@ class SubmitterCannotDecide(exceptions.PermissionDenied):
     default_detail = (
         "This approval must be decided by someone other than who submitted the work (distinct_from_submitter)."
     )
+
+
+class ScheduleOverlap(exceptions.APIException):
+    """overlap=skip and the previous firing's task or run is unfinished (409)."""
+
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "schedule_overlap"
+    default_detail = "The previous firing's work is unfinished and the schedule's overlap is 'skip'."

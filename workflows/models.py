@@ -134,3 +134,7 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"approval #{self.pk} ({self.status})"
+
+
+# Schedules live in their own modules; importing them here registers them with the app.
+from workflows.scheduling.models import Schedule, ScheduleFiring  # noqa: E402, F401

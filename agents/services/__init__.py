@@ -24,6 +24,7 @@ from agents.services.dispatch import (
     task_reap_expired,
 )
 from agents.services.events import task_event_append, task_event_purge
+from agents.services.limits import concurrency_limit_create, concurrency_limit_delete, concurrency_limit_update
 from agents.services.notify import NOTIFY_CHANNEL, task_notify, tasks_notify
 from agents.services.orchestras import (
     orchestra_add_agents,
@@ -35,6 +36,7 @@ from agents.services.orchestras import (
 )
 from agents.services.parking import task_park, task_resume
 from agents.services.tasks import check_json_size, json_size, task_cancel, task_delete, task_retry, task_submit
+from agents.services.usage import budget_check, budget_create, budget_delete, budget_update, usage_record
 
 __all__ = [
     "AGENT_KEY_SCOPES",
@@ -47,7 +49,14 @@ __all__ = [
     "agent_key_reissue",
     "agent_mark_offline",
     "agent_update",
+    "budget_check",
+    "budget_create",
+    "budget_delete",
+    "budget_update",
     "check_json_size",
+    "concurrency_limit_create",
+    "concurrency_limit_delete",
+    "concurrency_limit_update",
     "json_size",
     "lease_seconds_or_default",
     "orchestra_add_agents",
@@ -72,4 +81,5 @@ __all__ = [
     "task_retry",
     "task_submit",
     "tasks_notify",
+    "usage_record",
 ]

@@ -26,8 +26,10 @@ from agents.exceptions import (
     TaskCancelled,
 )
 from agents.models import Agent, Task, TaskAttempt
+from agents.services import flow
 from agents.services.notify import task_notify, tasks_notify
 from agents.services.tasks import check_json_size
+from agents.services.usage import usage_record
 
 log = structlog.get_logger(__name__)
 
@@ -63,13 +65,15 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
 @transaction.atomic
 def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     now = timezone.now()
-    candidates = Task.objects.claimable(agent)
+    candidates = flow.claim_candidates(Task.objects.claimable(agent), project_id=agent.project_id)
+    if candidates is None:  # the project's budget is spent
+        return []
     if connection.features.has_select_for_update_skip_locked:
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
     # Whole rows, not just ids: they are locked (PostgreSQL) or under the write lock (SQLite) until we
     # commit, so they are still pending when updated and the UPDATE's changes can be applied to these
     # copies rather than read back with one more query (issue 7).
-    tasks = list(candidates[:max_tasks])
+    tasks = flow.claim_within_limits(list(candidates[:max_tasks]))
     if not tasks:
         return []
     ids = [task.pk for task in tasks]
@@ -93,7 +97,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     else:  # not expected under the lock; if it ever happens, trust the database, not the copies
         tasks = list(
             Task.objects.filter(pk__in=ids, status=Task.Status.RUNNING, agent=agent).order_by(
-                "-priority", "created_at", "id"
+                "-priority", "fair_seq", "created_at", "id"
             )
         )
     TaskAttempt.objects.bulk_create(
@@ -171,12 +175,19 @@ def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) 
 
 @transaction.atomic
 def task_complete(
-    *, task_id: int, agent: Agent, attempt: int, result: Any = None, wait_for_children: bool = False
+    *,
+    task_id: int,
+    agent: Agent,
+    attempt: int,
+    result: Any = None,
+    wait_for_children: bool = False,
+    usage: list[dict[str, Any]] | None = None,
 ) -> Task:
-    """Record the holder's result; the task succeeds (or, with ``wait_for_children`` and unfinished
-    children, waits for them: see ``children.parent_complete``). Transitions that follow (workflow
-    steps unblocked, a waiting parent finished) happen in this same transaction. Raises
-    ``PayloadTooLarge`` (413, naming result), ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
+    """Record the holder's result and its LLM ``usage``; the task succeeds (or, with
+    ``wait_for_children`` and unfinished children, waits for them: see ``children.parent_complete``).
+    Transitions that follow (workflow steps unblocked, a waiting parent finished) happen in this same
+    transaction. Raises ``PayloadTooLarge`` (413, naming result), ``LeaseLost`` (409) or
+    ``NotTaskHolder`` (403)."""
     check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
     now = timezone.now()
     if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(
@@ -187,6 +198,7 @@ def task_complete(
     task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     task_notify(task_id=task_id)
+    usage_record(task=task, agent=agent, items=usage or [], source="completion")
     if wait_for_children:
         from agents.services.children import parent_complete
 
@@ -199,7 +211,15 @@ def task_complete(
 
 
 @transaction.atomic
-def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable: bool = False) -> Task:
+def task_fail(
+    *,
+    task_id: int,
+    agent: Agent,
+    attempt: int,
+    error: str,
+    retryable: bool = False,
+    usage: list[dict[str, Any]] | None = None,
+) -> Task:
     """Record the holder's failure. A retryable failure with attempts left goes back to pending;
     otherwise the task fails. Raises ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
     now = timezone.now()
@@ -226,6 +246,7 @@ def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
     task_notify(task_id=task_id)
+    usage_record(task=task, agent=agent, items=usage or [], source="failure")
     if not requeued:
         hooks.run_task_finished(task)
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None

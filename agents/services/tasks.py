@@ -19,7 +19,9 @@ from agents.exceptions import (
     TaskStateConflict,
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
+from agents.services import flow
 from agents.services.notify import task_notify
+from agents.services.usage import budget_check
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +55,8 @@ def task_submit(
     max_attempts: int = 3,
     idempotency_key: str | None = None,
     traceparent: str = "",
+    concurrency_key: str = "",
+    fairness_key: str = "",
 ) -> tuple[Task, bool]:
     """Queue a task into ``orchestra`` or for ``target_agent``; return ``(task, created)``.
 
@@ -74,6 +78,7 @@ def task_submit(
         raise OrchestraStateConflict(f"Orchestra {orchestra.name} is stopped; start it before submitting tasks.")
     # A task's project is its destination's; never chosen by the submitter.
     destination = orchestra if orchestra is not None else target_agent
+    budget_check(project_id=destination.project_id, orchestra=orchestra)
     task = Task(
         project_id=destination.project_id,
         kind=kind,
@@ -86,7 +91,10 @@ def task_submit(
         idempotency_key=idempotency_key or "",
         traceparent=traceparent,
         submitter=submitter,
+        concurrency_key=concurrency_key or "",
+        fairness_key=fairness_key or flow.default_fairness_key(submitter),
     )
+    task.fair_seq = flow.fair_seq_next(fairness_key=task.fairness_key, priority=task.priority)
     task.full_clean(exclude=["submitter", "orchestra", "target_agent", "agent"], validate_constraints=False)
     try:
         with transaction.atomic():

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("agents", "0004_workflow_fields"),
+        ("agents", "0005_flow_control"),
     ]
 
     operations = [
