@@ -67,6 +67,17 @@ class PayloadTooLarge(exceptions.APIException):
         self.extra_details = {field: [f"At most {limit} bytes of JSON are accepted; got {size}."]}
 
 
+class EventLimitExceeded(exceptions.APIException):
+    """Too many events in one request, or for one task (413); the message names the setting."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "events_limit_exceeded"
+
+    def __init__(self, setting: str, limit: int, message: str) -> None:
+        super().__init__(f"{message} (the limit, {setting}, is {limit}).")
+        self.extra_details = {"events": [f"{setting} is {limit}."], "limit": setting}
+
+
 class TaskCancelled(LeaseLost):
     """The caller held this task, but it was cancelled: stop working on it (409)."""
 

@@ -498,4 +498,36 @@ class TaskAttempt(models.Model):
         return f"task {self.task_id} attempt {self.number}"
 
 
+class TaskEvent(models.Model):
+    """One progress report, log line or piece of partial output a task's holder posted.
+
+    Append-only and numbered per task (``seq`` from 1): a stream's ``Last-Event-ID`` is the last
+    ``seq`` it saw. Kept after the task ends, for ``SYMPHONY_TASK_EVENT_RETENTION_DAYS``
+    (``manage.py purge_task_events``).
+    """
+
+    class Type(models.TextChoices):
+        PROGRESS = "progress"
+        OUTPUT = "output"
+        LOG = "log"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField(help_text="Position in the task's events, from 1.")
+    type = models.CharField(max_length=16, choices=Type.choices)
+    data = models.JSONField(default=dict, blank=True)
+    attempt = models.PositiveIntegerField(help_text="The attempt whose holder posted the event.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "seq"], name="task_event_seq_unique"),
+            models.CheckConstraint(condition=Q(type__in=["progress", "output", "log"]), name="task_event_type_valid"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="task_event_created_idx")]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} event {self.seq}"
+
+
 from agents.flow_models import Budget, ConcurrencyLimit, UsageRecord  # noqa: E402,F401 - registered with the agents app

@@ -8,7 +8,7 @@ from typing import Any
 from django.db.models import F, Prefetch, QuerySet
 
 from accounts.access import scope
-from agents.models import Agent, Orchestra, Task
+from agents.models import Agent, Orchestra, Task, TaskEvent
 
 
 def agent_list(*, viewer: Any = None, code: str = "agent:read", for_listing: bool = False) -> QuerySet[Agent]:
@@ -76,6 +76,11 @@ def agent_for_key(api_key: Any) -> Agent | None:
     if api_key is None or not getattr(api_key, "pk", None):
         return None
     return Agent.objects.select_related("project").filter(api_key_id=api_key.pk).first()
+
+
+def task_events(*, task_id: int, after: int = 0, limit: int = 100) -> QuerySet[TaskEvent]:
+    """The task's events with ``seq > after``, in order, at most ``limit``. Callers scope the task first."""
+    return TaskEvent.objects.filter(task_id=task_id, seq__gt=after).order_by("seq")[:limit]
 
 
 USAGE_GROUPS = {

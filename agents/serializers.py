@@ -10,7 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from agents.flow_serializers import UsageField
-from agents.models import Agent, Orchestra, Task, validate_capabilities, validate_flow_key, validate_kind
+from agents.models import Agent, Orchestra, Task, TaskEvent, validate_capabilities, validate_flow_key, validate_kind
 from symphony.serializers import InputSerializer
 
 
@@ -355,5 +355,49 @@ class FailSerializer(_AttemptSerializer):
     error = serializers.CharField(max_length=10000, help_text="Why the attempt failed.")
     retryable = serializers.BooleanField(
         default=False, help_text="Put the task back in the queue if attempts are left."
+    )
+
+
+class TaskEventInSerializer(InputSerializer):
+    type = serializers.ChoiceField(choices=TaskEvent.Type.choices, help_text="progress, output or log.")
+    data = AnyJSONField(required=False, default=dict, help_text="Any JSON (size-limited).")
+
+
+class TaskEventPostSerializer(_AttemptSerializer):
+    """One event (``type`` and ``data`` beside ``attempt``) or several (``events``), not both."""
+
+    events = TaskEventInSerializer(many=True, required=False, allow_empty=False)
+    type = serializers.ChoiceField(choices=TaskEvent.Type.choices, required=False)
+    data = AnyJSONField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        raw = self.initial_data.get("events") if isinstance(self.initial_data, dict) else None
+        for index, item in enumerate(raw if isinstance(raw, list) else []):
+            unknown = sorted(set(item) - {"type", "data"}) if isinstance(item, dict) else []
+            if unknown:
+                raise serializers.ValidationError(
+                    {f"events[{index}].{name}": ["Unknown field. Known fields: data, type."] for name in unknown}
+                )
+        if "events" in attrs:
+            if "type" in attrs or "data" in attrs:
+                raise serializers.ValidationError({"events": ["Send either events or one type and data, not both."]})
+            return attrs
+        if "type" not in attrs:
+            raise serializers.ValidationError({"type": ["This field is required (or send a list in events)."]})
+        attrs["events"] = [{"type": attrs.pop("type"), "data": attrs.pop("data", {})}]
+        return attrs
+
+
+class TaskEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TaskEvent
+        fields = ["seq", "type", "data", "attempt", "created_at"]
+        read_only_fields = fields
+
+
+class TaskEventPageSerializer(serializers.Serializer):
+    events = TaskEventSerializer(many=True)
+    next_after = serializers.IntegerField(
+        allow_null=True, help_text="Pass as ?after= for the next page; null at the end."
     )
     usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")

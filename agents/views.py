@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -39,6 +39,9 @@ from agents.serializers import (
     MembershipSerializer,
     OrchestraSerializer,
     OrchestraWriteSerializer,
+    TaskEventPageSerializer,
+    TaskEventPostSerializer,
+    TaskEventSerializer,
     TaskExecuteSerializer,
     TaskSerializer,
     TaskSubmitSerializer,
@@ -51,6 +54,22 @@ def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[
     serializer = serializer_class(data=request.data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+EVENT_PAGE_MAX = 1000
+
+
+def _query_int(request: Request, name: str, *, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValidationError({name: ["A non-negative integer is required."]})
+    return min(value, maximum)
 
 
 def _calling_agent(request: Request) -> Agent:
@@ -290,6 +309,8 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
         "extend": AUTHENTICATED,
         "complete": AUTHENTICATED,
         "fail": AUTHENTICATED,
+        "events": "agent:read",
+        "post_events": AUTHENTICATED,
         "children": AUTHENTICATED,  # POST: the holder's agent key; GET: checked in the action (agent:read)
     }
 
@@ -337,6 +358,33 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
         task = services.task_complete(task_id=int(pk), agent=agent, **_validated(CompleteSerializer, request))
         record_task_step("symphony.task.complete", task, **{"symphony.agent": agent.name})
         return Response(TaskSerializer(task).data)
+
+    @extend_schema(
+        request=None,
+        responses=TaskEventPageSerializer,
+        parameters=[
+            OpenApiParameter("after", int, description="Only events with a larger seq (default 0)."),
+            OpenApiParameter("limit", int, description=f"At most this many (default 100, at most {EVENT_PAGE_MAX})."),
+        ],
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        """The task's events in seq order, after ``?after=``; ``next_after`` is the cursor of the next page."""
+        task = self.get_object()
+        after = _query_int(request, "after", default=0, maximum=2**31 - 1)
+        limit = max(1, _query_int(request, "limit", default=100, maximum=EVENT_PAGE_MAX))
+        rows = list(selectors.task_events(task_id=task.pk, after=after, limit=limit))
+        next_after = rows[-1].seq if len(rows) == limit else None
+        return Response({"events": TaskEventSerializer(rows, many=True).data, "next_after": next_after})
+
+    @extend_schema(request=TaskEventPostSerializer, responses={201: TaskEventSerializer(many=True)})
+    @events.mapping.post
+    def post_events(self, request: Request, pk: str) -> Response:
+        """Holder only: append one event or a list (``events``); 413 names the limit that was passed."""
+        agent = _calling_agent(request)
+        data = _validated(TaskEventPostSerializer, request)
+        rows = services.task_event_append(task_id=int(pk), agent=agent, **data)
+        return Response(TaskEventSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=FailSerializer, responses=TaskSerializer)
     @action(detail=True, methods=["post"], filter_backends=[])

@@ -53,6 +53,13 @@ pids=("$!")
 # The webhook sender (docs/webhooks.md): its own process, so no request ever waits on a receiver.
 "$PY" manage.py run_webhooks &
 pids+=("$!")
+# The ASGI stream process: server-sent events (GET /api/v1/tasks/{id}/stream/) without a sync worker
+# each (docs/agents.md, "Live output"). In production nginx routes the /stream/ paths to it.
+STREAM_PORT="${STREAM_PORT:-8001}"
+env -u PROMETHEUS_MULTIPROC_DIR "$PY" -m uvicorn symphony.asgi:application --host 127.0.0.1 --port "$STREAM_PORT" \
+  --no-access-log --timeout-graceful-shutdown 5 &
+pids+=("$!")
+echo "Task streams: http://127.0.0.1:${STREAM_PORT}/api/v1/tasks/{id}/stream/"
 # However this script ends (Ctrl-C, SIGTERM, gunicorn exiting): stop the workers first, so they can hand
 # back unfinished tasks while the server still answers, then the server.
 stop_all() {

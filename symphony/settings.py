@@ -371,6 +371,17 @@ SYMPHONY_USAGE_CURRENCIES = env_list("SYMPHONY_USAGE_CURRENCIES", ["USD", "EUR",
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
+# Task events and live streams (docs/agents.md "Live output").
+SYMPHONY_TASK_EVENT_MAX_BYTES = env_int("SYMPHONY_TASK_EVENT_MAX_BYTES", 65536, minimum=2)
+SYMPHONY_TASK_EVENT_MAX_BATCH = env_int("SYMPHONY_TASK_EVENT_MAX_BATCH", 100, minimum=1)
+SYMPHONY_TASK_EVENT_MAX_PER_TASK = env_int("SYMPHONY_TASK_EVENT_MAX_PER_TASK", 100000, minimum=1)
+SYMPHONY_TASK_EVENT_RETENTION_DAYS = env_int("SYMPHONY_TASK_EVENT_RETENTION_DAYS", 30, minimum=1)
+SYMPHONY_STREAM_HEARTBEAT_SECONDS = env_float("SYMPHONY_STREAM_HEARTBEAT_SECONDS", 15.0)
+# SQLite has no LISTEN/NOTIFY: streams look at the database this often instead.
+SYMPHONY_STREAM_POLL_SECONDS = env_float("SYMPHONY_STREAM_POLL_SECONDS", 0.5)
+# PostgreSQL streams re-check the database this often even without a notification (a lost LISTEN
+# connection, a change made outside the services).
+SYMPHONY_STREAM_RECHECK_SECONDS = env_float("SYMPHONY_STREAM_RECHECK_SECONDS", 5.0)
 
 # --- webhooks (docs/webhooks.md) ---
 # Refuse URLs resolving to loopback, private, link-local or metadata addresses (creation and delivery).

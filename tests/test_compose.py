@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 # Created by the operator before `up` (docs/DEPLOYMENT.md), never committed.
 OPERATOR_SECRETS = ("./secrets/",)
-SYMPHONY_SERVICES = ("migrate", "symphony", "scheduler", "agent")
+SYMPHONY_SERVICES = ("migrate", "symphony", "streams", "scheduler", "agent")
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,8 @@ def compose() -> dict:
 
 def test_it_has_every_service_of_the_stack(compose):
     assert set(compose["services"]) == {
-        "postgres", "redis", "migrate", "symphony", "scheduler", "webhooks", "agent", "nginx", "jaeger", "prometheus",
+        "postgres", "redis", "migrate", "symphony", "streams", "scheduler", "webhooks", "agent", "nginx", "jaeger",
+        "prometheus",
         "grafana",
     }  # fmt: skip
     assert compose["services"]["postgres"]["image"].startswith("postgres:16")
@@ -126,3 +127,10 @@ def test_it_mounts_a_tmpfs_where_the_image_keeps_its_writable_state(compose):
     env = dict(re.findall(r"([A-Z_]+)=(\S+)", " ".join(i.args for i in stages[-1].all("ENV"))))
     targets = set(tmpfs_mounts(compose["services"]["symphony"]))
     assert {env["SYMPHONY_VAR_DIR"], env["PROMETHEUS_MULTIPROC_DIR"]} <= targets
+
+
+def test_it_serves_streams_from_the_asgi_process(compose):
+    streams = compose["services"]["streams"]
+    assert streams["command"][:4] == ["python", "-m", "uvicorn", "symphony.asgi:application"]
+    assert streams["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert compose["services"]["nginx"]["depends_on"]["streams"]["condition"] == "service_healthy"

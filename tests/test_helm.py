@@ -144,7 +144,13 @@ def test_it_renders_every_resource_the_issue_asks_for():
     for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                  "Ingress", "ServiceMonitor", "ConfigMap", "Secret", "Job", "CronJob", "ServiceAccount"]:  # fmt: skip
         assert kind in kinds, kind
-    assert len(kinds["Deployment"]) == 4  # web + agent worker + scheduler + webhook sender
+    assert len(kinds["Deployment"]) == 5  # web + streams + agent worker + scheduler + webhook sender
+    streams = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-streams"))
+    assert streams["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
+        "python", "-m", "uvicorn", "symphony.asgi:application"]  # fmt: skip
+    stream_ingress = next(i for i in kinds["Ingress"] if i["metadata"]["name"].endswith("-streams"))
+    [path] = stream_ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["backend"]["service"]["name"].endswith("-streams") and "stream/" in path["path"]
     scheduler = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-scheduler"))
     assert scheduler["spec"]["template"]["spec"]["containers"][0]["args"] == ["python", "manage.py", "run_scheduler"]
     worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("agent-worker"))

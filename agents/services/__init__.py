@@ -23,7 +23,9 @@ from agents.services.dispatch import (
     task_fail,
     task_reap_expired,
 )
+from agents.services.events import task_event_append, task_event_purge
 from agents.services.limits import concurrency_limit_create, concurrency_limit_delete, concurrency_limit_update
+from agents.services.notify import NOTIFY_CHANNEL, task_notify, tasks_notify
 from agents.services.orchestras import (
     orchestra_add_agents,
     orchestra_create,
@@ -39,6 +41,7 @@ from agents.services.usage import budget_check, budget_create, budget_delete, bu
 __all__ = [
     "AGENT_KEY_SCOPES",
     "AGENT_UPDATABLE_FIELDS",
+    "NOTIFY_CHANNEL",
     "_check_trust_change",
     "agent_create",
     "agent_delete",
@@ -67,12 +70,16 @@ __all__ = [
     "task_claim",
     "task_complete",
     "task_delete",
+    "task_event_append",
+    "task_event_purge",
     "task_extend",
     "task_fail",
+    "task_notify",
     "task_park",
     "task_reap_expired",
     "task_resume",
     "task_retry",
     "task_submit",
+    "tasks_notify",
     "usage_record",
 ]

@@ -27,6 +27,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Task, TaskAttempt
 from agents.services import flow
+from agents.services.notify import task_notify, tasks_notify
 from agents.services.tasks import check_json_size
 from agents.services.usage import usage_record
 from audit import hooks as domain_events
@@ -113,6 +114,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
         )
         if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
+    tasks_notify(task_ids=[task.pk for task in tasks])
     hooks.run_claim_enrichers(tasks)
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
     log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
@@ -196,6 +198,7 @@ def task_complete(
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
     task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
+    task_notify(task_id=task_id)
     usage_record(task=task, agent=agent, items=usage or [], source="completion")
     if wait_for_children:
         from agents.services.children import parent_complete
@@ -245,6 +248,7 @@ def task_fail(
         resource=task,
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
+    task_notify(task_id=task_id)
     usage_record(task=task, agent=agent, items=usage or [], source="failure")
     if not requeued:
         hooks.run_task_finished(task)
@@ -316,6 +320,7 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             project=projects[task_id],
             details={"requeued": task_id in requeued},
         )
+        task_notify(task_id=task_id)
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
     for task in Task.objects.filter(pk__in=failed) if failed else ():
         _emit_task_finished(task, "task.failed")

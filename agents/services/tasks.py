@@ -20,6 +20,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
 from agents.services import flow
+from agents.services.notify import task_notify
 from agents.services.usage import budget_check
 
 log = structlog.get_logger(__name__)
@@ -139,6 +140,7 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
     )
     task = Task.objects.get(pk=task_id)
     audit.record("task.cancelled", actor=actor, resource=task, details={"reason": reason})
+    task_notify(task_id=task_id)
     hooks.run_task_finished(task)
     transaction.on_commit(lambda: metrics.observe_outcome("cancelled", None))
     return task
@@ -170,6 +172,7 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
         raise TaskStateConflict(f"Only failed or cancelled tasks can be retried; this one is {status}.")
     task = Task.objects.get(pk=task_id)
     audit.record("task.retried", actor=actor, resource=task)
+    task_notify(task_id=task_id)
     return task
 
 

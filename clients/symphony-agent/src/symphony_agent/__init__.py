@@ -23,6 +23,7 @@ from symphony_agent.client import (
     ProtocolError,
     ServerUnavailableError,
 )
+from symphony_agent.events import EventBatcher
 from symphony_agent.handlers import (
     DEFAULT_REGISTRY,
     AwaitingApproval,
@@ -39,6 +40,7 @@ __all__ = [
     "DEFAULT_REGISTRY",
     "AwaitingApproval",
     "Backoff",
+    "EventBatcher",
     "HandlerRegistry",
     "KeyRejectedError",
     "LeaseLostError",

@@ -366,6 +366,8 @@ class Worker:
                     )
                 return
             outcome, value = await self._call(func, running)
+            # The events first: whoever watches the task's stream sees them all before its end.
+            await asyncio.to_thread(ctx.close_events)
             if not running.settle():
                 return  # cancelled, lease lost, or handed back: the result is not ours to report
             if outcome == "parked":
