@@ -256,3 +256,36 @@ class ApiKeyCreateSerializer(InputSerializer):
         required=False,
         help_text="Username of the owner (default: you). Another owner needs user:update.",
     )
+
+
+class AccessCheckQuerySerializer(InputSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all(), help_text="Username.")
+    permission = serializers.SlugRelatedField(
+        slug_field="code", queryset=Permission.objects.all(), help_text="A catalog code, e.g. agent:execute."
+    )
+    project = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Project.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="A project's slug; omitted: globally.",
+    )
+
+
+class AccessGrantSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["role", "extra_permission", "superuser"])
+    role = serializers.CharField(allow_null=True, help_text="The role bound to the user (kind role).")
+    project = serializers.CharField(allow_null=True, help_text="The binding's project; null: a global binding.")
+    source = serializers.CharField(allow_null=True, help_text="manual or sso (kind role).")
+    inherited_from = serializers.CharField(
+        allow_null=True, help_text="The ancestor role holding the code, when inherited."
+    )
+
+
+class AccessCheckSerializer(serializers.Serializer):
+    user = serializers.CharField()
+    permission = serializers.CharField()
+    project = serializers.CharField(allow_null=True)
+    allowed = serializers.BooleanField()
+    is_active = serializers.BooleanField()
+    through = AccessGrantSerializer(many=True, help_text="Every grant that gives the code; empty when denied.")

@@ -10,4 +10,8 @@ router.register("projects", views.ProjectViewSet, basename="project")
 router.register("users", views.UserViewSet, basename="user")
 router.register("api-keys", views.ApiKeyViewSet, basename="apikey")
 
-urlpatterns = [path("me/", views.MeView.as_view(), name="me"), *router.urls]
+urlpatterns = [
+    path("me/", views.MeView.as_view(), name="me"),
+    path("access/check/", views.AccessCheckView.as_view(), name="access-check"),
+    *router.urls,
+]

@@ -18,12 +18,15 @@ from rest_framework.views import APIView
 
 import audit
 from accounts import selectors, services
+from accounts.access import access_explain
 from accounts.backends import codes_in_project, user_project_role_names, user_role_names
 from accounts.exceptions import EscalationRefused
 from accounts.filters import ApiKeyFilter, PermissionFilter, RoleFilter, UserFilter
 from accounts.models import ApiKey, Permission, Project, Role, User
 from accounts.permissions import AUTHENTICATED
 from accounts.serializers import (
+    AccessCheckQuerySerializer,
+    AccessCheckSerializer,
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
@@ -109,6 +112,22 @@ def _me_projects(user: User) -> list[dict[str, Any]]:
             {"project": slug, "roles": roles, "permissions": sorted(codes & scopes if scopes is not None else codes)}
         )
     return answer
+
+
+class AccessCheckView(APIView):
+    """Whether a user holds a permission (in a project, or globally) and through which binding:
+    role (and project), role inherited from a parent role, extra permission, or superuser."""
+
+    required_perms = {"GET": "user:read"}
+
+    @extend_schema(parameters=[AccessCheckQuerySerializer], responses=AccessCheckSerializer)
+    def get(self, request: Request) -> Response:
+        query = AccessCheckQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        user, code, project = (query.validated_data.get(f) for f in ("user", "permission", "project"))
+        answer = access_explain(user, code.code, project)
+        data = {"user": user.username, "permission": code.code, "project": getattr(project, "slug", None), **answer}
+        return Response(AccessCheckSerializer(data).data)
 
 
 class ProjectViewSet(InputSerializerMixin, viewsets.ModelViewSet):

@@ -80,6 +80,7 @@ def world() -> World:
         "roles": {"name": role.name},
         "users": {"username": user.username},
         "api-keys": {"prefix": spare.prefix},
+        "projects": {"slug": "default"},
         "agent": {},
     }
     return World(admin_key=admin_key, agent_key=agent_key, ids=ids)
