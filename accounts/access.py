@@ -116,3 +116,14 @@ def access_explain(user: Any, code: str, project: Any = None) -> dict[str, Any]:
     if user.extra_permissions.filter(code=code).exists():
         through.append({"kind": "extra_permission", **plain})
     return {"allowed": bool(through) and user.is_active, "is_active": user.is_active, "through": through}
+
+
+def audit_project_scope(user: Any, code: str) -> list[str] | None:
+    """For the audit trail: None when ``user`` holds ``code`` everywhere, else the slugs of the
+    projects where it does (registered into ``audit.selectors`` at start-up)."""
+    from accounts.models import Project
+
+    projects = projects_with(user, code)
+    if projects is ALL:
+        return None
+    return list(Project.objects.filter(pk__in=projects).values_list("slug", flat=True)) if projects else []

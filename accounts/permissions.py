@@ -90,10 +90,13 @@ class HasRequiredPermission(permissions.BasePermission):
         if not getattr(view, "project_scoped", False):
             return True
         code = required_permission(request, view)
-        if code in (None, PUBLIC, AUTHENTICATED) or request.user.has_perm(code, obj):
-            return True
         from accounts.access import denial_reason
         from accounts.backends import object_project_id
+
+        if object_project_id(obj) is None:
+            return True  # not owned by a project (an audit event): the scoped queryset decided
+        if code in (None, PUBLIC, AUTHENTICATED) or request.user.has_perm(code, obj):
+            return True
 
         # The caller sees ``obj`` (it came through the scoped queryset), so naming its project is safe.
         project_id = object_project_id(obj)

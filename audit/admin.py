@@ -13,7 +13,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from audit import export, services
+from audit import export, selectors, services
 from audit.chain import HASHED_FIELDS, OPTIONAL_HASHED_FIELDS
 from audit.events import EVENT_TYPES
 from audit.models import AuditEvent
@@ -77,6 +77,10 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The same scope as the API: a viewer bound in projects sees those projects' events only.
+        return selectors.audit_event_list(viewer=request.user, code="audit:read")
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("audit.export_auditevent")

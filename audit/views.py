@@ -33,9 +33,12 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_class = AuditEventFilter
     pagination_class = AuditCursorPagination
     required_perms = {"list": "audit:read", "retrieve": "audit:read", "export": "audit:export"}
+    # Held in some project is enough to ask: the queryset then holds only those projects' events.
+    project_scoped = True
 
     def get_queryset(self):
-        return selectors.audit_event_list()
+        code = self.required_perms.get(self.action, "audit:read")
+        return selectors.audit_event_list(viewer=self.request.user, code=code)
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # ?format= is the export's own parameter, not DRF's renderer override: left to DRF, an
