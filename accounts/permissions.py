@@ -43,9 +43,40 @@ def _project_slug(project_id: int | None) -> str | None:
     return Project.objects.filter(pk=project_id).values_list("slug", flat=True).first()
 
 
+def _lookup_kwarg(view: Any) -> str | None:
+    return getattr(view, "lookup_url_kwarg", None) or getattr(view, "lookup_field", None)
+
+
 def _method_supported(request: Request, view: Any) -> bool:
     method = request.method.lower()
     return method in getattr(view, "http_method_names", ()) and hasattr(view, method)
+
+
+class ObjectFirstMixin:
+    """For viewsets whose queryset is scoped to what the caller may see: a request for an object
+    that the caller may not act on is answered only after the object is looked up, so an object
+    out of sight is a 404 (as if missing) and one in sight a 403 naming its project."""
+
+    object_first = True
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        code = getattr(request, "_denial_pending", None)
+        if code is None:
+            return
+        obj = self.get_object()  # 404 when out of sight; project-scoped views deny in its project
+        from accounts.access import denial_reason
+        from accounts.backends import object_project_id
+
+        project_id = object_project_id(obj)
+        permission = HasRequiredPermission()
+        permission._deny(
+            request,
+            self,
+            code,
+            project=_project_slug(project_id),
+            limited_by=denial_reason(request.user, code, project_id),
+        )
 
 
 class HasRequiredPermission(permissions.BasePermission):
@@ -80,6 +111,11 @@ class HasRequiredPermission(permissions.BasePermission):
         if code is None:
             self._audit_denial(request, view, code)
             return False
+        if getattr(view, "object_first", False) and _lookup_kwarg(view) in (getattr(view, "kwargs", None) or {}):
+            # An object URL: look the object up first (ObjectFirstMixin), so another project's
+            # object (or one the caller cannot list) answers 404 like a missing one, not 403.
+            request._denial_pending = code
+            return True
         from accounts.access import denial_reason
 
         key_project = getattr(request.user, "_api_key_project_id", None)

@@ -23,7 +23,7 @@ from accounts.backends import codes_in_project, user_project_role_names, user_ro
 from accounts.exceptions import EscalationRefused
 from accounts.filters import ApiKeyFilter, PermissionFilter, RoleFilter, UserFilter
 from accounts.models import ApiKey, Permission, Project, Role, User
-from accounts.permissions import AUTHENTICATED
+from accounts.permissions import AUTHENTICATED, ObjectFirstMixin
 from accounts.serializers import (
     AccessCheckQuerySerializer,
     AccessCheckSerializer,
@@ -130,7 +130,7 @@ class AccessCheckView(APIView):
         return Response(AccessCheckSerializer(data).data)
 
 
-class ProjectViewSet(InputSerializerMixin, viewsets.ModelViewSet):
+class ProjectViewSet(ObjectFirstMixin, InputSerializerMixin, viewsets.ModelViewSet):
     """Projects, by slug. Everyone signed in lists the projects they may act in; creating,
     changing and deleting them needs system:admin (globally)."""
 

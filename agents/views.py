@@ -17,7 +17,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.access import has_project_perm, projects_with
-from accounts.permissions import AUTHENTICATED, required_permission
+from accounts.permissions import AUTHENTICATED, ObjectFirstMixin, required_permission
 from agents import filters, selectors, services
 from agents.exceptions import AgentKeyRequired
 from agents.models import Agent, Orchestra, Task
@@ -93,7 +93,7 @@ def _submit(request: Request, data: dict[str, Any], **destination: Any) -> Respo
     return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class ProjectScoped:
+class ProjectScoped(ObjectFirstMixin):
     """Querysets limited to the projects where the caller may read: objects of other projects answer
     404 and lists never show them; the action's own code is then checked in the object's project
     (``HasRequiredPermission.has_object_permission``: 403 where the caller reads but may not act)."""
@@ -257,17 +257,19 @@ class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="add-agents")
     def add_agents(self, request: Request, pk: str | None = None) -> Response:
         """Add member agents by id."""
+        orchestra = self.get_object()  # first: another project's orchestra is a 404, whatever the body
         agents = _validated(MembershipSerializer, request)["agents"]
         _require_visible(request, "agents", agents, "agent:read")
-        orchestra = services.orchestra_add_agents(orchestra=self.get_object(), actor=request.user, agents=agents)
+        orchestra = services.orchestra_add_agents(orchestra=orchestra, actor=request.user, agents=agents)
         return self._answer(orchestra)
 
     @extend_schema(request=MembershipSerializer, responses=OrchestraSerializer)
     @action(detail=True, methods=["post"], url_path="remove-agents")
     def remove_agents(self, request: Request, pk: str | None = None) -> Response:
         """Remove member agents by id."""
+        orchestra = self.get_object()
         agents = _validated(MembershipSerializer, request)["agents"]
-        orchestra = services.orchestra_remove_agents(orchestra=self.get_object(), actor=request.user, agents=agents)
+        orchestra = services.orchestra_remove_agents(orchestra=orchestra, actor=request.user, agents=agents)
         return self._answer(orchestra)
 
 

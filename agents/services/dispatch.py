@@ -128,10 +128,11 @@ def _holder_filter(*, task_id: int, agent: Agent, attempt: int) -> Any:
 
 
 def _lease_error(*, task_id: int, agent: Agent) -> Exception:
-    """Explain why ``agent`` does not hold ``task_id``: 404 unknown, 409 it held it once, 403 it never did."""
+    """Explain why ``agent`` does not hold ``task_id``: 404 unknown (or of another project: the agent
+    may not know it exists), 409 it held it once, 403 it never did."""
     from rest_framework.exceptions import NotFound
 
-    task = Task.objects.filter(pk=task_id).first()
+    task = Task.objects.filter(pk=task_id, project_id=agent.project_id).first()
     if task is None:
         return NotFound("No such task.")
     if task.agent_id == agent.pk or TaskAttempt.objects.filter(task_id=task_id, agent=agent).exists():
