@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -25,6 +27,11 @@ def pytest_configure(config: pytest.Config) -> None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     if "KEY_PREFIX" in settings.CACHES["default"] or os.environ.get("REDIS_URL"):
         settings.CACHES["default"]["KEY_PREFIX"] = f"test-{worker}"
+    if settings.CACHES["default"]["BACKEND"] == "symphony.caches.SQLiteCache":
+        # The embedded default's shared cache file: one per xdist worker, never the install's own.
+        folder = Path(tempfile.gettempdir()) / f"symphony-test-cache-{os.getuid()}"
+        folder.mkdir(exist_ok=True)
+        settings.CACHES["default"]["LOCATION"] = str(folder / f"{worker}.sqlite3")
 
 
 def _service_missing(name: str, reason: str) -> None:
@@ -227,3 +234,56 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+# --- users, keys and clients of the HTTP tests (symphony/, ratelimit/) ------------------------------
+
+
+@pytest.fixture
+def fast_passwords(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def user_with_role(db, fast_passwords):
+    """``user_with_role(username, role="viewer", **fields)``: a user with that seeded role (or none)."""
+    from accounts.models import Role, User
+
+    def make(username: str = "alice", role: str | None = "viewer", **extra) -> User:
+        user = User.objects.create_user(username=username, password="correct horse battery", **extra)  # noqa: S106
+        if role:  # the seeded roles are gone in transaction=True tests (the flush removes them)
+            user.roles.add(Role.objects.get(name=role))
+        return user
+
+    return make
+
+
+@pytest.fixture
+def make_key(user_with_role):
+    """``make_key(role, rate_limit="", username=None)``: the raw key of a fresh user holding ``role``."""
+    from accounts.services import api_key_create
+
+    def make(role: str = "viewer", rate_limit: str = "", username: str | None = None) -> str:
+        user = user_with_role(username=username or f"{role}-owner", role=role)
+        _key, raw = api_key_create(owner=user, name=f"{role} key", rate_limit=rate_limit)
+        return raw
+
+    return make
+
+
+@pytest.fixture
+def api():
+    from rest_framework.test import APIClient
+
+    return APIClient(raise_request_exception=False)
+
+
+@pytest.fixture
+def clock():
+    """Frozen time, so no test straddles a rate-limit window edge; ``clock.shift(seconds)`` moves it."""
+    import datetime as dt
+
+    import time_machine
+
+    with time_machine.travel(dt.datetime(2030, 1, 1, 12, 0, 0, tzinfo=dt.UTC), tick=False) as traveller:
+        yield traveller

@@ -8,13 +8,13 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from accounts import ratelimit, schema, seeding, signals
+        from accounts import authentication, schema, seeding, signals
         from accounts.access import audit_project_scope
         from audit.selectors import register_project_scope
-        from observability.registry import register_health_check
+        from ratelimit.limiter import register_key_resolver
 
         post_migrate.connect(seeding.ensure_catalog, sender=self, dispatch_uid="accounts.ensure_catalog")
         signals.connect()
         schema.register()
-        register_health_check("ratelimit", ratelimit.health_check)
+        register_key_resolver(authentication.rate_limit_caller)
         register_project_scope(audit_project_scope)

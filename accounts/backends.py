@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -19,14 +20,18 @@ log = structlog.get_logger(__name__)
 #: The cache key of the permission generation counter (read with other entries in one round trip).
 GENERATION_KEY = "rbac:generation"
 
+# --- the shared permission cache ----------------------------------------------------------------------
+#
+# Every cached permission set and resolved key is stored with (or under) the generation it was computed
+# in; any change bumps the generation, so the next request anywhere loads fresh rows. The cache is shared
+# by every process (a SQLite file on the embedded default, Redis otherwise). When it cannot be reached,
+# reads fall back to the database (``None`` below means "not from the cache") and identity writes are
+# refused (``invalidate_permissions(strict=True)``): a change whose invalidation failed could otherwise
+# leave a stale entry that is trusted again when the cache comes back (a SIGSTOP'd Redis keeps its data).
+# A process that lost the cache also bumps the generation before it trusts the cache again, which covers
+# a bump lost after commit and a Redis restarted from an older snapshot. docs/security.md.
 
-def permissions_generation() -> int:
-    """The current generation of cached permissions; bumping it invalidates every user's cache."""
-    generation = cache.get(GENERATION_KEY)
-    if generation is None:
-        cache.add(GENERATION_KEY, 1, timeout=None)
-        generation = cache.get(GENERATION_KEY) or 1
-    return generation
+_lost_cache = False  # this process failed a cache call since its last successful one
 
 
 #: Set while work that will be rolled back runs (``uncached_permissions``).
@@ -48,16 +53,102 @@ def uncached_permissions() -> Iterator[None]:
         _uncached.reset(token)
 
 
-def invalidate_permissions() -> None:
-    """Drop every cached permission set. Call after any change to roles, grants or users' roles."""
+def _cache_lost(exc: Exception) -> None:
+    global _lost_cache
+    if not _lost_cache:
+        log.warning("permission_cache_unreachable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
+    _lost_cache = True
+
+
+def _fresh_generation() -> int:
+    # Never restart at 1: an entry stored under an old small generation must not match a restarted
+    # counter (an evicted key, a flushed cache). Milliseconds grow faster than bumps are made.
+    return int(time.time() * 1000)
+
+
+def _bump() -> None:
+    """Increment the generation (create it when missing). Raises what the cache raises."""
+    try:
+        cache.incr(GENERATION_KEY)
+    except ValueError:  # not set (evicted, flushed, first use): start above any earlier value
+        if not cache.add(GENERATION_KEY, _fresh_generation(), timeout=None):
+            cache.incr(GENERATION_KEY)
+
+
+def _recover() -> None:
+    """Before trusting the cache again after losing it, invalidate everything cached before."""
+    global _lost_cache
+    if _lost_cache:
+        _bump()
+        _lost_cache = False
+        log.warning("permission_cache_recovered")
+
+
+def cache_get_many(keys: list[str]) -> dict[str, Any] | None:
+    """The generation (under ``GENERATION_KEY``) and ``keys`` in one round trip; ``None`` when the
+    cache is unreachable (the caller reads the database)."""
+    try:
+        _recover()
+        return cache.get_many([GENERATION_KEY, *keys])
+    except Exception as exc:  # noqa: BLE001 - any cache failure: serve from the database
+        _cache_lost(exc)
+        return None
+
+
+def cache_set(key: str, value: Any) -> None:
+    """Store ``value`` for ``SYMPHONY_PERMISSION_CACHE_SECONDS``; a failure only costs the next request a query."""
+    try:
+        cache.set(key, value, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    except Exception as exc:  # noqa: BLE001
+        _cache_lost(exc)
+
+
+def cache_add(key: str, value: Any, timeout: int) -> bool | None:
+    """``cache.add``; ``None`` when the cache is unreachable."""
+    try:
+        return cache.add(key, value, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001
+        _cache_lost(exc)
+        return None
+
+
+def permissions_generation() -> int | None:
+    """The current generation of cached permissions (started when missing); ``None`` when the cache
+    is unreachable. Bumping it invalidates every user's cached permissions and every resolved key."""
+    found = cache_get_many([])
+    if found is None:
+        return None
+    generation = found.get(GENERATION_KEY)
+    if generation is not None:
+        return generation
+    try:
+        cache.add(GENERATION_KEY, _fresh_generation(), timeout=None)
+        return cache.get(GENERATION_KEY)
+    except Exception as exc:  # noqa: BLE001
+        _cache_lost(exc)
+        return None
+
+
+def invalidate_permissions(*, strict: bool = False) -> None:
+    """Drop every cached permission set and resolved key. Call after any change to roles, grants,
+    users' roles or status, or keys.
+
+    With ``strict``, raise ``PermissionCacheUnavailable`` (503) when the cache cannot be reached, so the
+    caller's transaction rolls back instead of committing a change that cached entries would hide.
+    Otherwise log it; this process then bumps the generation as soon as the cache answers again.
+    Inside ``uncached_permissions`` (work that is always rolled back) it does nothing.
+    """
     if _uncached.get():
         return
     try:
-        cache.incr(GENERATION_KEY)
-    except ValueError:  # not set yet (or evicted): the next read starts a fresh generation
-        cache.set(GENERATION_KEY, 1, timeout=None)
-    except Exception:
-        log.warning("permission_cache_invalidation_failed", exc_info=True)
+        _bump()
+    except Exception as exc:
+        _cache_lost(exc)
+        if strict:
+            from accounts.exceptions import PermissionCacheUnavailable
+
+            raise PermissionCacheUnavailable() from exc
+        log.warning("permission_cache_invalidation_failed", error=f"{type(exc).__name__}")
 
 
 def role_closure(role_ids: set[int]) -> set[int]:
@@ -100,11 +191,7 @@ def user_codes(user: Any) -> frozenset[str]:
         return cached
     if _uncached.get():
         return compute_user_codes(user)
-    key = f"rbac:user:{user.pk}:{permissions_generation()}"
-    codes = cache.get(key)
-    if codes is None:
-        codes = compute_user_codes(user)
-        cache.set(key, codes, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    codes = _cached_per_user("user", user, compute_user_codes)
     user._rbac_codes = codes
     return codes
 
@@ -134,11 +221,7 @@ def user_project_codes(user: Any) -> dict[int, frozenset[str]]:
         return cached
     if _uncached.get():
         return compute_project_codes(user)
-    key = f"rbac:projects:{user.pk}:{permissions_generation()}"
-    codes = cache.get(key)
-    if codes is None:
-        codes = compute_project_codes(user)
-        cache.set(key, codes, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    codes = _cached_per_user("projects", user, compute_project_codes)
     user._rbac_project_codes = codes
     return codes
 
@@ -173,13 +256,24 @@ def user_role_names(user: Any) -> list[str]:
         return cached
     if _uncached.get():
         return _global_role_names(user)
-    key = f"rbac:roles:{user.pk}:{permissions_generation()}"
-    names = cache.get(key)
-    if names is None:
-        names = _global_role_names(user)
-        cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    names = _cached_per_user("roles", user, _global_role_names)
     user._rbac_role_names = names
     return names
+
+
+def _cached_per_user(kind: str, user: Any, compute: Any) -> Any:
+    generation = permissions_generation()
+    if generation is None:  # the cache is unreachable: straight from the database
+        return compute(user)
+    key = f"rbac:{kind}:{user.pk}:{generation}"
+    found = cache_get_many([key])
+    if found is None or found.get(GENERATION_KEY) != generation:  # unreachable, or bumped meanwhile
+        return compute(user)
+    value = found.get(key)
+    if value is None:
+        value = compute(user)
+        cache_set(key, value)
+    return value
 
 
 def _project_role_names(user: Any) -> dict[str, tuple[int, list[str]]]:
@@ -198,11 +292,7 @@ def user_project_role_names(user: Any) -> dict[str, tuple[int, list[str]]]:
         return cached
     if _uncached.get():
         return _project_role_names(user)
-    key = f"rbac:projectroles:{user.pk}:{permissions_generation()}"
-    names = cache.get(key)
-    if names is None:
-        names = _project_role_names(user)
-        cache.set(key, names, timeout=settings.SYMPHONY_PERMISSION_CACHE_SECONDS)
+    names = _cached_per_user("projectroles", user, _project_role_names)
     user._rbac_project_role_names = names
     return names
 

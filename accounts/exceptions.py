@@ -58,3 +58,13 @@ class DeletedConcurrently(IdentityConflict):
 
     default_code = "deleted_concurrently"
     default_detail = "This object was deleted by another request; nothing was changed."
+
+
+class PermissionCacheUnavailable(exceptions.APIException):
+    """An identity change (roles, grants, users, keys) while the shared cache cannot be invalidated
+    (503 with ``Retry-After``). Committing it would let entries cached before it stay trusted."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "cache_unavailable"
+    default_detail = "Identity changes are refused while the shared cache is unreachable; try again shortly."
+    wait = 5  # DRF's handler turns it into Retry-After

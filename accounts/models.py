@@ -220,7 +220,8 @@ class ApiKey(models.Model):
         max_length=32,
         blank=True,
         validators=[validate_rate_limit],
-        help_text="Per-key rate limit such as 100/m or 5000/h; empty uses the default.",
+        help_text="Per-key rate limit: a preset (strict, moderate, lenient) or a rate such as 100/m or 100/15m; "
+        "empty uses the default.",
     )
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)

@@ -248,7 +248,10 @@ class ApiKeyCreateSerializer(InputSerializer):
         required=False,
         allow_blank=True,
         validators=[validate_rate_limit],
-        help_text="e.g. 100/m; empty means the default limit, omitted too (through an API key: that key's limit).",
+        help_text=(
+            "A preset (strict, moderate, lenient) or a rate such as 100/m or 100/15m; empty means the default "
+            "limit, omitted too (through an API key: that key's limit)."
+        ),
     )
     owner = serializers.SlugRelatedField(
         slug_field="username",

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-import re
-
 from django.core.exceptions import ValidationError
 
-RATE_LIMIT_PATTERN = re.compile(r"^[1-9][0-9]{0,8}/[smhd]$")
+from ratelimit.rates import parse_rate
 
 
 def validate_rate_limit(value: str) -> None:
-    """Accept ``""`` (the default limit) or ``<count>/<s|m|h|d>`` such as ``100/m`` or ``5000/h``."""
-    if value and not RATE_LIMIT_PATTERN.match(value):
-        raise ValidationError(
-            "Rate limit must look like 100/m: a positive count, a slash, and s, m, h or d.", code="invalid"
-        )
+    """Accept ``""`` (the endpoint's limit) or what the settings accept: a preset (strict, moderate,
+    lenient) or a rate such as ``100/m`` or ``100/15m`` (ratelimit/rates.py)."""
+    if not value:
+        return
+    try:
+        parse_rate(value)
+    except ValueError as exc:
+        raise ValidationError(f"Rate limit {exc}.", code="invalid") from None
+
+
+def normalize_rate_limit(value: str) -> str:
+    """The counted form of a valid rate limit (``moderate`` -> ``500/15m``), ``""`` for none."""
+    return parse_rate(value).text if value and value.strip() else ""

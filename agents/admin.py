@@ -454,3 +454,6 @@ class TaskAdmin(ProjectScopedAdmin, admin.ModelAdmin):
         _run_per_object(
             self, request, queryset, "Retried", lambda t: services.task_retry(task_id=t.pk, actor=request.user)
         )
+
+
+from agents import flow_admin  # noqa: E402,F401 - registers the flow-control admin

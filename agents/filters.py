@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 
-from agents.models import Agent, Orchestra, Task
+from agents.models import Agent, Budget, ConcurrencyLimit, Orchestra, Task
 
 
 class AgentFilter(django_filters.FilterSet):
@@ -62,3 +62,20 @@ class TaskFilter(django_filters.FilterSet):
 
     def filter_priority(self, queryset: QuerySet[Task], name: str, value: str) -> QuerySet[Task]:
         return queryset.filter(priority=next(v for v, label in Task.Priority.choices if label == value))
+
+
+class ConcurrencyLimitFilter(django_filters.FilterSet):
+    project = django_filters.CharFilter(field_name="project__slug", help_text="Project slug.")
+    key = django_filters.CharFilter()
+
+    class Meta:
+        model = ConcurrencyLimit
+        fields = ["project", "key"]
+
+
+class BudgetFilter(django_filters.FilterSet):
+    project = django_filters.CharFilter(field_name="project__slug", help_text="Project slug.")
+
+    class Meta:
+        model = Budget
+        fields = ["project", "orchestra", "period", "currency"]

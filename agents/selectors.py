@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from django.db.models import F, Prefetch, QuerySet
 
 from accounts.access import scope
-from agents.models import Agent, Orchestra, Task
+from agents.models import Agent, Orchestra, Task, TaskEvent
 
 
 def agent_list(*, viewer: Any = None, code: str = "agent:read", for_listing: bool = False) -> QuerySet[Agent]:
@@ -75,3 +76,61 @@ def agent_for_key(api_key: Any) -> Agent | None:
     if api_key is None or not getattr(api_key, "pk", None):
         return None
     return Agent.objects.select_related("project").filter(api_key_id=api_key.pk).first()
+
+
+def task_events(*, task_id: int, after: int = 0, limit: int = 100) -> QuerySet[TaskEvent]:
+    """The task's events with ``seq > after``, in order, at most ``limit``. Callers scope the task first."""
+    return TaskEvent.objects.filter(task_id=task_id, seq__gt=after).order_by("seq")[:limit]
+
+
+USAGE_GROUPS = {
+    "project": "project__slug",
+    "orchestra": "orchestra__name",
+    "agent": "agent__name",
+    "model": "model",
+    "submitter": "submitter__username",
+}
+
+
+def usage_summary(
+    *,
+    group_by: str,
+    since: Any = None,
+    until: Any = None,
+    orchestra: int | None = None,
+    project: str | None = None,
+    viewer: Any = None,
+) -> list[dict[str, Any]]:
+    """Tokens and cost summed per group (and currency: money of different currencies is never added).
+
+    ``group_by`` is one of project, orchestra, agent, model, submitter, day (UTC). ``project`` (a slug)
+    filters; with ``viewer``, only projects where it holds ``orchestra:read`` are counted.
+    """
+    from django.db.models import Count, Sum
+    from django.db.models.functions import TruncDate
+
+    from agents.flow_models import UsageRecord
+
+    records = UsageRecord.objects.order_by()
+    if since is not None:
+        records = records.filter(created_at__gte=since)
+    if until is not None:
+        records = records.filter(created_at__lt=until)
+    if orchestra is not None:
+        records = records.filter(orchestra_id=orchestra)
+    if project:
+        records = records.filter(project__slug=project)
+    if viewer is not None:
+        records = scope(records, viewer, "orchestra:read")
+    if group_by == "day":
+        records = records.annotate(key=TruncDate("created_at", tzinfo=dt.UTC))
+    else:
+        records = records.annotate(key=F(USAGE_GROUPS[group_by]))
+    rows = (
+        records.values("key", "currency")
+        .annotate(
+            input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), cost=Sum("cost"), records=Count("id")
+        )
+        .order_by("key", "currency")
+    )
+    return [{**row, "key": None if row["key"] is None else str(row["key"])} for row in rows]

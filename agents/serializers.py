@@ -9,7 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Agent, Orchestra, Task, validate_capabilities, validate_kind
+from agents.flow_serializers import UsageField
+from agents.models import Agent, Orchestra, Task, TaskEvent, validate_capabilities, validate_flow_key, validate_kind
 from symphony.serializers import InputSerializer
 
 
@@ -173,11 +174,17 @@ class TaskSerializer(serializers.ModelSerializer):
             "idempotency_key",
             "traceparent",
             "submitter",
+            "concurrency_key",
+            "fairness_key",
             "created_at",
             "updated_at",
             "started_at",
             "claimed_at",
             "finished_at",
+            "workflow",
+            "step_key",
+            "parent",
+            "waiting_on",
         ]
         read_only_fields = fields
 
@@ -193,6 +200,14 @@ class TaskExecuteSerializer(InputSerializer):
     priority = PriorityField(required=False, default="normal")
     max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    concurrency_key = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, validators=[validate_flow_key],
+        help_text="Tasks sharing this key count against its concurrency limit.",
+    )  # fmt: skip
+    fairness_key = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, validators=[validate_flow_key],
+        help_text="Claims take turns between fairness keys within a priority (default: the submitter).",
+    )  # fmt: skip
 
 
 class TaskSubmitSerializer(TaskExecuteSerializer):
@@ -268,8 +283,18 @@ class ClaimedTaskSerializer(serializers.ModelSerializer):
             "lease_expires_at",
             "traceparent",
             "orchestra",
+            "workflow",
+            "step_key",
+            "parent",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: Task) -> dict[str, Any]:
+        # What the layers above add to the payload (``upstream`` of a workflow step, an ``approval``
+        # decision): set by the claim enrichers (agents.hooks), documented in docs/workflows.md.
+        data = super().to_representation(instance)
+        data.update(getattr(instance, "claim_extra", None) or {})
+        return data
 
 
 class ClaimResponseSerializer(serializers.Serializer):
@@ -301,6 +326,29 @@ class AnyJSONField(serializers.JSONField):
 
 class CompleteSerializer(_AttemptSerializer):
     result = AnyJSONField(required=False, allow_null=True, default=None, help_text="Any JSON (size-limited).")
+    wait_for_children = serializers.BooleanField(
+        default=False,
+        help_text="Stay waiting until every child task has finished, then succeed with children_results "
+        "(or fail if one did not succeed).",
+    )
+
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")
+
+
+class ChildTaskSerializer(InputSerializer):
+    kind = serializers.CharField(max_length=100, validators=[validate_kind])
+    input = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+    required_capabilities = CapabilitiesField(required=False, default=list)
+    priority = PriorityField(required=False)
+    max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
+
+
+class ChildrenCreateSerializer(_AttemptSerializer):
+    children = ChildTaskSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class ChildrenCreatedSerializer(serializers.Serializer):
+    children = TaskSerializer(many=True)
 
 
 class FailSerializer(_AttemptSerializer):
@@ -308,3 +356,48 @@ class FailSerializer(_AttemptSerializer):
     retryable = serializers.BooleanField(
         default=False, help_text="Put the task back in the queue if attempts are left."
     )
+
+
+class TaskEventInSerializer(InputSerializer):
+    type = serializers.ChoiceField(choices=TaskEvent.Type.choices, help_text="progress, output or log.")
+    data = AnyJSONField(required=False, default=dict, help_text="Any JSON (size-limited).")
+
+
+class TaskEventPostSerializer(_AttemptSerializer):
+    """One event (``type`` and ``data`` beside ``attempt``) or several (``events``), not both."""
+
+    events = TaskEventInSerializer(many=True, required=False, allow_empty=False)
+    type = serializers.ChoiceField(choices=TaskEvent.Type.choices, required=False)
+    data = AnyJSONField(required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        raw = self.initial_data.get("events") if isinstance(self.initial_data, dict) else None
+        for index, item in enumerate(raw if isinstance(raw, list) else []):
+            unknown = sorted(set(item) - {"type", "data"}) if isinstance(item, dict) else []
+            if unknown:
+                raise serializers.ValidationError(
+                    {f"events[{index}].{name}": ["Unknown field. Known fields: data, type."] for name in unknown}
+                )
+        if "events" in attrs:
+            if "type" in attrs or "data" in attrs:
+                raise serializers.ValidationError({"events": ["Send either events or one type and data, not both."]})
+            return attrs
+        if "type" not in attrs:
+            raise serializers.ValidationError({"type": ["This field is required (or send a list in events)."]})
+        attrs["events"] = [{"type": attrs.pop("type"), "data": attrs.pop("data", {})}]
+        return attrs
+
+
+class TaskEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TaskEvent
+        fields = ["seq", "type", "data", "attempt", "created_at"]
+        read_only_fields = fields
+
+
+class TaskEventPageSerializer(serializers.Serializer):
+    events = TaskEventSerializer(many=True)
+    next_after = serializers.IntegerField(
+        allow_null=True, help_text="Pass as ?after= for the next page; null at the end."
+    )
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")

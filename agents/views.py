@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -26,6 +26,8 @@ from agents.serializers import (
     AgentSerializer,
     AgentWriteSerializer,
     CancelSerializer,
+    ChildrenCreatedSerializer,
+    ChildrenCreateSerializer,
     ClaimResponseSerializer,
     ClaimSerializer,
     CompleteSerializer,
@@ -37,6 +39,9 @@ from agents.serializers import (
     MembershipSerializer,
     OrchestraSerializer,
     OrchestraWriteSerializer,
+    TaskEventPageSerializer,
+    TaskEventPostSerializer,
+    TaskEventSerializer,
     TaskExecuteSerializer,
     TaskSerializer,
     TaskSubmitSerializer,
@@ -49,6 +54,22 @@ def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[
     serializer = serializer_class(data=request.data, **kwargs)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
+
+
+EVENT_PAGE_MAX = 1000
+
+
+def _query_int(request: Request, name: str, *, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValidationError({name: ["A non-negative integer is required."]})
+    return min(value, maximum)
 
 
 def _calling_agent(request: Request) -> Agent:
@@ -290,6 +311,9 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
         "extend": AUTHENTICATED,
         "complete": AUTHENTICATED,
         "fail": AUTHENTICATED,
+        "events": "agent:read",
+        "post_events": AUTHENTICATED,
+        "children": AUTHENTICATED,  # POST: the holder's agent key; GET: checked in the action (agent:read)
     }
 
     def get_queryset(self):
@@ -337,6 +361,33 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
         record_task_step("symphony.task.complete", task, **{"symphony.agent": agent.name})
         return Response(TaskSerializer(task).data)
 
+    @extend_schema(
+        request=None,
+        responses=TaskEventPageSerializer,
+        parameters=[
+            OpenApiParameter("after", int, description="Only events with a larger seq (default 0)."),
+            OpenApiParameter("limit", int, description=f"At most this many (default 100, at most {EVENT_PAGE_MAX})."),
+        ],
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        """The task's events in seq order, after ``?after=``; ``next_after`` is the cursor of the next page."""
+        task = self.get_object()
+        after = _query_int(request, "after", default=0, maximum=2**31 - 1)
+        limit = max(1, _query_int(request, "limit", default=100, maximum=EVENT_PAGE_MAX))
+        rows = list(selectors.task_events(task_id=task.pk, after=after, limit=limit))
+        next_after = rows[-1].seq if len(rows) == limit else None
+        return Response({"events": TaskEventSerializer(rows, many=True).data, "next_after": next_after})
+
+    @extend_schema(request=TaskEventPostSerializer, responses={201: TaskEventSerializer(many=True)})
+    @events.mapping.post
+    def post_events(self, request: Request, pk: str) -> Response:
+        """Holder only: append one event or a list (``events``); 413 names the limit that was passed."""
+        agent = _calling_agent(request)
+        data = _validated(TaskEventPostSerializer, request)
+        rows = services.task_event_append(task_id=int(pk), agent=agent, **data)
+        return Response(TaskEventSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+
     @extend_schema(request=FailSerializer, responses=TaskSerializer)
     @action(detail=True, methods=["post"], filter_backends=[])
     def fail(self, request: Request, pk: str) -> Response:
@@ -347,6 +398,24 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
             "symphony.task.fail", task, **{"symphony.agent": agent.name, "symphony.task.status": task.status}
         )
         return Response(TaskSerializer(task).data)
+
+    @extend_schema(methods=["POST"], request=ChildrenCreateSerializer, responses={201: ChildrenCreatedSerializer})
+    @extend_schema(methods=["GET"], request=None, responses=TaskSerializer(many=True))
+    @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
+    def children(self, request: Request, pk: str) -> Response:
+        """GET: the task's children (agent:read). POST (holder only): create child tasks in the same
+        orchestra and workflow; they are cancelled with the parent."""
+        if request.method == "GET":
+            if not request.user.has_perm("agent:read"):
+                from rest_framework.exceptions import PermissionDenied
+
+                raise PermissionDenied("Listing child tasks needs the agent:read permission.")
+            parent = self.get_object()
+            return Response(TaskSerializer(parent.children.order_by("id"), many=True).data)
+        agent = _calling_agent(request)
+        data = _validated(ChildrenCreateSerializer, request)
+        created = services.task_children_create(task_id=int(pk), agent=agent, **data)
+        return Response({"children": TaskSerializer(created, many=True).data}, status=status.HTTP_201_CREATED)
 
 
 class AgentProtocolViewSet(viewsets.GenericViewSet):

@@ -4,7 +4,7 @@ Not a test: it prints a small table of the median (and p90) time per request and
 queries each request makes. It runs the whole Django stack (middleware, DRF, auth, permission
 class, serializer) through the test client, without a network hop.
 
-    python bench/bench_me.py                       # embedded default: SQLite (temp dir) + locmem cache
+    python bench/bench_me.py                       # embedded default: SQLite (temp dir) + the shared SQLite cache
     DATABASE_URL=postgres://... REDIS_URL=redis://... python bench/bench_me.py   # real services
 
 "Cold" means the permission cache was invalidated just before the request (what every request

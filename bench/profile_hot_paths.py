@@ -4,7 +4,7 @@ Not a test and not the HTTP benchmark (``make bench``): it drives the whole Djan
 DRF, authentication, permission class, serializers) through the test client, without a network hop or
 gunicorn, so a change's effect on per-request work shows up without the noise of a shared machine.
 
-    python bench/profile_hot_paths.py                  # embedded default: SQLite (temp dir) + locmem
+    python bench/profile_hot_paths.py                  # embedded default: SQLite (temp dir) + SQLite cache
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/symphony_perf REDIS_URL=redis://127.0.0.1:6379/9 \\
         python bench/profile_hot_paths.py [-n 300] [--profile agents]   # real services (what counts)
 

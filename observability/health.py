@@ -86,10 +86,20 @@ def check_database() -> HealthResult:
 
 
 def check_cache() -> HealthResult:
+    """Set and get through the shared cache. Unreachable is *degraded* when the install fails open
+    (``SYMPHONY_RATELIMIT_FAIL_OPEN``: requests are served from the database, without rate limits, so
+    the pod stays in service) and unhealthy when it fails closed (API requests get 503)."""
     # One key per process, a fresh value each time: proves the write landed, leaves nothing behind.
     key, token = f"symphony:health:{os.getpid()}", uuid.uuid4().hex
-    cache.set(key, token, timeout=60)
-    if cache.get(key) != token:
+    try:
+        cache.set(key, token, timeout=60)
+        value = cache.get(key)
+    except Exception as exc:
+        if not getattr(settings, "SYMPHONY_RATELIMIT_FAIL_OPEN", True):
+            raise
+        error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        return HealthResult(DEGRADED, f"unreachable, serving from the database without rate limits ({error})")
+    if value != token:
         return HealthResult(UNHEALTHY, "cache did not return the value just written")
     return HealthResult(HEALTHY, "set and get succeeded")
 

@@ -2,7 +2,8 @@
 
 - ``/health/live``: the process answers. Touches nothing external (also answered by ``ProbeMiddleware``
   before sessions, auth and host validation, so a kubelet probing the pod IP gets it too).
-- ``/health/ready``: database ``SELECT 1``, cache set/get, migrations applied; 503 naming what failed.
+- ``/health/ready``: database ``SELECT 1``, cache set/get, migrations applied; 503 naming what failed,
+  200 ``degraded`` naming what is impaired but served around (the cache while failing open).
 - ``/health/startup``: 200 once ``symphony/wsgi.py`` finished loading the application.
 - ``/health``: every component with status, message and timing for callers with ``system:monitor`` or
   from private networks; everyone else gets the overall status alone.
@@ -24,7 +25,7 @@ from rest_framework.views import APIView
 
 from observability import health, metrics
 from observability.context import client_ip
-from observability.registry import UNHEALTHY
+from observability.registry import DEGRADED, UNHEALTHY
 
 log = structlog.get_logger(__name__)
 NO_STORE = "no-store"
@@ -55,6 +56,14 @@ def _json(body: dict, status: int = 200) -> JsonResponse:
     return response
 
 
+def _probe_failed(body: dict) -> JsonResponse:
+    response = _json(body, status=503)
+    # A failing probe is an answer, not a server error: Django would log an ERROR line for each 503 that
+    # kubelets and load balancers read during every start and outage (the view logs its own warning).
+    response._has_been_logged = True
+    return response
+
+
 def live(request: HttpRequest) -> HttpResponse:
     """The process is up. Touches nothing external."""
     return _json({"status": "ok"})
@@ -64,11 +73,11 @@ def startup(request: HttpRequest) -> HttpResponse:
     """200 once the WSGI application finished loading, 503 before."""
     if health.is_boot_completed():
         return _json({"status": "ok"})
-    return _json({"status": "starting"}, status=503)
+    return _probe_failed({"status": "starting"})
 
 
 def ready(request: HttpRequest) -> HttpResponse:
-    """Database, cache and migrations; 503 with the failing components named."""
+    """Database, cache and migrations; 503 with the failing components named, 200 when degraded."""
     results = health.run_checks(health.READY_CHECKS)
     failing = [r.name for r in results if r.status == UNHEALTHY]
     if failing:
@@ -76,7 +85,13 @@ def ready(request: HttpRequest) -> HttpResponse:
         body = {"status": "unavailable", "failing": failing}
         if is_private_client(request):  # error texts may name hosts and ports: not for the internet
             body["checks"] = {r.name: r.message for r in results if r.status == UNHEALTHY}
-        return _json(body, status=503)
+        return _probe_failed(body)
+    degraded = [r.name for r in results if r.status == DEGRADED]
+    if degraded:  # still serving (e.g. from the database while the cache is down): stay in service
+        body = {"status": "degraded", "degraded": degraded}
+        if is_private_client(request):
+            body["checks"] = {r.name: r.message for r in results if r.status == DEGRADED}
+        return _json(body)
     return _json({"status": "ok"})
 
 

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# `make run`: the embedded default (SQLite + in-process cache unless DATABASE_URL/REDIS_URL are set),
+# `make run`: the embedded default (SQLite + a shared SQLite cache unless DATABASE_URL/REDIS_URL are set),
 # migrated, with an admin user and the demo, served by gunicorn on 127.0.0.1:${PORT:-8000}
 # with the production configuration (config/gunicorn.conf.py).
 # The audit trail signs checkpoints of its hash chain with var/audit_signing_key.pem (generated once)
 # into var/audit-checkpoints (docs/audit.md); SYMPHONY_AUDIT_* override both.
-# Two demo agent workers run beside gunicorn (SYMPHONY_DEMO_WORKERS=0 turns them off) and stop with it.
+# The scheduler (run_scheduler), the webhook sender (run_webhooks) and SYMPHONY_DEMO_WORKERS demo agent
+# workers (default 2, one per demo agent; 0: none) run beside gunicorn and stop with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-mkdir -p var
+VAR_DIR=${SYMPHONY_VAR_DIR:-var}
+mkdir -p "$VAR_DIR"
 if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
-  [ -s var/secret_key ] || (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' > var/secret_key)
-  export SECRET_KEY_FILE=var/secret_key
+  # Generated once; settings read it from the var directory, so manage.py commands find it too.
+  [ -s "$VAR_DIR/secret_key" ] || (umask 077 && "$PY" -c 'import secrets; print(secrets.token_urlsafe(50))' > "$VAR_DIR/secret_key")
+  export SECRET_KEY_FILE="$VAR_DIR/secret_key"
 fi
 # The audit trail's signing key (Ed25519, PEM) and its checkpoint folder, outside the database.
 if [ -z "${SYMPHONY_AUDIT_SIGNING_KEY_FILE:-}" ]; then
@@ -29,19 +32,34 @@ mkdir -p "$SYMPHONY_AUDIT_CHECKPOINT_DIR"
 export PORT=${PORT:-8000}
 export GUNICORN_BIND=${GUNICORN_BIND:-127.0.0.1:${PORT}}
 export WEB_CONCURRENCY=${WEB_CONCURRENCY:-2}
+DEMO_WORKERS=${SYMPHONY_DEMO_WORKERS:-2}
+case "$DEMO_WORKERS" in
+  ''|*[!0-9]*) echo "SYMPHONY_DEMO_WORKERS must be a count (0 for none), got '$DEMO_WORKERS'" >&2; exit 2 ;;
+esac
 # Metrics summed across workers; gunicorn empties this folder when it starts.
-export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$PWD/var/prometheus}
+export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$(cd "$VAR_DIR" && pwd)/prometheus}
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 "$PY" manage.py migrate --noinput
 "$PY" manage.py collectstatic --noinput -v 0
 "$PY" manage.py ensure_admin
-# The demo fleet (created once; keys in var/demo_agents.json, mode 0600) and a few tasks for it to run.
+# The demo fleet (created once; keys in $VAR_DIR/demo_agents.json, mode 0600) and a few tasks for it to run.
 "$PY" manage.py seed_demo --submit "${SYMPHONY_DEMO_TASKS:-3}"
+"$PY" manage.py seed_demo_workflow
 echo "Symphony: http://127.0.0.1:${PORT}/admin/  (API docs: http://127.0.0.1:${PORT}/api/docs/)"
 echo "Audit checkpoints: $SYMPHONY_AUDIT_CHECKPOINT_DIR (verify: SYMPHONY_AUDIT_SIGNING_KEY_FILE=$SYMPHONY_AUDIT_SIGNING_KEY_FILE SYMPHONY_AUDIT_CHECKPOINT_DIR=$SYMPHONY_AUDIT_CHECKPOINT_DIR $PY manage.py audit_verify)"
 
 "$PY" -m gunicorn -c config/gunicorn.conf.py symphony.wsgi &
 pids=("$!")
+# The webhook sender (docs/webhooks.md): its own process, so no request ever waits on a receiver.
+"$PY" manage.py run_webhooks &
+pids+=("$!")
+# The ASGI stream process: server-sent events (GET /api/v1/tasks/{id}/stream/) without a sync worker
+# each (docs/agents.md, "Live output"). In production nginx routes the /stream/ paths to it.
+STREAM_PORT="${STREAM_PORT:-8001}"
+env -u PROMETHEUS_MULTIPROC_DIR "$PY" -m uvicorn symphony.asgi:application --host 127.0.0.1 --port "$STREAM_PORT" \
+  --no-access-log --timeout-graceful-shutdown 5 &
+pids+=("$!")
+echo "Task streams: http://127.0.0.1:${STREAM_PORT}/api/v1/tasks/{id}/stream/"
 # However this script ends (Ctrl-C, SIGTERM, gunicorn exiting): stop the workers first, so they can hand
 # back unfinished tasks while the server still answers, then the server.
 stop_all() {
@@ -52,27 +70,32 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 0' INT TERM
 
-demo() { "$PY" -c "import json; d = json.load(open('var/demo_agents.json')); print($1)"; }
+# Fires schedules (and approval timeouts) every SYMPHONY_SCHEDULER_TICK_SECONDS.
+env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_scheduler &
+pids+=("$!")
 
-if [ "${SYMPHONY_DEMO_WORKERS:-1}" = 1 ]; then
+demo() { "$PY" -c "import json; d = json.load(open('$VAR_DIR/demo_agents.json')); print($1)"; }
+
+if [ "$DEMO_WORKERS" -gt 0 ]; then
   for _ in $(seq 100); do
     "$PY" -c "import urllib.request as u; u.urlopen('http://127.0.0.1:${PORT}/health/live', timeout=1)" \
       2>/dev/null && break
     sleep 0.2
   done
-  for i in 0 1; do
+  for ((i = 0; i < DEMO_WORKERS; i++)); do
+    # Workers take the demo agents' keys in turn (several workers may share an agent).
     # The key goes through the environment, not the command line (which every local user can read).
     # The workers are HTTP clients: keep them out of the server's multiprocess metrics folder.
-    SYMPHONY_AGENT_KEY=$(demo "d['agents'][$i]['key']") \
+    SYMPHONY_AGENT_KEY=$(demo "d['agents'][$i % len(d['agents'])]['key']") \
       env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" --demo --concurrency 2 &
     pids+=("$!")
   done
   cat <<EOF
 
-Two demo agents are running tasks: watch them at http://127.0.0.1:${PORT}/admin/agents/task/
-Submit one yourself with the demo submitter key from var/demo_agents.json:
+$DEMO_WORKERS demo agent worker(s) are running tasks: watch them at http://127.0.0.1:${PORT}/admin/agents/task/
+Submit one yourself with the demo submitter key from $VAR_DIR/demo_agents.json:
 
-  KEY=\$(python3 -c "import json; print(json.load(open('var/demo_agents.json'))['submit_key'])")
+  KEY=\$(python3 -c "import json; print(json.load(open('$VAR_DIR/demo_agents.json'))['submit_key'])")
   curl -s -X POST http://127.0.0.1:${PORT}/api/v1/tasks/ -H "Authorization: Bearer \$KEY" \\
     -H 'Content-Type: application/json' \\
     -d '{"orchestra": $(demo "d['orchestra']"), "kind": "word_count", "input": {"text": "hello agents"}, "required_capabilities": ["word_count"]}'

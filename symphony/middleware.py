@@ -1,10 +1,4 @@
-"""API middleware: rate limits (and their headers) and request guards, before any view runs.
-
-Middleware rather than a DRF throttle, because DRF checks throttles after authentication and
-permissions: a throttle would never see the 401s of a key-guessing flood or the 403s (each one
-audited) of a scope-probing one, nor unknown ``/api/`` URLs. Here every request under ``/api/`` is
-counted and every answer carries the ``X-RateLimit-*`` headers.
-"""
+"""API middleware: request guards, before any view runs (rate limits: ``ratelimit.middleware``)."""
 
 from __future__ import annotations
 
@@ -14,87 +8,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.handlers.wsgi import LimitedStream
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import Resolver404, resolve
 
-from accounts import ratelimit
 from symphony.exceptions import error_body, is_api_path
-
-
-def _rate_limited(usage: ratelimit.Usage, *, api: bool) -> HttpResponse:
-    retry_after = str(usage.reset)
-    message = f"Rate limit exceeded: {usage.limit} requests per window. Retry in {retry_after} s."
-    if api:
-        details = {"limit": usage.limit, "retry_after": int(retry_after), "scope": usage.scope}
-        response: HttpResponse = JsonResponse(error_body("rate_limited", message, details), status=429)
-    else:
-        response = HttpResponse(message, status=429, content_type="text/plain; charset=utf-8")
-    response["Retry-After"] = retry_after
-    for header, value in usage.headers().items():
-        response[header] = value
-    return response
-
-
-def _unavailable() -> HttpResponse:
-    body = error_body("rate_limiter_unavailable", "The rate limiter is unavailable; try again shortly.")
-    response = JsonResponse(body, status=503)
-    response["Retry-After"] = "5"
-    return response
-
-
-class RateLimitMiddleware:
-    """Count every ``/api/`` request and every login POST; answer 429 past the limit.
-
-    Place it after ``AuthenticationMiddleware`` (session users are counted per user) and after the
-    request-context middleware (the error body carries the request id). When the counters' cache is
-    down, ``SYMPHONY_RATELIMIT_FAIL_OPEN`` serves unlimited (with a warning) or answers 503.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if not settings.RATELIMIT_ENABLE:
-            return self.get_response(request)
-        if is_api_path(request):
-            return self._api(request)
-        if request.method == "POST" and self._is_login(request):
-            return self._login(request)
-        return self.get_response(request)
-
-    def _api(self, request: HttpRequest) -> HttpResponse:
-        try:
-            usage = ratelimit.check_api_request(request)
-        except ratelimit.RateLimiterUnavailable as exc:
-            ratelimit.warn_unavailable(exc)
-            return self.get_response(request) if settings.SYMPHONY_RATELIMIT_FAIL_OPEN else _unavailable()
-        if usage.exceeded:
-            ratelimit.record_rejection(request, usage)
-            return _rate_limited(usage, api=True)
-        response = self.get_response(request)
-        for header, value in usage.headers().items():
-            response[header] = value
-        return response
-
-    def _login(self, request: HttpRequest) -> HttpResponse:
-        try:
-            usage = ratelimit.check_login_attempt(request, request.POST.get("username", ""))
-        except ratelimit.RateLimiterUnavailable as exc:
-            ratelimit.warn_unavailable(exc)
-            if not settings.SYMPHONY_RATELIMIT_FAIL_OPEN:
-                return HttpResponse("Login is temporarily unavailable.", status=503, content_type="text/plain")
-            return self.get_response(request)
-        if usage is not None:
-            ratelimit.record_rejection(request, usage)
-            return _rate_limited(usage, api=False)
-        return self.get_response(request)
-
-    @staticmethod
-    def _is_login(request: HttpRequest) -> bool:
-        try:
-            match = resolve(request.path_info)
-        except Resolver404:
-            return False
-        return match.view_name in settings.SYMPHONY_RATELIMIT_LOGIN_VIEWS
 
 
 class ApiRequestGuardMiddleware:

@@ -1,6 +1,6 @@
 """Symphony settings: one module, driven by environment variables (see the README's settings table).
 
-With nothing set, Symphony runs on SQLite under ``var/`` and an in-process cache (the embedded
+With nothing set, Symphony runs on SQLite under ``var/`` and a cache file every process shares (the embedded
 default). ``DATABASE_URL`` and ``REDIS_URL`` switch to PostgreSQL and Redis. Unsafe production
 configuration raises ``ImproperlyConfigured`` at import time, because gunicorn never runs checks.
 """
@@ -15,7 +15,11 @@ import dj_database_url
 from csp.constants import NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
+from observability.multiprocess import settle_multiprocess_dir
+from ratelimit.rates import parse_rate
 from symphony.env import env_bool, env_float, env_int, env_list, env_map, env_secret, env_str
+
+settle_multiprocess_dir()  # before any app imports prometheus_client
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("SYMPHONY_VAR_DIR", str(BASE_DIR / "var")))
@@ -24,10 +28,19 @@ VERSION = "0.1.0"
 # --- Core -------------------------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_secret("SECRET_KEY")
+# The install's own key, which `make run` generates: every process of the install (manage.py
+# commands, a gunicorn started by hand) finds it the way make run does, without SECRET_KEY_FILE.
+GENERATED_SECRET_KEY_FILE = VAR_DIR / "secret_key"
+if not SECRET_KEY and GENERATED_SECRET_KEY_FILE.is_file():
+    try:
+        SECRET_KEY = GENERATED_SECRET_KEY_FILE.read_text().strip()
+    except OSError as _exc:
+        raise ImproperlyConfigured(f"cannot read {GENERATED_SECRET_KEY_FILE}: {_exc}") from None
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off; `make run` generates one under var/."
+            f"SECRET_KEY (or SECRET_KEY_FILE) must be set when DEBUG is off, or {GENERATED_SECRET_KEY_FILE} "
+            "must exist (`make run` generates it)."
         )
     SECRET_KEY = "insecure-development-only-key-do-not-use-in-production"  # noqa: S105 - DEBUG only
 elif not DEBUG and (len(SECRET_KEY) < 32 or SECRET_KEY.startswith("insecure")):
@@ -51,8 +64,11 @@ INSTALLED_APPS = [
     # Symphony, bottom layer first: each app imports only from the ones above it in this list.
     "observability",
     "audit",
+    "ratelimit",
     "accounts",
     "agents",
+    "workflows",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -67,7 +83,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "symphony.middleware.RateLimitMiddleware",
+    "ratelimit.middleware.RateLimitMiddleware",
     "symphony.middleware.ApiRequestGuardMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -135,27 +151,37 @@ else:
 DATABASES = {"default": _db}
 
 # --- Cache and sessions -------------------------------------------------------------------------
+# One cache shared by every process of the install (permission generations, resolved keys, rate-limit
+# counters decide freshness and security, so a per-process cache cannot hold them; DESIGN.md).
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "symphony.caches.RedisCache",  # django-redis, failing fast while Redis is down
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "symphony"),
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 "SOCKET_CONNECT_TIMEOUT": env_float("REDIS_CONNECT_TIMEOUT", 1.0),
                 "SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 1.0),
+                "BREAKER_SECONDS": env_float("REDIS_RETRY_SECONDS", 1.0),
             },
         }
     }
-    SESSION_ENGINE = "django.contrib.sessions.backends.cache"
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "symphony"}}
-    SESSION_ENGINE = "django.contrib.sessions.backends.db"
-    # django-ratelimit refuses a non-shared cache; the embedded default accepts per-process limits
-    # (documented in the README: exact limits across several workers need Redis).
-    SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+    CACHES = {
+        "default": {
+            # The embedded default: one SQLite file every gunicorn worker of this install shares.
+            "BACKEND": "symphony.caches.SQLiteCache",
+            "LOCATION": str(VAR_DIR / "cache.sqlite3"),
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "symphony"),
+            "OPTIONS": {"MAX_ENTRIES": 200_000},
+        }
+    }
+# Sessions in the database on every shape: they survive a Redis outage, and a logout can never be
+# undone by a cached copy that could not be deleted while Redis was away. Session requests (the
+# admin, the browsable API) load their user from the database anyway.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 # --- Passwords, i18n, static --------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -210,6 +236,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Group operations by resource (agents, tasks, roles, ...) rather than one "v1" tag.
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Delivery.status shares its field name with tasks' and agents' status choices.
+    "ENUM_NAME_OVERRIDES": {"WebhookDeliveryStatusEnum": "webhooks.models.Delivery.Status"},
 }
 
 # --- Symphony -----------------------------------------------------------------------------------
@@ -250,9 +278,8 @@ if SYMPHONY_OIDC_ISSUER and not re.match(
     raise ImproperlyConfigured("SYMPHONY_OIDC_ISSUER must be an https:// URL (plain http only on loopback)")
 
 # --- Hardening: rate limits, request limits, security headers (docs/security.md) -------------------
-# Rate limits: a preset name or a rate "N/<k><s|m|h|d>" (django-ratelimit syntax, e.g. 100/15m).
-# strict and moderate are the predecessor's; lenient (10x moderate, ~5.5 req/s sustained) suits agents.
-SYMPHONY_RATELIMIT_PRESETS = {"strict": "100/15m", "moderate": "500/15m", "lenient": "5000/15m"}
+# Rate limits: a preset (strict, moderate, lenient) or a rate "N/<k><s|m|h|d>" such as 100/15m, in the
+# one grammar of ratelimit/rates.py (API keys' own limits use it too).
 RATELIMIT_ENABLE = env_bool("SYMPHONY_RATELIMIT_ENABLED", True)
 RATELIMIT_USE_CACHE = env_str("SYMPHONY_RATELIMIT_CACHE", "default")
 SYMPHONY_RATELIMIT_DEFAULT = env_str("SYMPHONY_RATELIMIT_DEFAULT", "moderate")
@@ -261,7 +288,8 @@ SYMPHONY_RATELIMIT_OVERRIDES = env_map("SYMPHONY_RATELIMIT_OVERRIDES")
 SYMPHONY_RATELIMIT_LOGIN_PER_IP = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_IP", "30/15m")
 SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME = env_str("SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME", "10/15m")
 SYMPHONY_RATELIMIT_LOGIN_VIEWS = env_list("SYMPHONY_RATELIMIT_LOGIN_VIEWS", ["admin:login", "rest_framework:login"])
-# When the counters' cache is unreachable: serve unlimited (true) or answer 503 (false).
+# When the shared cache is unreachable: serve (rate limits off, identity checks from the database) and
+# report degraded (true), or answer API requests 503 with Retry-After (false). docs/security.md.
 SYMPHONY_RATELIMIT_FAIL_OPEN = env_bool("SYMPHONY_RATELIMIT_FAIL_OPEN", True)
 for _name, _rate in [
     ("SYMPHONY_RATELIMIT_DEFAULT", SYMPHONY_RATELIMIT_DEFAULT),
@@ -269,8 +297,10 @@ for _name, _rate in [
     ("SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME", SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME),
     *(("SYMPHONY_RATELIMIT_OVERRIDES", _value) for _value in SYMPHONY_RATELIMIT_OVERRIDES.values()),
 ]:
-    if _rate.lower() not in SYMPHONY_RATELIMIT_PRESETS and not re.fullmatch(r"\d+/\d*[smhd]", _rate):
-        raise ImproperlyConfigured(f"{_name}: {_rate!r} is neither strict, moderate, lenient nor a rate like 100/15m")
+    try:
+        parse_rate(_rate)
+    except ValueError as _exc:
+        raise ImproperlyConfigured(f"{_name}: {_exc}") from None
 
 # Request limits: body size (413), JSON nesting depth (400), JSON-only writes (415); see symphony/parsers.py.
 # Django's default 2.5 MiB: room for a task result of SYMPHONY_TASK_MAX_RESULT_BYTES (1 MiB) and its escaping.
@@ -328,9 +358,42 @@ SYMPHONY_TASK_MAX_RESULT_BYTES = env_int("SYMPHONY_TASK_MAX_RESULT_BYTES", 10485
 SYMPHONY_TASK_LEASE_SECONDS = env_int("SYMPHONY_TASK_LEASE_SECONDS", 60, minimum=1)
 SYMPHONY_TASK_MAX_LEASE_SECONDS = env_int("SYMPHONY_TASK_MAX_LEASE_SECONDS", 3600, minimum=1)
 SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
+# Most steps one workflow run may have (a run is created in one transaction).
+SYMPHONY_WORKFLOW_MAX_STEPS = env_int("SYMPHONY_WORKFLOW_MAX_STEPS", 1000, minimum=1)
+# Seconds between two ticks of manage.py run_scheduler (the finest time a schedule can keep).
+SYMPHONY_SCHEDULER_TICK_SECONDS = env_int("SYMPHONY_SCHEDULER_TICK_SECONDS", 1, minimum=1)
+# Round robin between fairness keys within a priority (off: strictly oldest first within a priority).
+SYMPHONY_TASK_FAIRNESS = env_bool("SYMPHONY_TASK_FAIRNESS", True)
+# LLM usage metrics: at most this many (project, model) series per process (then model="other"), and
+# the currencies that get their own series.
+SYMPHONY_USAGE_METRIC_SERIES = env_int("SYMPHONY_USAGE_METRIC_SERIES", 200, minimum=1)
+SYMPHONY_USAGE_CURRENCIES = env_list("SYMPHONY_USAGE_CURRENCIES", ["USD", "EUR", "GBP"])
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
+# Task events and live streams (docs/agents.md "Live output").
+SYMPHONY_TASK_EVENT_MAX_BYTES = env_int("SYMPHONY_TASK_EVENT_MAX_BYTES", 65536, minimum=2)
+SYMPHONY_TASK_EVENT_MAX_BATCH = env_int("SYMPHONY_TASK_EVENT_MAX_BATCH", 100, minimum=1)
+SYMPHONY_TASK_EVENT_MAX_PER_TASK = env_int("SYMPHONY_TASK_EVENT_MAX_PER_TASK", 100000, minimum=1)
+SYMPHONY_TASK_EVENT_RETENTION_DAYS = env_int("SYMPHONY_TASK_EVENT_RETENTION_DAYS", 30, minimum=1)
+SYMPHONY_STREAM_HEARTBEAT_SECONDS = env_float("SYMPHONY_STREAM_HEARTBEAT_SECONDS", 15.0)
+# SQLite has no LISTEN/NOTIFY: streams look at the database this often instead.
+SYMPHONY_STREAM_POLL_SECONDS = env_float("SYMPHONY_STREAM_POLL_SECONDS", 0.5)
+# PostgreSQL streams re-check the database this often even without a notification (a lost LISTEN
+# connection, a change made outside the services).
+SYMPHONY_STREAM_RECHECK_SECONDS = env_float("SYMPHONY_STREAM_RECHECK_SECONDS", 5.0)
+
+# --- webhooks (docs/webhooks.md) ---
+# Refuse URLs resolving to loopback, private, link-local or metadata addresses (creation and delivery).
+SYMPHONY_WEBHOOK_ALLOW_PRIVATE = env_bool("SYMPHONY_WEBHOOK_ALLOW_PRIVATE", False)
+# Key material for the signing secrets' encryption at rest; SECRET_KEY when empty.
+SYMPHONY_WEBHOOK_ENCRYPTION_KEY = env_str("SYMPHONY_WEBHOOK_ENCRYPTION_KEY", "")
+SYMPHONY_WEBHOOK_RETRY_FOR_SECONDS = env_int("SYMPHONY_WEBHOOK_RETRY_FOR_SECONDS", 86400, minimum=0)
+SYMPHONY_WEBHOOK_BACKOFF_BASE_SECONDS = env_int("SYMPHONY_WEBHOOK_BACKOFF_BASE_SECONDS", 5, minimum=0)
+SYMPHONY_WEBHOOK_BACKOFF_MAX_SECONDS = env_int("SYMPHONY_WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=0)
+SYMPHONY_WEBHOOK_TIMEOUT_SECONDS = env_int("SYMPHONY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+SYMPHONY_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("SYMPHONY_WEBHOOK_DISABLE_AFTER_FAILURES", 20, minimum=1)
+SYMPHONY_WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("SYMPHONY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86400, minimum=0)
 
 # --- Audit trail (docs/audit.md) ---------------------------------------------------------------
 # Signed checkpoints of the hash chain: an Ed25519 private key (PEM) and a folder outside the

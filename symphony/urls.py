@@ -17,7 +17,9 @@ _drf_logout = LogoutView.as_view()
 api_v1 = [
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
+    path("", include("workflows.urls")),  # before agents: tasks/{id}/approval/ is served here
     path("", include("agents.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [

@@ -18,14 +18,12 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
-from django_ratelimit import core as rl_core
 
 import audit
 from accounts import keys
 from accounts.backends import user_codes
 from accounts.exceptions import ApiKeyStateConflict, EscalationRefused
 from accounts.models import ApiKey, User
-from accounts.ratelimit import resolve_rate
 from accounts.services.common import (
     held_codes,
     held_codes_anywhere,
@@ -36,6 +34,7 @@ from accounts.services.common import (
     save_fields,
     user_require_manageable,
 )
+from ratelimit.rates import parse_rate
 
 # --- a key managing keys --------------------------------------------------------------------------
 
@@ -44,8 +43,8 @@ def rate_per_second(rate_limit: str) -> Fraction:
     """Requests per second a key's ``rate_limit`` allows; "" (no limit of its own) is the API's default
     limit, ``SYMPHONY_RATELIMIT_DEFAULT``. Presets and ``100/15m`` are read by the rate limiter's own
     grammar, so this compares what the limiter enforces. Raises ``ValueError`` for a rate it rejects."""
-    count, seconds = rl_core._split_rate(resolve_rate(rate_limit or settings.SYMPHONY_RATELIMIT_DEFAULT))
-    return Fraction(count, seconds)
+    rate = parse_rate(rate_limit or settings.SYMPHONY_RATELIMIT_DEFAULT)
+    return Fraction(rate.limit, rate.period)
 
 
 def _describe_rate(rate_limit: str) -> str:
@@ -124,8 +123,9 @@ def _require_owner_manageable(actor: User, owner: User) -> None:
         raise EscalationRefused(str(exc.detail), field="owner") from None
 
 
-def _validate_fields(*, name: str, rate_limit: str, expires_at: datetime | None) -> None:
-    from accounts.validators import validate_rate_limit
+def _validate_fields(*, name: str, rate_limit: str, expires_at: datetime | None) -> str:
+    """Check the fields; return the rate limit in its counted form (``moderate`` -> ``500/15m``)."""
+    from accounts.validators import normalize_rate_limit, validate_rate_limit
 
     if not name or len(name) > ApiKey._meta.get_field("name").max_length:
         raise ValidationError({"name": ["A name of 1 to 100 characters is required."]})
@@ -135,6 +135,7 @@ def _validate_fields(*, name: str, rate_limit: str, expires_at: datetime | None)
         raise ValidationError({"rate_limit": exc.messages}) from None
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError({"expires_at": ["Expiry must be in the future."]})
+    return normalize_rate_limit(rate_limit)
 
 
 @sensitive_variables("raw")
@@ -171,7 +172,7 @@ def api_key_create(
     if rate_limit is None:
         rate_limit = acting_key.rate_limit if acting_key is not None else ""
     found = {p.code: p for p in resolve_permissions(scopes, field="scopes")}
-    _validate_fields(name=name, rate_limit=rate_limit, expires_at=expires_at)
+    rate_limit = _validate_fields(name=name, rate_limit=rate_limit, expires_at=expires_at)
     require_key_covers(actor=actor, acting_key=acting_key, scopes=found, rate_limit=rate_limit, verb="create")
     require_held(actor, found, field="scopes", what="scope(s)", anywhere=True)
     _require_owner_manageable(actor, owner)

@@ -225,8 +225,9 @@ def save_fields(obj: Model, fields: Iterable[str]) -> None:
 def invalidate_on_commit() -> None:
     """Drop every cached effective permission (and resolved API key) now and again at commit."""
     # Once now (so a check inside this transaction sees the change) and once after commit (so a
-    # value another request computed from the old rows in between does not survive it).
-    invalidate_permissions()
+    # value another request computed from the old rows in between does not survive it). The first
+    # is strict: when the shared cache cannot be reached, the change is refused (503) and rolls back.
+    invalidate_permissions(strict=True)
     transaction.on_commit(invalidate_permissions)
 
 

@@ -3,6 +3,7 @@ with an unreachable database, and tracing set up after fork in each worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -16,6 +17,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from observability.tests.otlp_receiver import OtlpReceiver
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -163,3 +165,59 @@ def test_it_traces_requests_in_each_worker_after_fork(tmp_path):
     server_spans = [span for _resource, span in receiver.spans() if span.trace_id.hex() == TRACE_ID]
     assert server_spans, [span.name for _resource, span in receiver.spans()]
     assert server_spans[0].parent_span_id.hex() == "00f067aa0ba902b7"
+
+
+def test_it_sums_metrics_across_three_workers_without_a_multiprocess_folder_set(tmp_path):
+    """``gunicorn -c config/gunicorn.conf.py -w 3`` with no PROMETHEUS_MULTIPROC_DIR: the config makes
+    a folder for its workers, every scrape reports the totals, and the folder goes when gunicorn does."""
+    server = Gunicorn(free_port(), tmp_path, workers=3).migrate()
+    server.env.pop("PROMETHEUS_MULTIPROC_DIR")
+    with server:
+        pids: set[int] = set()
+        served = 0
+        while (len(pids) < 3 or served < 30) and served < 600:
+            response = server.get("/health")
+            assert response.status_code == 200, response.text
+            pids.add(response.json()["components"]["memory"]["details"]["pid"])
+            served += 1
+        # The folder the config made: the one holding our workers' files.
+        (folder,) = {p.parent for pid in pids for p in Path("/dev/shm").glob(f"symphony-prometheus-*/*_{pid}.db")}
+        scrapes = [server.get("/metrics").text for _ in range(6)]  # served by several workers
+        assert folder.is_dir()
+
+    assert len(pids) == 3, "all three workers served"
+    totals = {
+        _sample(text, "django_http_requests_total_by_view_transport_method_total", view="health") for text in scrapes
+    }
+    assert totals == {served}
+    assert not folder.exists()
+
+
+def test_management_commands_run_when_the_multiprocess_folder_is_gone(tmp_path):
+    """A shell that kept make run's environment after gunicorn removed its folder."""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "gone"), "SYMPHONY_VAR_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "gone").exists()
+
+
+def test_it_opens_a_control_socket_only_where_it_is_told(tmp_path):
+    # A HOME where nothing can be created, as in the read-only image: gunicorn's default would fail there.
+    (tmp_path / "home").write_text("not a directory")
+    home = {"HOME": str(tmp_path / "home" / "nowhere"), "XDG_RUNTIME_DIR": ""}
+    with Gunicorn(BASE_PORT + 3, tmp_path, workers=1, LOG_LEVEL="INFO", **home) as server:
+        assert server.get("/health/live").status_code == 200
+    assert "Control" not in server.log_path.read_text()
+
+    socket_path = tmp_path / "var" / "gunicorn.ctl"
+    with Gunicorn(BASE_PORT + 3, tmp_path, workers=1, GUNICORN_CONTROL_SOCKET=str(socket_path), **home):
+        shown = subprocess.run(
+            [str(Path(sys.executable).parent / "gunicornc"), "-s", str(socket_path), "-c", "show workers", "-j"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert len(json.loads(shown.stdout)["workers"]) == 1
+    assert not socket_path.exists()  # removed when gunicorn stopped

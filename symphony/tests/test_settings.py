@@ -33,8 +33,10 @@ def test_it_splits_lists_and_reads_secret_files(monkeypatch, tmp_path):
     assert env_secret("X_SECRET") == "s3cret"
 
 
-def _import_settings(env: dict[str, str]) -> subprocess.CompletedProcess:
+def _import_settings(env: dict[str, str], var_dir=None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "SECRET_KEY_FILE", "DEBUG"}}
+    if var_dir is not None:
+        clean["SYMPHONY_VAR_DIR"] = str(var_dir)
     return subprocess.run(
         [sys.executable, "-c", "import symphony.settings"],
         env={**clean, **env},
@@ -44,10 +46,39 @@ def _import_settings(env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off():
-    result = _import_settings({"DEBUG": "false"})
+def test_it_refuses_to_start_without_a_secret_key_when_debug_is_off(tmp_path):
+    result = _import_settings({"DEBUG": "false"}, var_dir=tmp_path)
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+    assert f"{tmp_path}/secret_key" in result.stderr
+
+
+def test_manage_py_finds_the_key_make_run_generated(tmp_path, settings):
+    """`make run` writes var/secret_key and exports SECRET_KEY_FILE for its own processes; a command
+    typed later in another shell (create_api_key, run_agent) finds the same key without it."""
+    (tmp_path / "secret_key").write_text("k" * 60 + "\n")
+    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "SECRET_KEY_FILE", "DEBUG"}}
+    script = "import django; django.setup(); from django.conf import settings; print(settings.SECRET_KEY)"
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**clean, "SYMPHONY_VAR_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "symphony.settings"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    command = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", "--help"],
+        env={**clean, "SYMPHONY_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=settings.BASE_DIR,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "k" * 60
+    assert command.returncode == 0, command.stderr
+    assert "--rate-limit" in command.stdout
 
 
 def test_it_refuses_a_short_secret_key_in_production():

@@ -40,7 +40,12 @@ class Command(BaseCommand):
             help="A permission code the key may use (repeatable). Default: every permission the owner holds.",
         )
         parser.add_argument("--expires-in", type=_positive_days, metavar="DAYS", help="Expire after DAYS days.")
-        parser.add_argument("--rate-limit", default="", metavar="RATE", help="e.g. 100/m, 5000/h, 10/s, 1000/d.")
+        parser.add_argument(
+            "--rate-limit",
+            default="",
+            metavar="RATE",
+            help="A preset (strict, moderate, lenient) or a rate: 100/m, 100/15m, 5000/h, 10/s.",
+        )
 
     def handle(self, *args: Any, username: str, name: str, scopes: list[str] | None, **options: Any) -> None:
         from accounts import services

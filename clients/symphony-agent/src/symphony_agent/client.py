@@ -188,8 +188,9 @@ class ProtocolClient:
         body = {} if lease_seconds is None else {"lease_seconds": lease_seconds}
         return self.task_post(task_id, "extend", attempt=attempt, **body)
 
-    def complete(self, task_id: int, *, attempt: int, result: Any) -> dict[str, Any]:
-        return self.task_post(task_id, "complete", attempt=attempt, result=result)
+    def complete(self, task_id: int, *, attempt: int, result: Any, wait_for_children: bool = False) -> dict[str, Any]:
+        body = {"wait_for_children": True} if wait_for_children else {}
+        return self.task_post(task_id, "complete", attempt=attempt, result=result, **body)
 
     def fail(self, task_id: int, *, attempt: int, error: str, retryable: bool) -> dict[str, Any]:
         return self.task_post(task_id, "fail", attempt=attempt, error=error[:10000], retryable=retryable)

@@ -13,8 +13,8 @@ from django.conf import settings as django_settings
 from django.core.cache import caches
 from django_ratelimit.core import get_usage
 
-from accounts import ratelimit
 from observability.registry import DEGRADED, UNHEALTHY, health_checks
+from ratelimit import limiter
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("symphony.tests.urls")]
 
@@ -79,7 +79,7 @@ def dead_limiter(settings):
         },
     }
     settings.RATELIMIT_USE_CACHE = "ratelimit-dead"
-    ratelimit._last_warning = 0.0
+    limiter._last_warning = 0.0
     return settings
 
 

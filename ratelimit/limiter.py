@@ -1,4 +1,4 @@
-"""Rate limiting for the API and the login forms, on django-ratelimit's windows over the configured cache.
+"""The limiter: django-ratelimit's fixed windows over the shared cache, and who is counted.
 
 Who is counted (the *scope*): the API key when a valid one is presented (with its own ``rate_limit`` when
 it has one), the user for session requests, and the client IP (trusted-proxy aware) otherwise. Which
@@ -13,9 +13,8 @@ so the hot path is one cache round-trip instead of get_usage's two.
 
 from __future__ import annotations
 
-import re
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -26,14 +25,11 @@ from django.urls import Resolver404, resolve
 from django_ratelimit import ALL
 from django_ratelimit import core as rl_core
 
-from accounts import keys
-from accounts.authentication import ApiKeyAuthentication
 from observability import context, metrics
 from observability.registry import DEGRADED, HEALTHY, UNHEALTHY, HealthResult
+from ratelimit.rates import Rate, parse_rate
 
 log = structlog.get_logger(__name__)
-
-RATE_PATTERN = re.compile(r"^\d+/\d*[smhd]$")
 
 SCOPE_API_KEY, SCOPE_USER, SCOPE_IP, SCOPE_LOGIN = "api_key", "user", "ip", "login"
 DEFAULT_GROUP = "api"
@@ -72,30 +68,19 @@ class Usage:
         }
 
 
-def resolve_rate(value: str) -> str:
-    """A preset name or a literal rate (``100/15m``) as a django-ratelimit rate. Raises ``ValueError``."""
-    presets: dict[str, str] = settings.SYMPHONY_RATELIMIT_PRESETS
-    value = value.strip()
-    rate = presets.get(value.lower(), value)
-    if not RATE_PATTERN.match(rate):
-        raise ValueError(f"{value!r} is neither a preset ({', '.join(presets)}) nor a rate such as 100/15m")
-    return rate
-
-
-def hit(*, group: str, rate: str, scope: str, value: str) -> Usage:
+def hit(*, group: str, rate: Rate, scope: str, value: str) -> Usage:
     """Count one request for ``value`` in ``group`` and return the usage.
 
     Raises ``RateLimiterUnavailable`` when the cache fails (Redis down or timing out).
     """
-    limit, period = rl_core._split_rate(rate)
-    window = rl_core._get_window(value, period)
-    cache_key = rl_core._make_cache_key(group, window, rate, value, ALL)
+    window = rl_core._get_window(value, rate.period)
+    cache_key = rl_core._make_cache_key(group, window, rate.text, value, ALL)
     cache = caches[settings.RATELIMIT_USE_CACHE]
     try:
         try:
             count = cache.incr(cache_key)
         except ValueError:  # no counter yet in this window (or it just expired)
-            added = cache.add(cache_key, 1, period + rl_core.EXPIRATION_FUDGE)
+            added = cache.add(cache_key, 1, rate.period + rl_core.EXPIRATION_FUDGE)
             count = 1 if added else cache.incr(cache_key)
     except ValueError as exc:
         raise RateLimiterUnavailable("the rate-limit counter vanished twice") from exc
@@ -103,84 +88,56 @@ def hit(*, group: str, rate: str, scope: str, value: str) -> Usage:
         raise RateLimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
     # django-ratelimit's window still includes its end second: the next one starts a second later.
     reset = max(1, window - int(time.time()) + 1)
-    return Usage(group, scope, value, int(count), limit, reset, cache_key)
+    return Usage(group, scope, value, int(count), rate.limit, reset, cache_key)
 
 
 # --- Who is counted ---------------------------------------------------------------------------------
 
 
-class _KeyLimits:
-    """A small per-process memo of ``sha256(raw key) -> (key id, own rate)`` for valid, active keys.
+@dataclass(frozen=True)
+class KeyCaller:
+    """What the key resolver says of a request's API key: its id when the key is accepted (``None``
+    otherwise: the request is counted against its address), and the key's own rate limit or ``""``."""
 
-    It spares the rate limiter a database query per request: DRF's authentication still checks the key
-    (revocation, expiry, scopes) on every request; this memo only decides which counter to use, and an
-    entry lives ``ttl`` seconds so a changed ``rate_limit`` applies within a minute.
-    """
-
-    def __init__(self, ttl: float = 60.0, size: int = 10_000) -> None:
-        self.ttl, self.size = ttl, size
-        self._entries: dict[str, tuple[float, int, str]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, digest: str) -> tuple[int, str] | None:
-        entry = self._entries.get(digest)
-        if entry is None or entry[0] < time.time():
-            return None
-        return entry[1], entry[2]
-
-    def put(self, digest: str, key_id: int, rate: str) -> None:
-        with self._lock:
-            if len(self._entries) >= self.size:
-                self._entries.clear()
-            self._entries[digest] = (time.time() + self.ttl, key_id, rate)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+    key_id: int | None
+    rate: str = ""
 
 
-key_limits = _KeyLimits()
+#: ``request -> KeyCaller``, or ``None`` when the request carries no API key (registered by accounts).
+KeyResolver = Callable[[HttpRequest], KeyCaller | None]
+_key_resolver: KeyResolver | None = None
 
 
-def _api_key_identity(raw: str) -> tuple[int, str] | None:
-    """``(key id, own rate or "")`` for a valid, usable key; None for anything else."""
-    if keys.parse_prefix(raw) is None:
-        return None
-    digest = keys.hash_key(raw)
-    known = key_limits.get(digest)
-    if known is not None:
-        return known
-    from accounts.models import ApiKey
-
-    row = ApiKey.objects.active().filter(key_hash=digest, owner__is_active=True).values_list("pk", "rate_limit").first()
-    if row is None:
-        return None
-    pk, own_rate = row
-    try:
-        own_rate = resolve_rate(own_rate) if own_rate else ""
-    except ValueError:
-        log.warning("api_key_rate_limit_invalid", key_id=pk, rate_limit=own_rate)
-        own_rate = ""
-    key_limits.put(digest, pk, own_rate)
-    return pk, own_rate
+def register_key_resolver(resolver: KeyResolver) -> None:
+    """Tell the limiter how to recognise API keys (``accounts`` does, from its ``ready()``)."""
+    global _key_resolver
+    _key_resolver = resolver
 
 
-def identify(request: HttpRequest) -> tuple[str, str, str]:
-    """``(scope, value, own rate or "")``: the API key, else the session user, else the client IP."""
-    raw = ApiKeyAuthentication.get_raw_key(request)
-    if raw:
-        identity = _api_key_identity(raw)
-        if identity is not None:
-            return SCOPE_API_KEY, f"key:{identity[0]}", identity[1]
-        # An unknown, bad or revoked key is counted against the address that sent it.
-        return SCOPE_IP, f"ip:{context.client_ip(request) or 'unknown'}", ""
+def _address(request: HttpRequest) -> str:
+    return f"ip:{context.client_ip(request) or 'unknown'}"
+
+
+def identify(request: HttpRequest) -> tuple[str, str, Rate | None]:
+    """``(scope, value, own rate or None)``: the API key, else the session user, else the client IP."""
+    caller = _key_resolver(request) if _key_resolver is not None else None
+    if caller is not None:
+        if caller.key_id is None:  # an unknown, bad or revoked key is counted against its sender
+            return SCOPE_IP, _address(request), None
+        own = None
+        if caller.rate:
+            try:
+                own = parse_rate(caller.rate)
+            except ValueError:  # written before the grammar was enforced: the endpoint's limit applies
+                log.warning("api_key_rate_limit_invalid", key_id=caller.key_id, rate_limit=caller.rate)
+        return SCOPE_API_KEY, f"key:{caller.key_id}", own
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated:
-        return SCOPE_USER, f"user:{user.pk}", ""
-    return SCOPE_IP, f"ip:{context.client_ip(request) or 'unknown'}", ""
+        return SCOPE_USER, f"user:{user.pk}", None
+    return SCOPE_IP, _address(request), None
 
 
-def endpoint_rule(request: HttpRequest) -> tuple[str, str]:
+def endpoint_rule(request: HttpRequest) -> tuple[str, Rate]:
     """``(group, rate)`` for the request's endpoint: an override by URL name or basename, else the default.
 
     An override key matches the URL name exactly (``agent-claim``) or as a router basename, i.e. the URL
@@ -197,14 +154,19 @@ def endpoint_rule(request: HttpRequest) -> tuple[str, str]:
             candidates.append(candidates[-1].rsplit("-", 1)[0])
         for candidate in candidates:
             if candidate and candidate in overrides:
-                return f"api:{candidate}", resolve_rate(overrides[candidate])
-    return DEFAULT_GROUP, resolve_rate(settings.SYMPHONY_RATELIMIT_DEFAULT)
+                return f"api:{candidate}", parse_rate(overrides[candidate])
+    return DEFAULT_GROUP, parse_rate(settings.SYMPHONY_RATELIMIT_DEFAULT)
 
 
 def check_api_request(request: HttpRequest) -> Usage:
     """Count an API request against its scope and endpoint. Raises ``RateLimiterUnavailable``."""
+    cache = caches[settings.RATELIMIT_USE_CACHE]
+    if getattr(cache, "is_failing", lambda: False)():
+        # Known down (symphony.caches.RedisCache's breaker): no counter to find, so spare the key
+        # lookup that identifying the caller would cost (from the database, during an outage).
+        raise RateLimiterUnavailable("the rate-limit cache is unreachable")
     scope, value, own_rate = identify(request)
-    if own_rate:
+    if own_rate is not None:
         # A key's own limit replaces the presets across the whole API (one counter per key).
         return hit(group=_KEY_GROUP, rate=own_rate, scope=scope, value=value)
     group, rate = endpoint_rule(request)
@@ -218,16 +180,16 @@ def check_login_attempt(request: HttpRequest, username: str) -> Usage | None:
     """
     ip_usage = hit(
         group="login-ip",
-        rate=resolve_rate(settings.SYMPHONY_RATELIMIT_LOGIN_PER_IP),
+        rate=parse_rate(settings.SYMPHONY_RATELIMIT_LOGIN_PER_IP),
         scope=SCOPE_LOGIN,
-        value=f"ip:{context.client_ip(request) or 'unknown'}",
+        value=_address(request),
     )
     if ip_usage.exceeded:
         return ip_usage
     if username:
         user_usage = hit(
             group="login-username",
-            rate=resolve_rate(settings.SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME),
+            rate=parse_rate(settings.SYMPHONY_RATELIMIT_LOGIN_PER_USERNAME),
             scope=SCOPE_LOGIN,
             value=f"username:{username.strip().lower()[:150]}",
         )
@@ -245,7 +207,7 @@ def record_rejection(request: HttpRequest, usage: Usage) -> None:
     The dedup marker lives as long as the window, so a flood leaves one audit event, not thousands.
     Cache failures here are logged, never raised: the 429 stands either way.
     """
-    _count_rejection(usage.scope)
+    metrics.RATE_LIMIT_REJECTIONS.labels(scope=usage.scope).inc()  # one of the four SCOPE_* values
     try:
         first = caches[settings.RATELIMIT_USE_CACHE].add(f"{usage.cache_key}:audited", 1, usage.reset + 5)
     except Exception:  # noqa: BLE001 - a lost audit dedup marker must not turn a 429 into a 500
@@ -268,10 +230,6 @@ def record_rejection(request: HttpRequest, usage: Usage) -> None:
             "path": request.path[:512],
         },
     )
-
-
-def _count_rejection(scope: str) -> None:
-    metrics.RATE_LIMIT_REJECTIONS.labels(scope=scope).inc()  # scope: one of the four SCOPE_* values
 
 
 # --- When the cache is down -------------------------------------------------------------------------
