@@ -120,6 +120,12 @@ DJANGO_PERMISSIONS: dict[str, str] = {
     "workflows.view_workflowrun": "agent:read",
     "workflows.change_workflowrun": "agent:execute",
     "workflows.view_approval": "agent:read",
+    "webhooks.view_webhook": "system:monitor",
+    "webhooks.add_webhook": "system:config",
+    "webhooks.change_webhook": "system:config",
+    "webhooks.delete_webhook": "system:config",
+    "webhooks.view_delivery": "system:monitor",
+    "webhooks.change_delivery": "system:config",
 }
 
 

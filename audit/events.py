@@ -95,6 +95,13 @@ EVENT_TYPES: dict[str, str] = {
     "budget.deleted": WARNING,
     "budget.threshold_crossed": WARNING,
     "budget.exhausted": WARNING,
+    # webhooks
+    "webhook.created": INFO,
+    "webhook.updated": INFO,
+    "webhook.deleted": WARNING,
+    "webhook.secret_rotated": INFO,
+    "webhook.redelivered": INFO,
+    "webhook.disabled": WARNING,
     # system and security
     "system.config.changed": WARNING,
     "system.started": INFO,

@@ -4,8 +4,8 @@
 # with the production configuration (config/gunicorn.conf.py).
 # The audit trail signs checkpoints of its hash chain with var/audit_signing_key.pem (generated once)
 # into var/audit-checkpoints (docs/audit.md); SYMPHONY_AUDIT_* override both.
-# SYMPHONY_DEMO_WORKERS demo agent workers (default 2, one per demo agent; 0: none) run beside gunicorn
-# and stop with it.
+# The scheduler (run_scheduler), the webhook sender (run_webhooks) and SYMPHONY_DEMO_WORKERS demo agent
+# workers (default 2, one per demo agent; 0: none) run beside gunicorn and stop with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -50,6 +50,9 @@ echo "Audit checkpoints: $SYMPHONY_AUDIT_CHECKPOINT_DIR (verify: SYMPHONY_AUDIT_
 
 "$PY" -m gunicorn -c config/gunicorn.conf.py symphony.wsgi &
 pids=("$!")
+# The webhook sender (docs/webhooks.md): its own process, so no request ever waits on a receiver.
+"$PY" manage.py run_webhooks &
+pids+=("$!")
 # The ASGI stream process: server-sent events (GET /api/v1/tasks/{id}/stream/) without a sync worker
 # each (docs/agents.md, "Live output"). In production nginx routes the /stream/ paths to it.
 STREAM_PORT="${STREAM_PORT:-8001}"

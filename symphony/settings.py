@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "accounts",
     "agents",
     "workflows",
+    "webhooks",
 ]
 
 MIDDLEWARE = [
@@ -235,6 +236,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Group operations by resource (agents, tasks, roles, ...) rather than one "v1" tag.
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Delivery.status shares its field name with tasks' and agents' status choices.
+    "ENUM_NAME_OVERRIDES": {"WebhookDeliveryStatusEnum": "webhooks.models.Delivery.Status"},
 }
 
 # --- Symphony -----------------------------------------------------------------------------------
@@ -379,6 +382,18 @@ SYMPHONY_STREAM_POLL_SECONDS = env_float("SYMPHONY_STREAM_POLL_SECONDS", 0.5)
 # PostgreSQL streams re-check the database this often even without a notification (a lost LISTEN
 # connection, a change made outside the services).
 SYMPHONY_STREAM_RECHECK_SECONDS = env_float("SYMPHONY_STREAM_RECHECK_SECONDS", 5.0)
+
+# --- webhooks (docs/webhooks.md) ---
+# Refuse URLs resolving to loopback, private, link-local or metadata addresses (creation and delivery).
+SYMPHONY_WEBHOOK_ALLOW_PRIVATE = env_bool("SYMPHONY_WEBHOOK_ALLOW_PRIVATE", False)
+# Key material for the signing secrets' encryption at rest; SECRET_KEY when empty.
+SYMPHONY_WEBHOOK_ENCRYPTION_KEY = env_str("SYMPHONY_WEBHOOK_ENCRYPTION_KEY", "")
+SYMPHONY_WEBHOOK_RETRY_FOR_SECONDS = env_int("SYMPHONY_WEBHOOK_RETRY_FOR_SECONDS", 86400, minimum=0)
+SYMPHONY_WEBHOOK_BACKOFF_BASE_SECONDS = env_int("SYMPHONY_WEBHOOK_BACKOFF_BASE_SECONDS", 5, minimum=0)
+SYMPHONY_WEBHOOK_BACKOFF_MAX_SECONDS = env_int("SYMPHONY_WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=0)
+SYMPHONY_WEBHOOK_TIMEOUT_SECONDS = env_int("SYMPHONY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+SYMPHONY_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("SYMPHONY_WEBHOOK_DISABLE_AFTER_FAILURES", 20, minimum=1)
+SYMPHONY_WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("SYMPHONY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86400, minimum=0)
 
 # --- Audit trail (docs/audit.md) ---------------------------------------------------------------
 # Signed checkpoints of the hash chain: an Ed25519 private key (PEM) and a folder outside the

@@ -19,6 +19,7 @@ api_v1 = [
     path("", include("audit.urls")),
     path("", include("workflows.urls")),  # before agents: tasks/{id}/approval/ is served here
     path("", include("agents.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [

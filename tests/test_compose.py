@@ -25,7 +25,8 @@ def compose() -> dict:
 
 def test_it_has_every_service_of_the_stack(compose):
     assert set(compose["services"]) == {
-        "postgres", "redis", "migrate", "symphony", "streams", "scheduler", "agent", "nginx", "jaeger", "prometheus",
+        "postgres", "redis", "migrate", "symphony", "streams", "scheduler", "webhooks", "agent", "nginx", "jaeger",
+        "prometheus",
         "grafana",
     }  # fmt: skip
     assert compose["services"]["postgres"]["image"].startswith("postgres:16")

@@ -144,7 +144,7 @@ def test_it_renders_every_resource_the_issue_asks_for():
     for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                  "Ingress", "ServiceMonitor", "ConfigMap", "Secret", "Job", "CronJob", "ServiceAccount"]:  # fmt: skip
         assert kind in kinds, kind
-    assert len(kinds["Deployment"]) == 4  # web + streams + agent worker + scheduler
+    assert len(kinds["Deployment"]) == 5  # web + streams + agent worker + scheduler + webhook sender
     streams = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-streams"))
     assert streams["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
         "python", "-m", "uvicorn", "symphony.asgi:application"]  # fmt: skip
@@ -223,7 +223,7 @@ def test_it_runs_only_management_commands_that_exist():
             commands |= references.manage_commands_in(json.dumps(manifest["spec"]["template"]["spec"]["containers"]))
     for cron in kinds["CronJob"]:
         commands |= references.manage_commands_in(json.dumps(cron["spec"]["jobTemplate"]["spec"]["template"]))
-    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint", "run_scheduler"}
+    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint", "run_scheduler", "run_webhooks"}
     assert commands <= references.management_commands()
 
 

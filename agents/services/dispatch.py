@@ -30,6 +30,7 @@ from agents.services import flow
 from agents.services.notify import task_notify, tasks_notify
 from agents.services.tasks import check_json_size
 from agents.services.usage import usage_record
+from audit import hooks as domain_events
 
 log = structlog.get_logger(__name__)
 
@@ -205,6 +206,8 @@ def task_complete(
         parent_complete(task=task, now=now)
     if task.status == Task.Status.SUCCEEDED:
         hooks.run_task_finished(task)
+    if task.status == Task.Status.SUCCEEDED:
+        _emit_task_finished(task, "task.succeeded")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
@@ -249,9 +252,29 @@ def task_fail(
     usage_record(task=task, agent=agent, items=usage or [], source="failure")
     if not requeued:
         hooks.run_task_finished(task)
+        _emit_task_finished(task, "task.failed")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))
     return task
+
+
+def _emit_task_finished(task: Task, event_type: str) -> None:
+    """Domain event for listeners above agents (webhooks), in this transaction. The result is left
+    out (up to SYMPHONY_TASK_MAX_RESULT_BYTES): subscribers fetch it from the task's URL."""
+    domain_events.emit(
+        event_type,
+        project_id=getattr(task, "project_id", None),
+        data={
+            "task": {
+                "id": task.pk,
+                "kind": task.kind,
+                "status": task.status,
+                "attempt": task.attempts,
+                "error": task.error[:1000],
+                "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+            }
+        },
+    )
 
 
 def release_running(*, task_ids: list[int], now: datetime, reason: str) -> tuple[list[int], list[int]]:
@@ -299,9 +322,9 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
         )
         task_notify(task_id=task_id)
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
-    if failed:
-        for task in Task.objects.filter(pk__in=failed):
-            hooks.run_task_finished(task)
+    for task in Task.objects.filter(pk__in=failed) if failed else ():
+        _emit_task_finished(task, "task.failed")
+        hooks.run_task_finished(task)
 
     def observe() -> None:
         for _ in requeued:

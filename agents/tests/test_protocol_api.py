@@ -309,8 +309,8 @@ def test_it_claims_and_completes_a_task_in_a_fixed_number_of_queries(
     # update, the attempt, the event
     with django_assert_num_queries(8 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
         (task,) = claim(worker)
-    # the agent, the update, the attempt, the task read back, the event
-    with django_assert_num_queries(5 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
+    # the agent, the update, the attempt, the task read back, the event, the webhooks outbox lookup
+    with django_assert_num_queries(6 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
         r = worker.api.post(f"/api/v1/tasks/{task['id']}/complete/", {"result": {"ok": True}, "attempt": 1})
     assert r.status_code == 200
     assert AuditEvent.objects.filter(chain_seq__isnull=True).count() == 0
