@@ -8,53 +8,69 @@ before the stream starts, on the stream pool's threads.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework.exceptions import ValidationError
+from rest_framework.viewsets import GenericViewSet
 
 from agents import streams
 from agents.models import Task
 from agents.views import TaskViewSet
 
+T = TypeVar("T")
 
-def _task_detail_view(request: HttpRequest, task_id: int) -> TaskViewSet:
-    """``TaskViewSet`` set up as for ``GET /api/v1/tasks/{task_id}/`` (retrieve), without list filters."""
-    view = TaskViewSet(action_map={"get": "retrieve"}, action="retrieve", filter_backends=[])
+
+def detail_view(viewset: type[GenericViewSet], request: HttpRequest, pk: int) -> GenericViewSet:
+    """``viewset`` set up as for its ``GET .../{pk}/`` (retrieve), without list filters."""
+    view = viewset(action_map={"get": "retrieve"}, action="retrieve", filter_backends=[])
     view.get = view.retrieve  # as ``as_view()`` binds it: the permission class checks the method is served
-    view.args, view.kwargs = (), {"pk": str(task_id)}
+    view.args, view.kwargs = (), {"pk": str(pk)}
     view.request = view.initialize_request(request)
     view.headers, view.format_kwarg = dict(view.default_response_headers), None
     return view
 
 
-def _cursor(request: HttpRequest) -> int:
-    raw = request.headers.get("Last-Event-ID") or request.GET.get("after") or "0"
+def last_event_id(request: HttpRequest) -> tuple[str, str]:
+    """(the client's resume point, the name it came under): ``Last-Event-ID``, else ``?after=``, else ""."""
+    if request.headers.get("Last-Event-ID"):
+        return request.headers["Last-Event-ID"], "Last-Event-ID"
+    return request.GET.get("after", ""), "after"
+
+
+def _seq_cursor(request: HttpRequest) -> int:
+    raw, name = last_event_id(request)
     try:
-        value = int(raw)
+        value = int(raw or "0")
     except ValueError:
         value = -1
     if value < 0:
-        name = "Last-Event-ID" if request.headers.get("Last-Event-ID") else "after"
         raise ValidationError({name: ["A non-negative integer (an event seq) is required."]})
     return value
 
 
-def _open_task_stream(request: HttpRequest, task_id: int) -> tuple[HttpResponse | None, int]:
-    """(error response, None) or (None, cursor), after the same checks as GET /api/v1/tasks/{id}/."""
-    view = _task_detail_view(request, task_id)
+def open_stream(viewset: type[GenericViewSet], request: HttpRequest, pk: int, cursor: Callable[[HttpRequest], T]) -> (
+    tuple[HttpResponse | None, T | None]
+):  # fmt: skip
+    """(error response, None) or (None, ``cursor(request)``) after the checks of ``viewset``'s detail view:
+    its authentication and permission (``initial()``) and its own lookup (``get_object()``: 404 for an
+    object the viewer may not see), so a stream is exactly as visible as the detail. Sync: call it on
+    the stream pool (``sync_to_async(..., thread_sensitive=False)``)."""
+    view = detail_view(viewset, request, pk)
     drf_request = view.request
     try:
         view.initial(drf_request)
-        view.get_object()  # the detail view's own lookup: 404 for a task the viewer may not see
-        return None, _cursor(request)
+        view.get_object()
+        return None, cursor(request)
     except Exception as exc:  # noqa: BLE001 - handed to DRF's handler, which re-raises what it does not know
         response = view.finalize_response(drf_request, view.handle_exception(exc))
-        return response.render(), 0
+        return response.render(), None
 
 
-def _streaming(body: Any) -> StreamingHttpResponse:
+def streaming(body: Any) -> StreamingHttpResponse:
+    """A ``text/event-stream`` response of ``body`` (an async iterator of bytes), never buffered or cached."""
     response = StreamingHttpResponse(body, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
@@ -65,10 +81,10 @@ async def task_stream(request: HttpRequest, pk: int) -> HttpResponse:
     """Server-sent events of one task: its events (``id`` = seq) and ``status`` changes, until it ends."""
     if request.method != "GET":
         return HttpResponse(status=405, headers={"Allow": "GET"})
-    error, after = await sync_to_async(_open_task_stream, thread_sensitive=False)(request, pk)
+    error, after = await sync_to_async(open_stream, thread_sensitive=False)(TaskViewSet, request, pk, _seq_cursor)
     if error is not None:
         return error
-    return _streaming(
+    return streaming(
         streams.follow(
             task_ids=[pk],
             cursors={pk: after},

@@ -41,6 +41,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError, connection
+from django.db.models import Q
 
 from agents.models import Task, TaskEvent
 from agents.services.notify import NOTIFY_CHANNEL
@@ -201,11 +202,25 @@ def _overlap() -> Any:
 hub = Hub()
 
 
+#: Tasks per events query while reading a many-task stream (a workflow run): bounded OR lists.
+SNAPSHOT_CHUNK = 200
+
+
 def _snapshot(task_ids: list[int], cursors: dict[int, int]) -> tuple[list[TaskEvent], dict[int, str]]:
+    """The tasks' statuses and their next events (at most about ``REPLAY_PAGE``), in one query per
+    ``SNAPSHOT_CHUNK`` tasks. Within a task, ids grow with ``seq`` (both assigned under the task's row
+    lock), so ordering by id gives each task's events in order."""
     statuses = dict(Task.objects.filter(pk__in=task_ids).values_list("id", "status"))
     events: list[TaskEvent] = []
-    for task_id in task_ids:
-        events.extend(TaskEvent.objects.filter(task_id=task_id, seq__gt=cursors[task_id]).order_by("seq")[:REPLAY_PAGE])
+    for start in range(0, len(task_ids), SNAPSHOT_CHUNK):
+        chunk = task_ids[start : start + SNAPSHOT_CHUNK]
+        condition = Q(task_id__in=[task_id for task_id in chunk if not cursors[task_id]])
+        for task_id in chunk:
+            if cursors[task_id]:
+                condition |= Q(task_id=task_id, seq__gt=cursors[task_id])
+        events.extend(TaskEvent.objects.filter(condition).order_by("id")[:REPLAY_PAGE])
+        if len(events) >= REPLAY_PAGE:
+            break
     return events, statuses
 
 

@@ -237,7 +237,12 @@ SPECTACULAR_SETTINGS = {
     # Group operations by resource (agents, tasks, roles, ...) rather than one "v1" tag.
     "SCHEMA_PATH_PREFIX": r"/api/v1",
     # Delivery.status shares its field name with tasks' and agents' status choices.
-    "ENUM_NAME_OVERRIDES": {"WebhookDeliveryStatusEnum": "webhooks.models.Delivery.Status"},
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookDeliveryStatusEnum": "webhooks.models.Delivery.Status",
+        "AgentTypeEnum": "agents.models.Agent.Type",
+        "TaskEventTypeEnum": "agents.models.TaskEvent.Type",
+        "WorkflowRunStatusEnum": "workflows.models.WorkflowRun.Status",
+    },
 }
 
 # --- Symphony -----------------------------------------------------------------------------------

@@ -114,22 +114,28 @@ def test_a_stream_replays_then_follows_events_and_status_until_the_task_ends(mak
 
 def test_the_stream_and_the_events_see_exactly_the_tasks_task_detail_shows(make_api, orchestra, project_factory):
     from accounts.models import Role, RoleBinding
-    from agents.tests.factories import OrchestraFactory
+    from agents.tests.factories import OrchestraFactory, UserFactory
 
-    in_project = make_api()
-    RoleBinding.objects.create(user=in_project.user, role=Role.objects.get(name="viewer"), project=orchestra.project)
+    member = UserFactory(username="project-member")
+    RoleBinding.objects.create(user=member, role=Role.objects.get(name="viewer"), project=orchestra.project)
+    in_project = make_api(user=member)
     readers = {"in-project": in_project, "global": make_api("viewer"), "nobody": make_api()}
-    tasks = [TaskFactory(orchestra=orchestra), TaskFactory(orchestra=OrchestraFactory(project=project_factory()))]
-    seen = set()
+    tasks = {"mine": TaskFactory(orchestra=orchestra),
+             "theirs": TaskFactory(orchestra=OrchestraFactory(project=project_factory()))}  # fmt: skip
+    answers = {}
     for name, reader in readers.items():
-        for task in tasks:
+        for which, task in tasks.items():
             detail = reader.get(f"/api/v1/tasks/{task.pk}/").status_code
             events = reader.get(f"/api/v1/tasks/{task.pk}/events/").status_code
             # An error is answered before the stream starts; a 200 stream is not read further here.
             stream = reader.get(f"/api/v1/tasks/{task.pk}/stream/").status_code
-            assert events == stream == detail, (name, task.project_id, detail, events, stream)
-            seen.add(detail)
-    assert {200, 403} <= seen
+            assert events == stream == detail, (name, which, detail, events, stream)
+            answers[name, which] = detail
+    assert answers == {
+        ("in-project", "mine"): 200, ("in-project", "theirs"): 404,  # another project's task does not exist
+        ("global", "mine"): 200, ("global", "theirs"): 200,
+        ("nobody", "mine"): 403, ("nobody", "theirs"): 403,
+    }  # fmt: skip
 
 
 SETUP = """
