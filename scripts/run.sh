@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
+DEMO_WORKERS=${SYMPHONY_DEMO_WORKERS:-2}
+case "$DEMO_WORKERS" in
+  ''|*[!0-9]*) echo "SYMPHONY_DEMO_WORKERS must be a count (0 for none), got '$DEMO_WORKERS'" >&2; exit 2 ;;
+esac
 VAR_DIR=${SYMPHONY_VAR_DIR:-var}
 mkdir -p "$VAR_DIR"
 if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
@@ -18,24 +22,20 @@ if [ -z "${SECRET_KEY:-}" ] && [ -z "${SECRET_KEY_FILE:-}" ]; then
 fi
 # The audit trail's signing key (Ed25519, PEM) and its checkpoint folder, outside the database.
 if [ -z "${SYMPHONY_AUDIT_SIGNING_KEY_FILE:-}" ]; then
-  if [ ! -s var/audit_signing_key.pem ]; then
+  if [ ! -s "$VAR_DIR/audit_signing_key.pem" ]; then
     (umask 077 && "$PY" -c 'import sys
 from cryptography.hazmat.primitives import serialization as s
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 sys.stdout.buffer.write(Ed25519PrivateKey.generate().private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()))' \
-      > var/audit_signing_key.pem.tmp && mv var/audit_signing_key.pem.tmp var/audit_signing_key.pem)
+      > "$VAR_DIR/audit_signing_key.pem.tmp" && mv "$VAR_DIR/audit_signing_key.pem.tmp" "$VAR_DIR/audit_signing_key.pem")
   fi
-  export SYMPHONY_AUDIT_SIGNING_KEY_FILE=$PWD/var/audit_signing_key.pem
+  export SYMPHONY_AUDIT_SIGNING_KEY_FILE=$(cd "$VAR_DIR" && pwd)/audit_signing_key.pem
 fi
-export SYMPHONY_AUDIT_CHECKPOINT_DIR=${SYMPHONY_AUDIT_CHECKPOINT_DIR:-$PWD/var/audit-checkpoints}
+export SYMPHONY_AUDIT_CHECKPOINT_DIR=${SYMPHONY_AUDIT_CHECKPOINT_DIR:-$(cd "$VAR_DIR" && pwd)/audit-checkpoints}
 mkdir -p "$SYMPHONY_AUDIT_CHECKPOINT_DIR"
 export PORT=${PORT:-8000}
 export GUNICORN_BIND=${GUNICORN_BIND:-127.0.0.1:${PORT}}
 export WEB_CONCURRENCY=${WEB_CONCURRENCY:-2}
-DEMO_WORKERS=${SYMPHONY_DEMO_WORKERS:-2}
-case "$DEMO_WORKERS" in
-  ''|*[!0-9]*) echo "SYMPHONY_DEMO_WORKERS must be a count (0 for none), got '$DEMO_WORKERS'" >&2; exit 2 ;;
-esac
 # Metrics summed across workers; gunicorn empties this folder when it starts.
 export PROMETHEUS_MULTIPROC_DIR=${PROMETHEUS_MULTIPROC_DIR:-$(cd "$VAR_DIR" && pwd)/prometheus}
 mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
