@@ -86,6 +86,8 @@ def _seeded_catalog(request: pytest.FixtureRequest) -> None:
     leaving the next test in that worker an empty database; which test comes next depends on xdist's
     scheduling. Tests with ``serialized_rollback`` restore the data themselves; for the others the
     missing rows are created inside the test's own transaction (two queries when nothing is missing).
+    Every transactional test uses ``serialized_rollback``: a plain one's flush re-creates the content
+    types under new ids, and the next serialized test's restore then collides with them.
     """
     marker = request.node.get_closest_marker("django_db")
     if marker is None and not _DB_FIXTURES & set(request.fixturenames):

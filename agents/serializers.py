@@ -356,6 +356,7 @@ class FailSerializer(_AttemptSerializer):
     retryable = serializers.BooleanField(
         default=False, help_text="Put the task back in the queue if attempts are left."
     )
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")
 
 
 class TaskEventInSerializer(InputSerializer):
@@ -400,4 +401,3 @@ class TaskEventPageSerializer(serializers.Serializer):
     next_after = serializers.IntegerField(
         allow_null=True, help_text="Pass as ?after= for the next page; null at the end."
     )
-    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")

@@ -19,14 +19,35 @@ import audit
 from accounts.models import Role, RoleBinding
 from accounts.services import api_key_create
 from agents import services as agent_services
+from agents.flow_models import Budget, ConcurrencyLimit
 from agents.models import Agent, Orchestra, Task
 from agents.tests.factories import OrchestraFactory, TaskFactory, UserFactory
+from tests.worlds import project_objects
+from webhooks.models import Delivery, Webhook
+from workflows.models import Approval, WorkflowRun
+from workflows.scheduling.models import Schedule
 
 pytestmark = pytest.mark.django_db
 
 #: Resources whose objects belong to a project, and the schema parameter naming one.
-OWNED = {"agents": "id", "orchestras": "id", "tasks": "id", "projects": "slug", "audit-events": "id"}
-AGENT_CALLS = ("extend", "complete", "fail")
+OWNED = {
+    "agents": "id", "orchestras": "id", "tasks": "id", "projects": "slug", "audit-events": "id",
+    "workflows": "id", "approvals": "id", "schedules": "id", "webhooks": "id", "webhook-deliveries": "id",
+    "budgets": "id", "concurrency-limits": "id",
+}  # fmt: skip
+#: Calls only the holder of a task's lease makes (with an agent key), and a valid body for each.
+AGENT_CALLS = {
+    ("extend", "post"): {},
+    ("complete", "post"): {"result": {}},
+    ("fail", "post"): {"error": "x"},
+    ("approval", "post"): {"question": "ok?"},
+    ("children", "post"): {"children": [{"kind": "echo"}]},
+    ("events", "post"): {"type": "log"},
+}
+
+
+def _agent_call(path: str, method: str) -> bool:
+    return (path.rstrip("/").rsplit("/", 1)[-1], method) in AGENT_CALLS or path.startswith("/api/v1/agent/")
 
 
 def _operations() -> list[tuple[str, str]]:
@@ -56,16 +77,16 @@ def _world(project_factory: Any) -> dict[str, Any]:
         [running] = agent_services.task_claim(agent=agent)
         pending = TaskFactory(orchestra=orchestra, submitter=owner)
         event = audit.record("resource.created", project=slug, details={"secret": f"{slug}-only"})
+        ids = {
+            resource: next(iter(params.values()))
+            for resource, params in project_objects(
+                project=project, owner=owner, orchestra=orchestra, running=running
+            ).items()
+        }
         world[slug] = {
             "key": key,
             "agent_key": agent_key,
-            "ids": {
-                "agents": agent.pk,
-                "orchestras": orchestra.pk,
-                "tasks": running.pk,
-                "projects": slug,
-                "audit-events": event.pk,
-            },
+            "ids": {**ids, "agents": agent.pk, "audit-events": event.pk},
             "pending": pending.pk,
         }
     return world
@@ -87,7 +108,18 @@ def _call_with(key: str, method: str, path: str, body: dict[str, Any]) -> Any:
 def _snapshot() -> list[Any]:
     return [
         list(model.objects.order_by("pk").values_list(*[f.attname for f in model._meta.concrete_fields]))
-        for model in (Agent, Orchestra, Task)
+        for model in (
+            Agent,
+            Orchestra,
+            Task,
+            WorkflowRun,
+            Approval,
+            Schedule,
+            Webhook,
+            Delivery,
+            Budget,
+            ConcurrencyLimit,
+        )
     ]
 
 
@@ -99,7 +131,7 @@ def test_as_alpha_every_url_of_a_beta_object_answers_404(project_factory: Any) -
     for path, method in OBJECT_OPERATIONS:
         resource, name = path.split("/")[3], OWNED[path.split("/")[3]]
         url = path.replace("{" + name + "}", str(beta["ids"][resource]))
-        agent_call = path.rstrip("/").rsplit("/", 1)[-1] in AGENT_CALLS or path.startswith("/api/v1/agent/")
+        agent_call = _agent_call(path, method)
         key = alpha["agent_key"] if agent_call else alpha["key"]
         response = _call(key, method, url)
         answered[(path, method)] = response.status_code
@@ -109,9 +141,7 @@ def test_as_alpha_every_url_of_a_beta_object_answers_404(project_factory: Any) -
             # exist, so nothing is learnt. With a valid body they answer 404 (asserted below).
             missing = _call(key, method, path.replace("{" + name + "}", "999999"))
             assert (missing.status_code, missing.json()["error"]["code"]) == (400, response.json()["error"]["code"])
-            valid = {"extend": {}, "complete": {"result": {}}, "fail": {"error": "x"}}[
-                path.rstrip("/").rsplit("/", 1)[-1]
-            ]
+            valid = AGENT_CALLS[path.rstrip("/").rsplit("/", 1)[-1], method]
             response = _call_with(key, method, url, {"attempt": 1, **valid})
             answered[(path, method)] = response.status_code
     wrong = {op: status for op, status in answered.items() if status != 404}

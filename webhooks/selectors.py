@@ -6,6 +6,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from accounts.access import scope
 from webhooks.models import Delivery, Webhook
 
 
@@ -15,15 +16,17 @@ def _key_project_id(api_key: Any) -> int | None:
 
 
 def webhook_list(*, viewer: Any, api_key: Any = None) -> QuerySet[Webhook]:
-    """Webhooks ``viewer`` may see: every project's, or only its key's project for a key bound to one.
-    Others answer 404 through this queryset."""
+    """Webhooks of the projects where ``viewer`` may monitor (only its key's project for a key bound to
+    one). Others answer 404 through this queryset."""
     qs = Webhook.objects.select_related("project")
     project_id = _key_project_id(api_key)
-    return qs.filter(project_id=project_id) if project_id else qs
+    qs = qs.filter(project_id=project_id) if project_id else qs
+    return scope(qs, viewer, "system:monitor") if viewer is not None else qs
 
 
 def delivery_list(*, viewer: Any, api_key: Any = None) -> QuerySet[Delivery]:
     """Deliveries of the webhooks ``viewer`` may see, newest first."""
     qs = Delivery.objects.select_related("webhook__project")
     project_id = _key_project_id(api_key)
-    return qs.filter(webhook__project_id=project_id) if project_id else qs
+    qs = qs.filter(webhook__project_id=project_id) if project_id else qs
+    return scope(qs, viewer, "system:monitor", field="webhook__project_id") if viewer is not None else qs

@@ -11,6 +11,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from accounts.permissions import ObjectFirstMixin
 from symphony.serializers import validate_no_body
 from webhooks import selectors, services
 from webhooks.filters import DeliveryFilter, WebhookFilter
@@ -33,8 +34,9 @@ def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[
     return serializer.validated_data
 
 
-class WebhookViewSet(viewsets.ModelViewSet):
-    """Webhook subscriptions. Creating one (or rotating) answers the signing secret, once."""
+class WebhookViewSet(ObjectFirstMixin, viewsets.ModelViewSet):
+    """Webhook subscriptions. Creating one (or rotating) answers the signing secret, once. Another
+    project's webhook is a 404 before any permission is named."""
 
     queryset = Webhook.objects.none()
     serializer_class = WebhookSerializer
@@ -83,7 +85,7 @@ class WebhookViewSet(viewsets.ModelViewSet):
         return Response({"secret": secret, "previous_secret_expires_at": webhook.previous_secret_expires_at})
 
 
-class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DeliveryViewSet(ObjectFirstMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """The delivery log: every event sent (or to send) to a webhook, with each attempt's answer."""
 
     queryset = Delivery.objects.none()

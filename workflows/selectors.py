@@ -6,13 +6,15 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from accounts.access import scope
 from agents.models import Task
 from workflows.models import APPROVAL_KIND, Approval, StepDependency, WorkflowRun
 
 
-def workflow_list() -> QuerySet[WorkflowRun]:
-    """Runs, newest first, with their submitter."""
-    return WorkflowRun.objects.select_related("submitter", "project").order_by("-created_at", "-id")
+def workflow_list(*, viewer: Any = None, code: str = "agent:read") -> QuerySet[WorkflowRun]:
+    """Runs, newest first, with their submitter; with ``viewer``, only those of projects where it holds ``code``."""
+    queryset = WorkflowRun.objects.select_related("submitter", "project").order_by("-created_at", "-id")
+    return queryset if viewer is None else scope(queryset, viewer, code)
 
 
 def workflow_steps(run: WorkflowRun) -> list[Task]:
@@ -27,8 +29,12 @@ def workflow_steps(run: WorkflowRun) -> list[Task]:
     return steps
 
 
-def approval_list() -> QuerySet[Approval]:
-    return Approval.objects.select_related("task", "submitter", "decided_by", "project").order_by("-created_at", "-id")
+def approval_list(*, viewer: Any = None, code: str = "agent:read") -> QuerySet[Approval]:
+    """Approvals, newest first; with ``viewer``, only those of projects where it holds ``code``."""
+    queryset = Approval.objects.select_related("task", "submitter", "decided_by", "project").order_by(
+        "-created_at", "-id"
+    )
+    return queryset if viewer is None else scope(queryset, viewer, code)
 
 
 def approval_get(*, approval_id: int) -> Any:

@@ -7,13 +7,12 @@ from typing import Any
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import AUTHENTICATED
-from agents.views import _calling_agent, _validated
+from agents.views import ProjectScoped, _calling_agent, _require_visible, _validated
 from symphony.serializers import validate_no_body
 from workflows import filters, selectors, services
 from workflows.models import Approval, WorkflowRun
@@ -27,8 +26,8 @@ from workflows.serializers import (
 )
 
 
-class WorkflowRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Workflow runs: a DAG of steps, each step a task."""
+class WorkflowRunViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Workflow runs: a DAG of steps, each step a task. Runs of other projects answer 404."""
 
     queryset = WorkflowRun.objects.none()
     serializer_class = WorkflowRunSerializer
@@ -43,7 +42,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     }
 
     def get_queryset(self):
-        return selectors.workflow_list()
+        return selectors.workflow_list(viewer=self.request.user, code=self._code())
 
     def get_serializer_class(self):
         return WorkflowRunSerializer if self.action == "list" else WorkflowRunDetailSerializer
@@ -55,6 +54,7 @@ class WorkflowRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Submit a run. 400 naming the step for an unknown dependency, a cycle, a duplicate key or too many steps."""
         data = _validated(WorkflowSubmitSerializer, request)
+        _require_visible(request, "orchestra", [data["orchestra"]], "agent:execute")
         run, created = services.workflow_submit(submitter=request.user, **data)
         return self._answer(run, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -73,8 +73,8 @@ class WorkflowRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         return self._answer(services.workflow_retry(run_id=self.get_object().pk, actor=request.user))
 
 
-class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    """Human approvals: approval steps and questions agents asked mid-task."""
+class ApprovalViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Human approvals: approval steps and questions agents asked mid-task. Other projects' answer 404."""
 
     queryset = Approval.objects.none()
     serializer_class = ApprovalSerializer
@@ -89,13 +89,11 @@ class ApprovalViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     }
 
     def get_queryset(self):
-        return selectors.approval_list()
+        return selectors.approval_list(viewer=self.request.user, code=self._code())
 
     def _decide(self, request: Request, approve: bool) -> Response:
         comment = _validated(DecisionSerializer, request)["comment"]
-        approval_id = int(self.kwargs["pk"])
-        if not Approval.objects.filter(pk=approval_id).exists():
-            raise NotFound("No such approval.")
+        approval_id = self.get_object().pk  # 404 for another project's approval, before any decision
         services.approval_decide(approval_id=approval_id, actor=request.user, approve=approve, comment=comment)
         return Response(ApprovalSerializer(selectors.approval_get(approval_id=approval_id)).data)
 

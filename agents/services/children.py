@@ -90,8 +90,11 @@ def _finish_parent(*, parent: Task, now: datetime) -> None:
 
 def child_finished(*, task: Task) -> None:
     """A child finished for good: count it off its waiting parent, and finish the parent after the last one."""
-    parent = Task.objects.select_for_update().filter(pk=task.parent_id, status=Task.Status.WAITING).first()
-    if parent is None:
+    # Lock the parent whatever its status: a parent still running may be completing with
+    # wait_for_children right now, and its count of unfinished children must wait for this commit
+    # (filtering on WAITING here let that count include this child after this check had passed).
+    parent = Task.objects.select_for_update().filter(pk=task.parent_id).first()
+    if parent is None or parent.status != Task.Status.WAITING:
         return
     parent.waiting_on = max(parent.waiting_on - 1, 0)
     if parent.waiting_on:

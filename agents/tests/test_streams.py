@@ -74,7 +74,7 @@ def test_a_stream_replays_then_follows_events_and_status_until_the_task_ends(mak
         assert requests.get(stream_url, timeout=10).status_code == 401
         nobody = make_api()
         denied = requests.get(stream_url, headers=nobody._headers({}), timeout=10)
-        assert denied.status_code == 403
+        assert denied.status_code == 404  # bound to no project: the task is invisible, as on its detail
         assert denied.json()["error"]["code"]
         missing = requests.get(f"{base}/api/v1/tasks/999999/stream/", headers=reader._headers({}), timeout=10)
         assert missing.status_code == 404
@@ -134,7 +134,7 @@ def test_the_stream_and_the_events_see_exactly_the_tasks_task_detail_shows(make_
     assert answers == {
         ("in-project", "mine"): 200, ("in-project", "theirs"): 404,  # another project's task does not exist
         ("global", "mine"): 200, ("global", "theirs"): 200,
-        ("nobody", "mine"): 403, ("nobody", "theirs"): 403,
+        ("nobody", "mine"): 404, ("nobody", "theirs"): 404,  # bound to no project, sees no task
     }  # fmt: skip
 
 

@@ -123,8 +123,12 @@ def test_bad_events_are_refused_naming_the_field(make_agent, orchestra):
 def test_reading_events_needs_agent_read_and_an_existing_task(make_api, make_agent, orchestra):
     _, task, _ = claimed_task(make_agent, orchestra)
     nobody = make_api()
-    assert nobody.get(f"/api/v1/tasks/{task.pk}/events/").status_code == 403
-    assert make_api("viewer").get("/api/v1/tasks/999999/events/").status_code == 404
+    # A user bound to no project cannot see the task, so it does not exist for them: 404, as on its detail.
+    assert nobody.get(f"/api/v1/tasks/{task.pk}/").status_code == 404
+    assert nobody.get(f"/api/v1/tasks/{task.pk}/events/").status_code == 404
+    viewer = make_api("viewer")
+    assert viewer.get(f"/api/v1/tasks/{task.pk}/events/").status_code == 200
+    assert viewer.get("/api/v1/tasks/999999/events/").status_code == 404
 
 
 def test_purge_deletes_only_events_of_tasks_finished_before_the_retention(make_agent, orchestra, settings):

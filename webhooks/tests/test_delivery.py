@@ -209,7 +209,7 @@ def test_a_rolled_back_change_leaves_no_delivery(receiver, project_factory) -> N
 
 # The command closes stale connections between rounds, as a long-running process must: that needs
 # a test outside a wrapping transaction.
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_finished_tasks_are_delivered_by_run_webhooks(receiver, project_factory) -> None:
     project = project_factory(slug="alpha")
     _, secret = _hook(project, receiver.url, ["task.succeeded", "task.failed"])

@@ -14,7 +14,7 @@ from webhooks.services import webhook_create
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_concurrent_claims_never_share_a_delivery(project_factory) -> None:
     project = project_factory(slug="alpha")
     webhook_create(actor=None, project=project, url="http://127.0.0.1:9/", events=["*"])

@@ -57,7 +57,7 @@ def _complete(api: Api, task: Task) -> Callable[[], int]:
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_two_agents_completing_the_two_last_parents_start_the_child_exactly_once():
     owner, orchestra, [(a1, api1), (a2, api2)] = _fleet(2)
     for _ in range(ROUNDS):
@@ -78,7 +78,7 @@ def test_two_agents_completing_the_two_last_parents_start_the_child_exactly_once
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_cancel_racing_a_completion_ends_in_one_consistent_state():
     owner, orchestra, [(agent, api)] = _fleet(1)
     for _ in range(ROUNDS):

@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from tests.servers import ROOT, app_env
 from workflows.models import Schedule, ScheduleFiring
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 SCHEDULES = 60
 

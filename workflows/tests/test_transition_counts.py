@@ -15,10 +15,12 @@ pytestmark = pytest.mark.django_db
 
 
 def _statements() -> int:
-    """savepoint, complete (holder UPDATE, attempt UPDATE, re-read, audit), transition (lock the run,
-    one UPDATE of the dependents, audit, UPDATE of the run's counter), release. An audit event is one
-    INSERT on PostgreSQL (sealed after commit) and three on SQLite (sealed at once)."""
-    return {"postgresql": 10, "sqlite": 14}[connection.vendor]
+    """savepoint, complete (holder UPDATE, attempt UPDATE, re-read, audit, and on PostgreSQL the NOTIFY
+    that wakes the task's stream subscribers), transition (lock the run,
+    one UPDATE of the dependents, audit, UPDATE of the run's counter), the project's webhook subscriptions,
+    release. An audit event is one INSERT on PostgreSQL (sealed after commit) and three on SQLite (sealed
+    at once)."""
+    return {"postgresql": 12, "sqlite": 15}[connection.vendor]
 
 
 def _run(orchestra, user, steps, settings):
