@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.urls("symphony.tests.urls")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.urls("symphony.tests.urls"),
+]
 
 
 def _watch_csp(page) -> list[str]:
