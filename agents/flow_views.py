@@ -9,6 +9,7 @@ from rest_framework import mixins, status, viewsets
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts.access import has_project_perm, scope
 from agents import filters, selectors
@@ -30,6 +31,9 @@ def _validated(serializer_class: type, request: Request) -> dict[str, Any]:
     serializer = serializer_class(data=request.data)
     serializer.is_valid(raise_exception=True)
     data = serializer.validated_data
+    if "project" in serializer.fields and "project" not in data:
+        # Omitted, ``project`` means the default one; without it there is nowhere to write.
+        raise ValidationError({"project": ["This field is required: there is no default project."]})
     if "project" in data:
         _check_key_project(request, data["project"].pk)
     return data
@@ -89,14 +93,15 @@ class ConcurrencyLimitViewSet(
         limits.concurrency_limit_delete(limit=instance, actor=self.request.user)
 
 
-class UsageView(viewsets.ViewSet):
-    """LLM tokens and cost reported by tasks, summed per group and currency."""
+class UsageView(APIView):
+    """LLM tokens and cost reported by tasks, summed per group and currency (one report object, not a
+    paginated list)."""
 
-    required_perms = {"list": "orchestra:read"}
+    required_perms = {"GET": "orchestra:read"}
     project_scoped = True
 
     @extend_schema(parameters=[UsageQuerySerializer], responses={200: UsageReportSerializer})
-    def list(self, request: Request) -> Response:
+    def get(self, request: Request) -> Response:
         serializer = UsageQuerySerializer(data=request.query_params.dict())
         serializer.is_valid(raise_exception=True)
         query = serializer.validated_data

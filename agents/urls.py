@@ -12,10 +12,10 @@ router.register("tasks", views.TaskViewSet, basename="task")
 router.register("agent", views.AgentProtocolViewSet, basename="agent-protocol")
 router.register("concurrency-limits", flow_views.ConcurrencyLimitViewSet, basename="concurrency-limit")
 router.register("budgets", flow_views.BudgetViewSet, basename="budget")
-router.register("usage", flow_views.UsageView, basename="usage")
 
 urlpatterns = [
     # Served by the ASGI stream process in production (nginx routes /stream/ paths there).
     path("tasks/<int:pk>/stream/", stream_views.task_stream, name="task-stream"),
+    path("usage/", flow_views.UsageView.as_view(), name="usage"),
     *router.urls,
 ]

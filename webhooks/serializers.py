@@ -5,6 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from accounts.models import Project
+from symphony.serializers import InputSerializer
 from webhooks.models import Delivery, DeliveryAttempt, Webhook
 
 
@@ -42,7 +43,7 @@ class WebhookCreatedSerializer(WebhookSerializer):
         read_only_fields = fields
 
 
-class WebhookWriteSerializer(serializers.Serializer):
+class WebhookWriteSerializer(InputSerializer):
     project = serializers.SlugRelatedField(slug_field="slug", queryset=Project.objects.all())
     url = serializers.URLField(max_length=2000)
     events = serializers.ListField(child=serializers.CharField(max_length=100), allow_empty=False, max_length=50)
@@ -50,7 +51,7 @@ class WebhookWriteSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False, default=True)
 
 
-class WebhookUpdateSerializer(serializers.Serializer):
+class WebhookUpdateSerializer(InputSerializer):
     url = serializers.URLField(max_length=2000, required=False)
     events = serializers.ListField(
         child=serializers.CharField(max_length=100), allow_empty=False, max_length=50, required=False
@@ -59,7 +60,7 @@ class WebhookUpdateSerializer(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
 
 
-class RotateSecretSerializer(serializers.Serializer):
+class RotateSecretSerializer(InputSerializer):
     overlap_seconds = serializers.IntegerField(
         min_value=0, max_value=30 * 86400, required=False, help_text="How long the old secret keeps signing."
     )
