@@ -370,6 +370,9 @@ class TaskEventPostSerializer(_AttemptSerializer):
     events = TaskEventInSerializer(many=True, required=False, allow_empty=False)
     type = serializers.ChoiceField(choices=TaskEvent.Type.choices, required=False)
     data = AnyJSONField(required=False)
+    usage = UsageField(
+        required=False, default=list, help_text="LLM usage spent since the last report (counted once, now)."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         raw = self.initial_data.get("events") if isinstance(self.initial_data, dict) else None
@@ -384,6 +387,9 @@ class TaskEventPostSerializer(_AttemptSerializer):
                 raise serializers.ValidationError({"events": ["Send either events or one type and data, not both."]})
             return attrs
         if "type" not in attrs:
+            if attrs.get("usage") and "data" not in attrs:
+                attrs["events"] = []  # usage alone: nothing to append to the stream
+                return attrs
             raise serializers.ValidationError({"type": ["This field is required (or send a list in events)."]})
         attrs["events"] = [{"type": attrs.pop("type"), "data": attrs.pop("data", {})}]
         return attrs

@@ -21,11 +21,15 @@ from agents.models import Agent, Task, TaskEvent
 from agents.services.dispatch import _holder_filter, _lease_error
 from agents.services.notify import task_notify
 from agents.services.tasks import check_json_size
+from agents.services.usage import usage_record
 
 
 @transaction.atomic
-def task_event_append(*, task_id: int, agent: Agent, attempt: int, events: list[dict[str, Any]]) -> list[TaskEvent]:
-    """Append ``events`` (each ``{"type", "data"}``) to the task held by ``agent`` under ``attempt``.
+def task_event_append(
+    *, task_id: int, agent: Agent, attempt: int, events: list[dict[str, Any]], usage: list[dict[str, Any]] | None = None
+) -> list[TaskEvent]:
+    """Append ``events`` (each ``{"type", "data"}``) to the task held by ``agent`` under ``attempt``, and
+    record the LLM ``usage`` reported with them (charged to budgets at once, like a completion's).
 
     Numbers them after the task's last ``seq``. The holder's row is locked (``FOR UPDATE``) while
     numbering, so two concurrent posts for one task cannot take the same numbers. Raises
@@ -52,6 +56,9 @@ def task_event_append(*, task_id: int, agent: Agent, attempt: int, events: list[
     )  # fmt: skip
     if rows:
         task_notify(task_id=task_id)
+    if usage:
+        task = Task.objects.select_related("project").get(pk=task_id)
+        usage_record(task=task, agent=agent, items=usage, source="event")
     return rows
 
 

@@ -1,4 +1,4 @@
-"""LLM usage reported on completion and failure, its aggregates and metrics, and budgets that stop dispatch."""
+"""LLM usage reported on completion, failure and events, its aggregates and metrics, and budgets that stop dispatch."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.test import Client
 
 from agents import services
 from agents.flow_models import UsageRecord
-from agents.models import Task
+from agents.models import Task, TaskEvent
 from audit.models import AuditEvent
 
 GPT = {"model": "gpt-4o", "input_tokens": 1200, "output_tokens": 300, "cost": "0.0123", "currency": "USD"}
@@ -103,6 +103,25 @@ def test_usage_shows_in_prometheus_by_model(admin_api, make_agent, running, djan
     assert any('model="metrics-model-x"' in line and 'direction="input"' in line for line in tokens)
     cost = [line for line in body.splitlines() if line.startswith("symphony_llm_cost_total{")]
     assert any('model="metrics-model-x"' in line and 'currency="USD"' in line for line in cost)
+
+
+@pytest.mark.django_db
+def test_usage_reported_with_events_is_counted_once_and_charged_before_the_task_ends(admin_api, make_agent, running):
+    worker = make_agent(orchestra=running, name="streamer")
+    task = _claimed(worker, admin_api.user, running)
+    url = f"/api/v1/tasks/{task['id']}/events/"
+    r = worker.api.post(url, {"attempt": 1, "type": "output", "data": {"text": "Hel"}, "usage": [GPT]})
+    assert r.status_code == 201, r.content
+    assert [e["type"] for e in r.json()] == ["output"]
+    r = worker.api.post(url, {"attempt": 1, "usage": [GPT]})  # usage alone appends no event
+    assert r.status_code == 201 and r.json() == []
+    assert worker.api.post(url, {"attempt": 1, "usage": [{**GPT, "cost": "-1"}]}).status_code == 400
+    assert worker.api.post(url, {"attempt": 2, "usage": [GPT]}).status_code == 409  # not the holder's attempt
+
+    (group,) = admin_api.get("/api/v1/usage/", {"group_by": "model"}).json()["results"]
+    assert (group["key"], group["input_tokens"], group["cost"], group["records"]) == ("gpt-4o", 2400, "0.0246000000", 2)
+    assert set(UsageRecord.objects.values_list("source", flat=True)) == {"event"}
+    assert list(TaskEvent.objects.filter(task_id=task["id"]).values_list("seq", flat=True)) == [1]
 
 
 @pytest.mark.django_db
