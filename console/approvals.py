@@ -13,7 +13,7 @@ MAX_INBOX = 200
 
 def refusal_reason(approval: Approval, viewer: Any) -> str:
     """Why ``viewer`` cannot decide ``approval`` ("" when it can): the approvers permission, or four eyes."""
-    if not viewer.has_perm(approval.approvers):
+    if not viewer.has_perm(approval.approvers, approval):
         return f"Deciding needs the '{approval.approvers}' permission, which you do not hold."
     if approval.distinct_from_submitter and approval.submitter_id == viewer.pk:
         return "Four eyes: you submitted this work, so someone else must decide (distinct_from_submitter)."
