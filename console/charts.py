@@ -12,7 +12,7 @@ from typing import Any
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM = 480, 140, 34, 18
+WIDTH, HEIGHT, PAD_LEFT, PAD_BOTTOM = 430, 140, 34, 18
 
 
 def _f(*numbers: float) -> tuple[str, ...]:

@@ -9,6 +9,7 @@ app_name = "console"
 
 urlpatterns = [
     path("dashboard.json", admin.site.admin_view(views.dashboard_json), name="dashboard-json"),
+    path("tasks/statuses.json", admin.site.admin_view(views.task_statuses), name="task-statuses"),
     path("tasks/<int:pk>.json", admin.site.admin_view(views.task_json), name="task-json"),
     path("tasks/<int:pk>/cancel/", admin.site.admin_view(views.task_action), {"action": "cancel"}, name="task-cancel"),
     path("tasks/<int:pk>/retry/", admin.site.admin_view(views.task_action), {"action": "retry"}, name="task-retry"),

@@ -61,6 +61,21 @@ def task_json(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({"id": task.pk, "status": task.status, "attempts": task.attempts, "html": html})
 
 
+MAX_STATUS_IDS = 500
+
+
+@require_GET
+def task_statuses(request: HttpRequest) -> JsonResponse:
+    """``?ids=1,2,3``: the status of each listed task the viewer may read (others are left out), for
+    the task list's poll. A malformed or too long list is a 400 naming ``ids``."""
+    raw = [part for part in request.GET.get("ids", "").split(",") if part]
+    if len(raw) > MAX_STATUS_IDS or not all(part.isdigit() and len(part) < 19 for part in raw):
+        message = f"ids: up to {MAX_STATUS_IDS} task ids, comma-separated"
+        return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
+    rows = scope(Task.objects.filter(pk__in=[int(part) for part in raw]), request.user, "agent:read")
+    return JsonResponse({"statuses": {str(pk): status for pk, status in rows.values_list("pk", "status")}})
+
+
 @require_POST
 def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """Cancel or retry from the task's page: ``agent:execute`` in the task's project, else 403."""

@@ -121,6 +121,12 @@ def test_a_task_finished_by_a_worker_shows_succeeded_on_its_open_page(live_serve
     _agent_call(live_server, key, f"/api/v1/tasks/{task.pk}/complete/", {"attempt": claimed[0]["attempt"], "result": 1})
     expect(page.locator("#console-task-status")).to_have_text("succeeded", timeout=3000)
     assert "worker-1" in page.text_content("#console-attempts")
+    page.goto(f"{live_server.url}/admin/agents/task/?project__id__exact={world.alpha.project.pk}")
+    running = world.alpha.tasks["running"][0]
+    cell = page.locator(f"#result_list tr:has(a[href^='/admin/agents/task/{running.pk}/change/']) td.field-status")
+    expect(cell).to_have_text("running")
+    Task.objects.filter(pk=running.pk).update(status="failed", agent=None, lease_expires_at=None)
+    expect(cell).to_have_text("failed", timeout=3000)
     assert problems == []
 
 

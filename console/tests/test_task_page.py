@@ -107,3 +107,15 @@ def test_it_styles_the_404_page(world, client):
     assert response.status_code == 404
     assert 'id="error-404"' in response.content.decode()
     assert "console/favicon.svg" in response.content.decode()
+
+
+def test_it_answers_the_task_lists_status_poll_for_visible_tasks_only(world):
+    mine, theirs = world.alpha.tasks["running"][0], world.beta.tasks["pending"][0]
+    client = _client(world.viewer)
+    body = client.get(f"/admin/console/tasks/statuses.json?ids={mine.pk},{theirs.pk}").json()
+    assert body == {"statuses": {str(mine.pk): "running"}}
+    response = client.get("/admin/console/tasks/statuses.json?ids=1,x")
+    assert response.status_code == 400
+    assert "ids" in response.json()["error"]["message"]
+    listing = client.get("/admin/agents/task/").content.decode()
+    assert 'data-poll-url="/admin/console/tasks/statuses.json"' in listing
