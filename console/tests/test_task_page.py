@@ -119,3 +119,9 @@ def test_it_answers_the_task_lists_status_poll_for_visible_tasks_only(world):
     assert "ids" in response.json()["error"]["message"]
     listing = client.get("/admin/agents/task/").content.decode()
     assert 'data-poll-url="/admin/console/tasks/statuses.json"' in listing
+
+
+def test_it_styles_the_403_page(world):
+    response = _client(world.viewer).get("/admin/agents/agent/add/")
+    assert response.status_code == 403
+    assert 'id="error-403"' in response.content.decode()
