@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 AGENT := clients/symphony-agent
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt $(AGENT)/pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test test-fast lint format bench clean image image-test
+.PHONY: install run test test-fast lint format bench screenshots clean image image-test
 
 $(STAMP): requirements.txt requirements-dev.txt $(AGENT)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ format: install
 
 bench: install
 	$(PY) bench/run.py
+
+# Pictures of the operator console from the demo data, into docs/console/ (docs/console.md).
+screenshots: install
+	$(PY) scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) var staticfiles

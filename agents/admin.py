@@ -119,9 +119,11 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(Agent.Status.choices)
+        return [*Agent.Status.choices, ("online", "Online (any status)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Agent]) -> QuerySet[Agent]:
+        if self.value() == "online":
+            return queryset.online(Agent.heartbeat_cutoff())
         if self.value() in Agent.Status.values:
             return queryset.with_status(self.value(), Agent.heartbeat_cutoff())
         return queryset

@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "agents",
     "workflows",
     "webhooks",
+    "console",  # the operator console: reads all of the above
 ]
 
 MIDDLEWARE = [
@@ -355,6 +356,11 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
+# --- Operator console (docs/console.md) -----------------------------------------------------------
+# A task's trace link: "{trace_id}" is replaced by the trace id of its traceparent (empty: no link).
+SYMPHONY_TRACE_URL_TEMPLATE = env_str("SYMPHONY_TRACE_URL_TEMPLATE", "")
+# The dashboard's throughput charts (a scan of the day's finished tasks) are cached this long per scope.
+SYMPHONY_CONSOLE_CHART_CACHE_SECONDS = env_int("SYMPHONY_CONSOLE_CHART_CACHE_SECONDS", 10, minimum=0)
 # --- Agents and dispatch ------------------------------------------------------------------------
 # An agent whose last heartbeat is older than this shows as offline.
 SYMPHONY_AGENT_HEARTBEAT_TIMEOUT = env_int("SYMPHONY_AGENT_HEARTBEAT_TIMEOUT", 90, minimum=1)

@@ -26,6 +26,7 @@ urlpatterns = [
     # Before the admin's and DRF's own logout: after an SSO login, also end the provider's session.
     path("admin/logout/", logout_then(admin.site.admin_view(admin.site.logout))),
     path("api-auth/logout/", logout_then(_drf_logout)),
+    path("admin/console/", include("console.urls")),  # before the admin: its catch-all would 404
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     # Log in/out links of the browsable API (session auth; the same login signals are audited).

@@ -9,7 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
 
-from agents.admin import _pretty, _run_per_object
+from agents.admin import ProjectScopedAdmin, _pretty, _run_per_object
 from workflows import selectors, services
 from workflows.models import Approval, WorkflowRun
 
@@ -28,11 +28,12 @@ class _ReadOnly(admin.ModelAdmin):
 
 
 @admin.register(WorkflowRun)
-class WorkflowRunAdmin(_ReadOnly):
+class WorkflowRunAdmin(ProjectScopedAdmin, _ReadOnly):
     list_display = ["id", "name", "project", "orchestra", "status", "step_count", "steps_left", "submitter",
                     "created_at", "finished_at"]  # fmt: skip
-    list_filter = ["status", ("project", admin.RelatedOnlyFieldListFilter),
-                   ("orchestra", admin.RelatedOnlyFieldListFilter), "created_at"]  # fmt: skip
+    # Scoped like tasks (ProjectScopedAdmin): runs of projects where the user reads agents, and the
+    # project filter once it sees more than one.
+    list_filter = ["status", ("orchestra", admin.RelatedOnlyFieldListFilter), "created_at"]
     search_fields = ["=id", "name", "idempotency_key"]
     ordering = ["-created_at", "-id"]
     list_select_related = ["project", "orchestra", "submitter"]
@@ -73,10 +74,10 @@ class WorkflowRunAdmin(_ReadOnly):
 
 
 @admin.register(Approval)
-class ApprovalAdmin(_ReadOnly):
+class ApprovalAdmin(ProjectScopedAdmin, _ReadOnly):
     list_display = ["id", "kind", "status", "project", "step", "task", "approvers", "requested_at", "expires_at",
                     "decided_by", "decided_at"]  # fmt: skip
-    list_filter = ["status", "kind", ("project", admin.RelatedOnlyFieldListFilter), "approvers"]
+    list_filter = ["status", "kind", "approvers"]
     search_fields = ["=id", "=task__id", "question", "comment"]
     ordering = ["-created_at", "-id"]
     list_select_related = ["project", "task", "decided_by"]

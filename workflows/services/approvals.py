@@ -82,7 +82,7 @@ def approval_decide(*, approval_id: int, actor: Any, approve: bool, comment: str
     approval = Approval.objects.select_for_update().select_related("task").get(pk=approval_id)
     if approval.status != Approval.Status.PENDING:
         raise ApprovalStateConflict(f"This approval is {approval.status}: only pending approvals can be decided.")
-    if not actor.has_perm(approval.approvers):
+    if not actor.has_perm(approval.approvers, approval):  # in the approval's project
         raise ApproverPermissionDenied(f"Deciding this approval needs the '{approval.approvers}' permission.")
     if approval.distinct_from_submitter and approval.submitter_id == actor.pk:
         raise SubmitterCannotDecide()
