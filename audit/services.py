@@ -130,7 +130,7 @@ def record(
     with transaction.atomic(savepoint=False):
         event.save(force_insert=True)
         if connection.vendor == "postgresql":
-            transaction.on_commit(_seal_after_commit, robust=True)
+            _schedule_seal()
         else:
             for sealed in _seal_pending(limit=None):
                 if sealed.pk == event.pk:
@@ -172,6 +172,32 @@ def audit_seal(*, batch: int = 1000) -> int:
         total += count
         if count < batch:
             return total
+
+
+def _schedule_seal() -> None:
+    """Seal after the current transaction commits: once, however many events it records.
+
+    The seal links every event committed before it, so a transaction that records many (a claim of
+    ten tasks, a batch completion) needs one seal, not one per event (each extra one costs a
+    transaction and three statements to find nothing). The callback already registered moves to
+    the end and is kept only under the savepoints open both when it was registered and now: a
+    rollback of any of those removes every event that relies on it, while a rollback of a
+    savepoint opened since leaves the earlier events, and the callback, in place. (Django drops a
+    callback when a savepoint in its set rolls back: ``BaseDatabaseWrapper.savepoint_rollback``.)
+    """
+    callbacks = connection.run_on_commit
+    for index, (sids, func, robust) in enumerate(callbacks):
+        if func is _seal_after_commit:
+            # Replaced by a no-op rather than removed, so the list only grows (test helpers that run
+            # the callbacks registered during a block count on that).
+            callbacks[index] = (sids, _sealed_later, robust)
+            callbacks.append((sids & set(connection.savepoint_ids), func, robust))
+            return
+    transaction.on_commit(_seal_after_commit, robust=True)
+
+
+def _sealed_later() -> None:
+    """Where a seal callback was, before a later event of the same transaction took it over."""
 
 
 def _seal_after_commit() -> None:

@@ -200,3 +200,38 @@ def test_it_keeps_the_chain_correct_under_concurrent_writers():
     assert result.unsealed == 0  # every commit's own seal ran
     assert result.checked == threads * per_thread
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("first_in_savepoint", [False, True])
+def test_it_seals_once_per_transaction_and_survives_a_later_savepoint_rollback(first_in_savepoint):
+    """Several events of one transaction share one seal; a savepoint rolled back after the first
+    event (which took over the seal from it) must not take the seal away from the first."""
+    with transaction.atomic():
+        if first_in_savepoint:
+            with transaction.atomic():
+                audit.record("role.created", details={"name": "kept"})
+        else:
+            audit.record("role.created", details={"name": "kept"})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            audit.record("role.created", details={"name": "doomed"})
+            raise RuntimeError
+        audit.record("role.updated", details={"name": "kept too"})
+        seals = [f for _, f, _ in connection.run_on_commit if f.__name__ == "_seal_after_commit"]
+        assert len(seals) == 1
+    assert sorted(AuditEvent.objects.values_list("details__name", flat=True)) == ["kept", "kept too"]
+    result = verify_chain(seal=False)
+    assert result.ok and result.checked == 2 and result.unsealed == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_keeps_the_seal_of_an_earlier_event_when_the_only_later_one_rolls_back():
+    with transaction.atomic():
+        audit.record("role.created", details={"name": "kept"})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            audit.record("role.created", details={"name": "doomed"})  # takes over the seal callback
+            raise RuntimeError
+    result = verify_chain(seal=False)
+    assert result.ok and result.checked == 1 and result.unsealed == 0
