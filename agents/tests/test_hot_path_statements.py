@@ -88,3 +88,20 @@ def test_it_submits_a_task_in_seventeen_statements(warm, orchestra, operator_api
         body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}}
         assert operator_api.post("/api/v1/tasks/", body).status_code == 201
     assert _production(context) == 11
+
+
+def test_it_claims_ten_tasks_with_one_seal(warm, django_capture_on_commit_callbacks):
+    # as one task, with an event per task (ten inserts) but still one seal: 17 - 1 + 10
+    with statements(26, django_capture_on_commit_callbacks) as context:
+        assert len(_claim(warm, max_tasks=10)) == 10
+    assert _production(context) == 22
+
+
+def test_it_completes_ten_tasks_in_one_request_with_one_seal(warm, django_capture_on_commit_callbacks):
+    tasks = _claim(warm, max_tasks=10)
+    results = [{"task": t["id"], "attempt": t["attempt"], "result": {"ok": True}} for t in tasks]
+    # the agent; [savepoint] per entry: [savepoint] the six of a completion [release] [release]; one seal
+    with statements(1 + 2 + 10 * 8 + 6, django_capture_on_commit_callbacks) as context:
+        response = warm.api.post("/api/v1/agent/complete/", {"results": results})
+    assert response.json()["completed"] == 10
+    assert _production(context) == 1 + 10 * 6 + 4
