@@ -143,3 +143,19 @@ def test_it_writes_a_webhook_delivery_for_each_completion(make_agent, orchestra,
     tasks = claim(worker, max_tasks=2)
     assert worker.api.post(URL, {"results": [entry(t) for t in tasks]}).json()["completed"] == 2
     assert Delivery.objects.filter(event_type="task.succeeded").count() == 2
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_worker_client_completes_several_tasks_in_one_call(live_server, make_agent, orchestra):
+    from symphony_agent import ProtocolClient
+
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory.create_batch(3, orchestra=orchestra)
+    client = ProtocolClient(live_server.url, worker.key)
+    tasks = client.claim(max_tasks=3)
+    stale = {"task": tasks[0]["id"], "attempt": tasks[0]["attempt"] + 1, "result": None}
+    answers = client.complete_many([stale, *({"task": t["id"], "attempt": t["attempt"], "result": 1} for t in tasks)])
+    assert [a["status_code"] for a in answers] == [409, 200, 200, 200]
+    assert set(Task.objects.values_list("status", flat=True)) == {"succeeded"}
+    assert AuditEvent.objects.filter(chain_seq__isnull=True).count() == 0  # sealed after the commit
