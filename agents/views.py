@@ -478,9 +478,10 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
                 answer |= {"ok": True, "status_code": 200, "task_status": outcome.task.status}
             else:
                 error = outcome.error
-                codes = error.get_codes()
-                code = codes if isinstance(codes, str) else getattr(error, "default_code", "error")
-                failure = {"code": code, "message": str(error.detail)}
+                if isinstance(error.detail, dict | list):  # a ValidationError: the one error shape's details
+                    failure = {"code": "validation_error", "message": "Invalid input.", "details": error.detail}
+                else:
+                    failure = {"code": error.get_codes(), "message": str(error.detail)}
                 answer |= {"ok": False, "status_code": error.status_code, "error": failure}
             answers.append(answer)
         return Response({"results": answers, "completed": sum(1 for a in answers if a["ok"])})
