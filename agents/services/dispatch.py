@@ -31,7 +31,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Task, TaskAttempt
 from agents.services import flow
-from agents.services.notify import task_notify, tasks_notify
+from agents.services.notify import notifications_collected, task_notify, tasks_notify
 from agents.services.tasks import check_json_size
 from agents.services.usage import usage_record
 from audit import hooks as domain_events
@@ -239,16 +239,20 @@ def task_complete_batch(*, agent: Agent, results: list[dict[str, Any]]) -> list[
     database error) raises and completes nothing.
     """
     outcomes = []
-    for entry in results:
-        outcome = CompletionOutcome(task_id=entry["task"], attempt=entry["attempt"])
-        fields = {key: value for key, value in entry.items() if key != "task"}
-        try:
-            outcome.task = task_complete(task_id=entry["task"], agent=agent, **fields)  # its own savepoint
-        except APIException as exc:
-            outcome.error = exc
-        except DjangoValidationError as exc:
-            outcome.error = ValidationError(as_serializer_error(exc))
-        outcomes.append(outcome)
+    with notifications_collected() as notified:  # one pg_notify for the batch, not one per entry
+        for entry in results:
+            outcome = CompletionOutcome(task_id=entry["task"], attempt=entry["attempt"])
+            fields = {key: value for key, value in entry.items() if key != "task"}
+            mark = len(notified)
+            try:
+                outcome.task = task_complete(task_id=entry["task"], agent=agent, **fields)  # its own savepoint
+            except APIException as exc:
+                outcome.error = exc
+            except DjangoValidationError as exc:
+                outcome.error = ValidationError(as_serializer_error(exc))
+            if outcome.error is not None:
+                del notified[mark:]  # rolled back with the entry's savepoint
+            outcomes.append(outcome)
     return outcomes
 
 

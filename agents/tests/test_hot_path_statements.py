@@ -100,10 +100,13 @@ def test_it_claims_ten_tasks_with_one_seal(warm, django_capture_on_commit_callba
 def test_it_completes_ten_tasks_in_one_request_with_one_seal(warm, django_capture_on_commit_callbacks):
     tasks = _claim(warm, max_tasks=10)
     results = [{"task": t["id"], "attempt": t["attempt"], "result": {"ok": True}} for t in tasks]
-    # the agent; [savepoint] per entry: [savepoint] the six of a completion [release] [release]; one seal
-    with statements(1 + 2 + 10 * 8 + 6, django_capture_on_commit_callbacks) as context:
+    # the agent; [savepoint] per entry: [savepoint] the five of a completion but pg_notify [release];
+    # one pg_notify for the ten [release]; one seal
+    with statements(1 + 2 + 10 * 7 + 1 + 6, django_capture_on_commit_callbacks) as context:
         response = warm.api.post("/api/v1/agent/complete/", {"results": results})
     assert response.json()["completed"] == 10
+    [notify] = [q["sql"] for q in context.captured_queries if "pg_notify" in q["sql"]]
+    assert all(str(t["id"]) in notify for t in tasks)
     # In production the entries' savepoints stay (they are inside the batch's transaction); only the
-    # batch's and the seal's own savepoints are BEGIN/COMMIT there: 85 statements for ten tasks.
-    assert len(context.captured_queries) - 4 == 1 + 10 * 8 + 4
+    # batch's and the seal's own savepoints are BEGIN/COMMIT there: 76 statements for ten tasks.
+    assert len(context.captured_queries) - 4 == 1 + 10 * 7 + 1 + 4
