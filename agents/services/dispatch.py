@@ -111,13 +111,15 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     waits = []
     for task in tasks:
         task.project = agent.project  # the claim never crosses projects (claimable)
-        audit.record(
-            "task.claimed",
-            resource=task,
-            details={"agent": agent.name, "attempt": task.last_attempt, "lease_seconds": lease},
-        )
         if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
+    audit.record_many(  # one INSERT for the claim's events, not one per task
+        "task.claimed",
+        [
+            {"resource": task, "details": {"agent": agent.name, "attempt": task.last_attempt, "lease_seconds": lease}}
+            for task in tasks
+        ],
+    )
     tasks_notify(task_ids=[task.pk for task in tasks])
     hooks.run_claim_enrichers(tasks)
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))

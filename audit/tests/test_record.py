@@ -235,3 +235,32 @@ def test_it_keeps_the_seal_of_an_earlier_event_when_the_only_later_one_rolls_bac
             raise RuntimeError
     result = verify_chain(seal=False)
     assert result.ok and result.checked == 1 and result.unsealed == 0
+
+
+@pytest.mark.django_db
+def test_it_records_many_events_in_one_insert_chained_in_order(django_capture_on_commit_callbacks):
+    user = UserFactory(username="claimer")
+    with django_capture_on_commit_callbacks(execute=True):
+        events = audit.record_many(
+            "task.claimed",
+            [
+                {"actor": user, "resource_type": "agents.task", "resource_id": n, "details": {"n": n}}
+                for n in range(1, 4)
+            ],
+        )
+    stored = list(AuditEvent.objects.order_by("chain_seq"))
+    assert [e.pk for e in stored] == [e.pk for e in events]
+    assert [(e.resource_id, e.details, e.actor_name) for e in stored] == [
+        (str(n), {"n": n}, "claimer") for n in range(1, 4)
+    ]
+    assert stored[1].prev_hash == stored[0].hash and stored[2].prev_hash == stored[1].hash
+    assert verify_chain(seal=False).checked == 3
+
+
+@pytest.mark.django_db
+def test_it_records_none_of_many_when_one_is_invalid():
+    with pytest.raises(ValueError, match="outcome"):
+        audit.record_many("task.claimed", [{"resource_id": 1}, {"resource_id": 2, "outcome": "bogus"}])
+    with pytest.raises(UnknownEventType):
+        audit.record_many("task.nonsense", [{"resource_id": 1}])
+    assert not AuditEvent.objects.exists()
