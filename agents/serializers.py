@@ -335,6 +335,58 @@ class CompleteSerializer(_AttemptSerializer):
     usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")
 
 
+class BatchCompletionEntrySerializer(CompleteSerializer):
+    task = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The task's id.")
+
+
+@extend_schema_field(BatchCompletionEntrySerializer(many=True))
+class _EntriesField(serializers.ListField):
+    child = serializers.JSONField()
+
+
+class BatchCompleteSerializer(InputSerializer):
+    """Entries are checked one by one in ``validate``, so a bad one is named by its place
+    (``results[2].attempt``) rather than nested in a list of errors."""
+
+    results = _EntriesField(
+        allow_empty=False,
+        help_text="Entries of complete (task, attempt, result, usage, wait_for_children), each fenced by its"
+        " attempt; at most SYMPHONY_TASK_MAX_CLAIM of them.",
+    )
+
+    def validate_results(self, value: list[Any]) -> list[Any]:
+        if len(value) > settings.SYMPHONY_TASK_MAX_CLAIM:
+            raise serializers.ValidationError(f"At most {settings.SYMPHONY_TASK_MAX_CLAIM} results per request.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        entries = []
+        for index, raw in enumerate(attrs["results"]):
+            entry = BatchCompletionEntrySerializer(data=raw)
+            if not entry.is_valid():
+                place = f"results[{index}]"
+                named = {f"{place}.{field}": errors for field, errors in entry.errors.items()}
+                if f"{place}.non_field_errors" in named:  # not an object at all
+                    named = {place: named.pop(f"{place}.non_field_errors"), **named}
+                raise serializers.ValidationError(named)
+            entries.append(entry.validated_data)
+        return {"results": entries}
+
+
+class BatchCompletionResultSerializer(serializers.Serializer):
+    task = serializers.IntegerField()
+    attempt = serializers.IntegerField()
+    ok = serializers.BooleanField(help_text="Whether this entry completed the task.")
+    status_code = serializers.IntegerField(help_text="The status a single complete would have answered.")
+    task_status = serializers.CharField(required=False, help_text="The task's status after the completion.")
+    error = serializers.DictField(required=False, help_text="code and message, when ok is false.")
+
+
+class BatchCompleteResponseSerializer(serializers.Serializer):
+    results = BatchCompletionResultSerializer(many=True)
+    completed = serializers.IntegerField(help_text="How many entries completed their task.")
+
+
 class ChildTaskSerializer(InputSerializer):
     kind = serializers.CharField(max_length=100, validators=[validate_kind])
     input = serializers.JSONField(required=False, default=dict, validators=[_json_object])

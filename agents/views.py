@@ -25,6 +25,8 @@ from agents.serializers import (
     AgentCreatedSerializer,
     AgentSerializer,
     AgentWriteSerializer,
+    BatchCompleteResponseSerializer,
+    BatchCompleteSerializer,
     CancelSerializer,
     ChildrenCreatedSerializer,
     ChildrenCreateSerializer,
@@ -425,7 +427,7 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
     serializer_class = HeartbeatSerializer
     filter_backends: list[Any] = []
     pagination_class = None
-    required_perms = {"heartbeat": AUTHENTICATED, "claim": AUTHENTICATED}
+    required_perms = {"heartbeat": AUTHENTICATED, "claim": AUTHENTICATED, "complete": AUTHENTICATED}
 
     @extend_schema(request=HeartbeatSerializer, responses=HeartbeatResponseSerializer)
     @action(detail=False, methods=["post"])
@@ -459,3 +461,27 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
                 **{"symphony.agent": agent.name, "symphony.task.attempt": task.last_attempt},
             )
         return Response(ClaimResponseSerializer({"tasks": tasks}).data)
+
+    @extend_schema(request=BatchCompleteSerializer, responses=BatchCompleteResponseSerializer)
+    @action(detail=False, methods=["post"])
+    def complete(self, request: Request) -> Response:
+        """Complete several held tasks in one request, each fenced by its attempt and answered on its own:
+        a stale entry gets its own 409 in ``results`` and does not stop the others (always 200 once
+        the body is valid; 400 names a bad entry's field, e.g. ``results[2].attempt``)."""
+        agent = _calling_agent(request)
+        entries = _validated(BatchCompleteSerializer, request)["results"]
+        answers = []
+        for outcome in services.task_complete_batch(agent=agent, results=entries):
+            answer: dict[str, Any] = {"task": outcome.task_id, "attempt": outcome.attempt}
+            if outcome.task is not None:
+                record_task_step("symphony.task.complete", outcome.task, **{"symphony.agent": agent.name})
+                answer |= {"ok": True, "status_code": 200, "task_status": outcome.task.status}
+            else:
+                error = outcome.error
+                if isinstance(error.detail, dict | list):  # a ValidationError: the one error shape's details
+                    failure = {"code": "validation_error", "message": "Invalid input.", "details": error.detail}
+                else:
+                    failure = {"code": error.get_codes(), "message": str(error.detail)}
+                answer |= {"ok": False, "status_code": error.status_code, "error": failure}
+            answers.append(answer)
+        return Response({"results": answers, "completed": sum(1 for a in answers if a["ok"])})

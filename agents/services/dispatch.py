@@ -8,15 +8,19 @@ and a lease expiry racing on one task cannot both win. Claims lock candidate row
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, DateTimeField, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.serializers import as_serializer_error
 
 import audit
 from agents import hooks, metrics
@@ -27,7 +31,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Task, TaskAttempt
 from agents.services import flow
-from agents.services.notify import task_notify, tasks_notify
+from agents.services.notify import notifications_collected, task_notify, tasks_notify
 from agents.services.tasks import check_json_size
 from agents.services.usage import usage_record
 from audit import hooks as domain_events
@@ -107,13 +111,15 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     waits = []
     for task in tasks:
         task.project = agent.project  # the claim never crosses projects (claimable)
-        audit.record(
-            "task.claimed",
-            resource=task,
-            details={"agent": agent.name, "attempt": task.last_attempt, "lease_seconds": lease},
-        )
         if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
+    audit.record_many(  # one INSERT for the claim's events, not one per task
+        "task.claimed",
+        [
+            {"resource": task, "details": {"agent": agent.name, "attempt": task.last_attempt, "lease_seconds": lease}}
+            for task in tasks
+        ],
+    )
     tasks_notify(task_ids=[task.pk for task in tasks])
     hooks.run_claim_enrichers(tasks)
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
@@ -212,6 +218,44 @@ def task_complete(
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
+
+
+@dataclass
+class CompletionOutcome:
+    """One entry of ``task_complete_batch``: the task (completed) or the error that refused it."""
+
+    task_id: int
+    attempt: int
+    task: Task | None = None
+    error: APIException | None = None
+
+
+@transaction.atomic
+def task_complete_batch(*, agent: Agent, results: list[dict[str, Any]]) -> list[CompletionOutcome]:
+    """``task_complete`` for each entry of ``results`` (``task``, ``attempt``, ``result``, ...), in order.
+
+    Each entry is fenced by its own attempt and answered on its own: a refused one (stale attempt,
+    another agent's task, oversize result: an ``APIException``; a Django ``ValidationError`` is
+    reported as DRF's) is rolled back to its savepoint and reported, and the others still complete.
+    All of it is one transaction, so the audit chain is sealed once for the batch. Anything else (a
+    database error) raises and completes nothing.
+    """
+    outcomes = []
+    with notifications_collected() as notified:  # one pg_notify for the batch, not one per entry
+        for entry in results:
+            outcome = CompletionOutcome(task_id=entry["task"], attempt=entry["attempt"])
+            fields = {key: value for key, value in entry.items() if key != "task"}
+            mark = len(notified)
+            try:
+                outcome.task = task_complete(task_id=entry["task"], agent=agent, **fields)  # its own savepoint
+            except APIException as exc:
+                outcome.error = exc
+            except DjangoValidationError as exc:
+                outcome.error = ValidationError(as_serializer_error(exc))
+            if outcome.error is not None:
+                del notified[mark:]  # rolled back with the entry's savepoint
+            outcomes.append(outcome)
+    return outcomes
 
 
 @transaction.atomic

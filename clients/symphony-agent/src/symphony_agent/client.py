@@ -192,6 +192,12 @@ class ProtocolClient:
         body = {"wait_for_children": True} if wait_for_children else {}
         return self.task_post(task_id, "complete", attempt=attempt, result=result, **body)
 
+    def complete_many(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Complete several held tasks in one request: each of ``results`` is ``{"task", "attempt", "result"}``
+        (plus ``wait_for_children``/``usage``). Returns one answer per entry, in order, each with ``ok``
+        and ``status_code`` (409 for an attempt that is over): one stale entry does not stop the others."""
+        return self._post("agent/complete/", {"results": results})["results"]
+
     def fail(self, task_id: int, *, attempt: int, error: str, retryable: bool) -> dict[str, Any]:
         return self.task_post(task_id, "fail", attempt=attempt, error=error[:10000], retryable=retryable)
 
