@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from rest_framework import pagination
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 
+from symphony.pagination import CursorPagination
 
-class AuditCursorPagination(pagination.CursorPagination):
+
+class AuditCursorPagination(CursorPagination):
     # id, not occurred_at: ids follow the chain order, and concurrent writers can commit times
     # slightly out of order.
     ordering = "-id"

@@ -39,6 +39,8 @@ class WebhookViewSet(viewsets.ModelViewSet):
     queryset = Webhook.objects.none()
     serializer_class = WebhookSerializer
     filterset_class = WebhookFilter
+    search_fields = ["url", "description"]
+    ordering_fields = ["id", "url", "created_at"]
     lookup_value_regex = r"\d+"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     required_perms = {
@@ -89,6 +91,8 @@ class DeliveryViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     queryset = Delivery.objects.none()
     serializer_class = DeliverySerializer
     filterset_class = DeliveryFilter
+    search_fields = ["event_type", "message_id"]
+    ordering_fields = ["id", "status", "created_at", "next_attempt_at", "finished_at"]
     lookup_value_regex = r"\d+"
     required_perms = {"list": "system:monitor", "retrieve": "system:monitor", "redeliver": "system:config"}
 
