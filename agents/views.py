@@ -190,10 +190,9 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
 
 
 class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
-    read_code = "orchestra:read"
-
     """Orchestras: named ensembles of agents; only running ones dispatch tasks."""
 
+    read_code = "orchestra:read"
     queryset = Orchestra.objects.none()
     serializer_class = OrchestraSerializer
     filterset_class = filters.OrchestraFilter

@@ -29,6 +29,9 @@ _EXPORT_DESCRIPTION = (
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail, newest first: who did what, to what, with which outcome. A caller bound to
+    projects sees only their events. Reading it is not audited; exporting it is."""
+
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
     # No ordering: the cursor needs the trail's own order (newest id first).

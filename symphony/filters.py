@@ -101,6 +101,7 @@ class FilterBackend(DjangoFilterBackend):
         if filterset is None:
             return queryset
         _refuse_out_of_range(filterset)
+        _refuse_bad_booleans(filterset)
         if not filterset.is_valid() and self.raise_exception:
             # Not django-filter's translate_validation: it %-formats each message again, so a message
             # quoting the input ("'50%j' is not a known event type") raised TypeError, a 500.
@@ -123,6 +124,23 @@ def _refuse_out_of_range(filterset: Any) -> None:
                     continue  # not a number: the form reports it
                 if number.is_finite() and abs(number) > _INT_LIMIT:
                     errors[name] = [f"Ensure this value is between {-_INT_LIMIT} and {_INT_LIMIT}."]
+    if errors:
+        raise exceptions.ValidationError(errors)
+
+
+_BOOLEANS = {"true", "false", "1", "0", ""}
+
+
+def _refuse_bad_booleans(filterset: Any) -> None:
+    """A boolean filter given anything but true/false/1/0 is a 400 naming it (django-filter's widget turns
+    it into "no filter", answering every row as if filtered). Empty stays "no filter": HTML forms send it."""
+    errors = {}
+    for name, filter_ in filterset.filters.items():
+        if not issubclass(filter_.field_class, forms.NullBooleanField):
+            continue
+        for raw in filterset.data.getlist(name) if hasattr(filterset.data, "getlist") else []:
+            if str(raw).strip().lower() not in _BOOLEANS:
+                errors[name] = ["Must be true or false."]
     if errors:
         raise exceptions.ValidationError(errors)
 

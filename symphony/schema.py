@@ -58,15 +58,15 @@ RESOURCES: dict[str, tuple[str, str]] = {
 
 _STANDARD_SUMMARIES = {
     "list": "List {plural}",
-    "create": "Create a {singular}",
-    "retrieve": "Get a {singular}",
-    "update": "Replace a {singular}",
-    "partial_update": "Update a {singular}",
-    "destroy": "Delete a {singular}",
+    "create": "Create {a} {singular}",
+    "retrieve": "Get {a} {singular}",
+    "update": "Replace {a} {singular}",
+    "partial_update": "Update {a} {singular}",
+    "destroy": "Delete {a} {singular}",
 }
 _STANDARD_DESCRIPTIONS = {
     "list": "The {plural} the caller may see, one page at a time; the query parameters filter, search and order.",
-    "create": "Create a {singular} from the body; unknown body fields are refused (400 naming them).",
+    "create": "Create {a} {singular} from the body; unknown body fields are refused (400 naming them).",
     "retrieve": "One {singular}, by the identifier in the path.",
     "update": "Replace the {singular}'s writable fields (all required); unknown body fields are refused.",
     "partial_update": "Change only the fields sent; unknown body fields are refused.",
@@ -205,6 +205,13 @@ def _tokens(path: str) -> list[str]:
     return [t for t in rest.strip("/").split("/") if t and not t.startswith("{")]
 
 
+def _fill(template: str, path: str) -> str:
+    """``template`` with the path's resource names, ``{a}`` the article ("an API key")."""
+    singular, plural = _resource(path)
+    article = "an" if singular[:1].lower() in "aeio" else "a"  # "a user": no resource needs "an u..."
+    return template.format(a=article, singular=singular, plural=plural)
+
+
 def _resource(path: str) -> tuple[str, str]:
     tokens = _tokens(path)
     first = tokens[0] if tokens else ""
@@ -239,9 +246,7 @@ class AutoSchema(openapi.AutoSchema):
             return SUMMARIES[operation_id]
         action = getattr(self.view, "action", None)
         if action in _STANDARD_SUMMARIES:
-            singular, plural = _resource(self.path)
-            text = _STANDARD_SUMMARIES[action].format(singular=singular, plural=plural)
-            return text.replace("a API", "an API").replace("a audit", "an audit").replace("a orchestra", "an orchestra")
+            return _fill(_STANDARD_SUMMARIES[action], self.path)
         doc = super().get_description()
         return doc.split(".")[0].strip()[:80] if doc else None
 
@@ -250,8 +255,7 @@ class AutoSchema(openapi.AutoSchema):
         method_doc = openapi.get_doc(getattr(self.view, action or self.method.lower(), None))
         view_doc = openapi.get_doc(self.view.__class__)
         if action in _STANDARD_DESCRIPTIONS and not _own_doc(self.view, action):
-            singular, plural = _resource(self.path)
-            sentence = _STANDARD_DESCRIPTIONS[action].format(singular=singular, plural=plural)
+            sentence = _fill(_STANDARD_DESCRIPTIONS[action], self.path)
             return f"{sentence}\n\n{view_doc}".strip()
         return method_doc or view_doc or (self.get_summary() or "")
 
@@ -424,6 +428,7 @@ def postprocess(result: dict[str, Any], generator: Any, request: Any, public: bo
             for parameter in operation.get("parameters", []):
                 if not parameter.get("description"):
                     parameter["description"] = _parameter_description(path, parameter)
+                _bound_integer(parameter)
     result["tags"] = [{"name": tag, "description": _tag_description(tag)} for tag in sorted(tags)]
     _close_request_bodies(result)
     return result
@@ -442,6 +447,19 @@ def _close_request_bodies(result: dict[str, Any]) -> None:
                 name = ref.rsplit("/", 1)[-1]
                 if name in schemas and schemas[name].get("type") == "object":
                     schemas[name]["additionalProperties"] = False
+
+
+#: The widest integer every supported database stores: beyond it a filter answers 400 (symphony.filters).
+INT64 = 2**63 - 1
+
+
+def _bound_integer(parameter: dict[str, Any]) -> None:
+    schema = parameter.get("schema", {})
+    targets = [schema, schema.get("items", {})] if parameter.get("in") == "query" else []
+    for target in targets:
+        if target.get("type") in ("integer", "number"):
+            target.setdefault("maximum", INT64)
+            target.setdefault("minimum", -INT64)
 
 
 def _tag_description(tag: str) -> str:

@@ -231,3 +231,42 @@ def test_it_answers_a_bad_page_or_cursor_with_a_400_naming_it(make_api, path, pa
 
     assert response.status_code == 400
     assert list(response.json()["error"]["details"]) == [param]
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("/api/v1/tasks/", {"page_size": "lots"}, "page_size"),
+        ("/api/v1/tasks/", {"page_size": "0"}, "page_size"),
+        ("/api/v1/audit-events/", {"page_size": "-1"}, "page_size"),
+        ("/api/v1/users/", {"is_active": "maybe"}, "is_active"),
+    ],
+)
+def test_it_refuses_a_bad_page_size_or_boolean_instead_of_ignoring_it(make_api, path, params, field):
+    response = make_api("super_admin").get(path, params)
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["details"]) == [field]
+
+
+def test_it_caps_a_large_page_size_as_documented(make_api, schema):
+    response = make_api("super_admin").get("/api/v1/permissions/", {"page_size": "100000"})
+    page_size = next(
+        p for p in schema["paths"]["/api/v1/permissions/"]["get"]["parameters"] if p["name"] == "page_size"
+    )
+
+    assert response.status_code == 200
+    assert len(response.json()["results"]) == response.json()["count"]  # the whole catalog fits in 200
+    assert page_size["schema"]["minimum"] == 1
+    assert "capped" in page_size["description"]
+
+
+def test_it_states_what_the_server_refuses_in_the_schema(schema):
+    components = schema["components"]["schemas"]
+    tasks = {p["name"]: p for p in schema["paths"]["/api/v1/tasks/"]["get"]["parameters"]}
+
+    # Request bodies refuse unknown fields (symphony.serializers.InputSerializer).
+    assert components["TaskSubmitRequest"]["additionalProperties"] is False
+    assert components["PatchedAgentWriteRequest"]["additionalProperties"] is False
+    # Integer filters refuse what a 64-bit column cannot hold (symphony.filters.FilterBackend).
+    assert tasks["orchestra"]["schema"]["maximum"] == 2**63 - 1
