@@ -270,3 +270,17 @@ def test_it_states_what_the_server_refuses_in_the_schema(schema):
     assert components["PatchedAgentWriteRequest"]["additionalProperties"] is False
     # Integer filters refuse what a 64-bit column cannot hold (symphony.filters.FilterBackend).
     assert tasks["orchestra"]["schema"]["maximum"] == 2**63 - 1
+
+
+def test_it_renders_the_ordering_and_search_controls_in_the_browsable_api(make_user):
+    from django.test import Client
+
+    client = Client()
+    client.force_login(make_user("super_admin", username="browser"))
+
+    page = client.get("/api/v1/tasks/", {"ordering": "-priority", "search": "x"}, headers={"Accept": "text/html"})
+    refused = client.get("/api/v1/tasks/", {"ordering": "input"}, headers={"Accept": "text/html"})
+
+    assert page.status_code == 200
+    assert b"Ordering" in page.content and b"Search" in page.content
+    assert refused.status_code == 400
