@@ -11,7 +11,8 @@
 - the ``agent-protocol`` tag and only the agent-key security schemes for what agents call (``AGENT_PROTOCOL``,
   or ``@extend_schema(tags=[AGENT_TAG])`` on a view), never cookie auth;
 - the error responses that can really occur, from what the operation is: 400 where a body or query
-  parameters are validated, 401 unless public, 403 where a permission code, an agent key or CSRF applies,
+  parameters are validated, 401 (even when public: sent credentials are checked), 403 where a permission
+  code, an agent key or CSRF applies,
   404 where the path names an object, 409 where ``CONFLICTS`` names a state rule, 413/415 where a body is
   read, 429 (rate limit) and 503 (database or rate limiter down) everywhere. Never 405 on an allowed
   method, never 404 on a list.
@@ -189,6 +190,7 @@ ERROR_DESCRIPTIONS = {
     "400": "Invalid input: the body or a query parameter (named in `details`), an unknown field or "
     "query parameter, or malformed JSON.",
     "401": "Missing, invalid, revoked or expired credentials (`WWW-Authenticate` says how to authenticate).",
+    "401-public": "Credentials were sent and refused (this operation needs none: send none, or a valid key).",
     "403": "Authenticated, but not allowed: `details` names the permission required and what limited it.",
     "404": "No such object, or not visible to the caller (another project's objects answer the same).",
     "409": "The object's current state does not allow this: {codes}.",
@@ -304,11 +306,11 @@ class AutoSchema(openapi.AutoSchema):
         statuses: dict[str, str] = {}
         if has_body or has_query:
             statuses["400"] = ERROR_DESCRIPTIONS["400"]
-        if code != "public":
-            statuses["401"] = ERROR_DESCRIPTIONS["401"]
-            # Unsafe methods: CSRF under cookie auth, escalation and holder checks; else a catalog code.
-            if self.method in _UNSAFE_METHODS or self._is_agent_protocol() or code not in (None, "authenticated"):
-                statuses["403"] = ERROR_DESCRIPTIONS["403"]
+        # Credentials are checked whenever they are sent, so even a public operation refuses a bad key.
+        statuses["401"] = ERROR_DESCRIPTIONS["401"] if code != "public" else ERROR_DESCRIPTIONS["401-public"]
+        # Unsafe methods: CSRF under cookie auth, escalation and holder checks; else a catalog code.
+        if self.method in _UNSAFE_METHODS or self._is_agent_protocol() or code not in (None, "authenticated", "public"):
+            statuses["403"] = ERROR_DESCRIPTIONS["403"]
         if has_path:
             statuses["404"] = ERROR_DESCRIPTIONS["404"]
         if operation_id in CONFLICTS:

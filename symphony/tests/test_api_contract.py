@@ -96,8 +96,7 @@ def test_it_lists_error_responses_as_they_can_occur(schema):
         assert ("400" in errors) == (method in ("post", "put", "patch") or has_query), name
         assert ({"413", "415"} <= errors) == (method in ("post", "put", "patch")), name
         assert {"429", "503"} <= errors, name
-        if op.get("security"):
-            assert "401" in errors, name
+        assert "401" in errors, name  # sent credentials are checked, even where none are needed
         for status in errors:
             assert op["responses"][status]["content"]["application/json"]["schema"] == {
                 "$ref": "#/components/schemas/Error"
@@ -114,7 +113,7 @@ def test_it_answers_403_only_where_a_permission_can_refuse(schema):
         assert "403" not in ops[name]["responses"], name
     for name in ("tasks_list", "audit_events_list", "tasks_cancel", "api_keys_create", "tasks_list_children"):
         assert "403" in ops[name]["responses"], name
-    assert "401" not in ops["api_root"]["responses"] and "security" not in ops["api_root"]
+    assert "403" not in ops["api_root"]["responses"] and "security" not in ops["api_root"]
 
 
 def test_it_names_the_error_shape_and_the_shared_headers_as_components(schema):
@@ -284,3 +283,10 @@ def test_it_renders_the_ordering_and_search_controls_in_the_browsable_api(make_u
     assert page.status_code == 200
     assert b"Ordering" in page.content and b"Search" in page.content
     assert refused.status_code == 400
+
+
+def test_it_refuses_a_bad_key_even_on_the_public_root_as_documented(api, schema):
+    response = api.get("/api/v1/", HTTP_AUTHORIZATION="Bearer sym_abcdefabcdef_" + "x" * 43)
+
+    assert response.status_code == 401
+    assert "401" in schema["paths"]["/api/v1/"]["get"]["responses"]

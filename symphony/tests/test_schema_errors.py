@@ -23,11 +23,11 @@ def test_it_documents_the_error_component_and_responses(api):
 
     assert error["properties"]["error"] == {"$ref": "#/components/schemas/ErrorBody"}
     assert schema["components"]["schemas"]["ErrorBody"]["required"] == ["code", "message", "details", "request_id"]
-    # A public list: query parameters are validated, nothing else applies (no auth, no object, no body).
-    assert sorted(s for s in listing if s >= "400") == ["400", "429", "503"]
+    # A public list: query parameters are validated, credentials only when sent (no object, no body).
+    assert sorted(s for s in listing if s >= "400") == ["400", "401", "429", "503"]
     for status in ("400", "429", "503"):
         assert listing[status]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
-    assert sorted(s for s in echo if s >= "400") == ["400", "413", "415", "429", "503"]
+    assert sorted(s for s in echo if s >= "400") == ["400", "401", "403", "413", "415", "429", "503"]
     assert listing["429"]["headers"]["Retry-After"] == {"$ref": "#/components/headers/Retry-After"}
     assert "Retry-After" in listing["503"]["headers"]
     assert set(listing["200"]["headers"]) >= {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
