@@ -456,6 +456,9 @@ INT64 = 2**63 - 1
 
 def _bound_integer(parameter: dict[str, Any]) -> None:
     schema = parameter.get("schema", {})
+    if parameter.get("in") == "path" and schema.get("pattern") == r"^\d+$":
+        # lookup_value_regex = r"\d+": a numeric id, typed as one (a generated client then takes an int).
+        parameter["schema"] = schema = {"type": "integer", "minimum": 0, "maximum": INT64}
     targets = [schema, schema.get("items", {})] if parameter.get("in") == "query" else []
     for target in targets:
         if target.get("type") in ("integer", "number"):

@@ -267,6 +267,9 @@ def test_it_states_what_the_server_refuses_in_the_schema(schema):
     # Request bodies refuse unknown fields (symphony.serializers.InputSerializer).
     assert components["TaskSubmitRequest"]["additionalProperties"] is False
     assert components["PatchedAgentWriteRequest"]["additionalProperties"] is False
+    # Numeric ids in paths are integers (a generated client takes an int), not digit strings.
+    complete = schema["paths"]["/api/v1/tasks/{id}/complete/"]["post"]["parameters"]
+    assert complete[0]["schema"]["type"] == "integer"
     # Integer filters refuse what a 64-bit column cannot hold (symphony.filters.FilterBackend).
     assert tasks["orchestra"]["schema"]["maximum"] == 2**63 - 1
 
