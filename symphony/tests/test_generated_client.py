@@ -93,6 +93,7 @@ def test_it_drives_the_core_flows_with_the_generated_client(client_package, conn
     from symphony_client.api.api_keys import api_keys_create
     from symphony_client.api.audit_events import audit_events_list
     from symphony_client.api.orchestras import orchestras_add_agents, orchestras_create, orchestras_start
+    from symphony_client.api.projects import projects_create
     from symphony_client.api.tasks import tasks_create, tasks_retrieve
     from symphony_client.models import (
         AgentWriteRequest,
@@ -102,6 +103,7 @@ def test_it_drives_the_core_flows_with_the_generated_client(client_package, conn
         HeartbeatRequest,
         MembershipRequest,
         OrchestraWriteRequest,
+        ProjectInputRequest,
         TaskSubmitRequest,
     )
 
@@ -111,9 +113,15 @@ def test_it_drives_the_core_flows_with_the_generated_client(client_package, conn
     assert created.api_key.startswith("sym_")
     operator = connect(created.api_key)
 
-    orchestra = _ok(orchestras_create.sync_detailed(client=operator, body=OrchestraWriteRequest(name="main")), 201)
+    # Its own project: the flow does not lean on the default project being there.
+    _ok(projects_create.sync_detailed(client=operator, body=ProjectInputRequest(slug="team", name="Team")), 201)
+    orchestra = _ok(
+        orchestras_create.sync_detailed(client=operator, body=OrchestraWriteRequest(name="main", project="team")), 201
+    )
     _ok(orchestras_start.sync_detailed(orchestra.id, client=operator), 200)
-    agent = _ok(agents_create.sync_detailed(client=operator, body=AgentWriteRequest(name="worker-1")), 201)
+    agent = _ok(
+        agents_create.sync_detailed(client=operator, body=AgentWriteRequest(name="worker-1", project="team")), 201
+    )
     _ok(
         orchestras_add_agents.sync_detailed(orchestra.id, client=operator, body=MembershipRequest(agents=[agent.id])),
         200,
@@ -142,7 +150,14 @@ def test_it_drives_the_core_flows_with_the_generated_client(client_package, conn
     assert done.status.value == "succeeded"
     trail = _ok(audit_events_list.sync_detailed(client=admin, page_size=100), 200)
     types = {event.event_type for event in trail.results}
-    assert {"apikey.created", "agent.created", "task.submitted", "task.claimed", "task.completed"} <= types
+    assert {
+        "apikey.created",
+        "project.created",
+        "agent.created",
+        "task.submitted",
+        "task.claimed",
+        "task.completed",
+    } <= types
 
 
 def test_it_sees_errors_as_the_documented_error_model(client_package, connect, make_key):
