@@ -10,7 +10,7 @@ from typing import Any
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import filters, mixins, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -41,7 +41,6 @@ from accounts.serializers import (
 )
 from symphony.serializers import validate_no_body
 
-_FILTERS = [filters.SearchFilter]
 _WRITES = ("POST", "PUT", "PATCH")
 
 
@@ -139,8 +138,8 @@ class ProjectViewSet(ObjectFirstMixin, InputSerializerMixin, viewsets.ModelViewS
     input_serializer_class = ProjectInputSerializer
     lookup_field = "slug"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
-    filter_backends = [*viewsets.ModelViewSet.filter_backends, *_FILTERS]
     search_fields = ["slug", "name"]
+    ordering_fields = ["slug", "name", "created_at"]
     filterset_fields = ["is_active"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_perms = {
@@ -186,8 +185,8 @@ class PermissionViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "code"
     lookup_value_regex = r"[a-z_]+:[a-z_]+"
     filterset_class = PermissionFilter
-    filter_backends = [*viewsets.ReadOnlyModelViewSet.filter_backends, *_FILTERS]
     search_fields = ["code", "description"]
+    ordering_fields = ["code"]
     required_perms = {"list": AUTHENTICATED, "retrieve": AUTHENTICATED}
 
     def get_queryset(self) -> QuerySet[Permission]:
@@ -203,8 +202,8 @@ class RoleViewSet(AuditRefusalsMixin, InputSerializerMixin, viewsets.ModelViewSe
     lookup_field = "name"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     filterset_class = RoleFilter
-    filter_backends = [*viewsets.ModelViewSet.filter_backends, *_FILTERS]
     search_fields = ["name", "description"]
+    ordering_fields = ["name", "created_at"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_perms = {
         "list": "user:read",
@@ -255,8 +254,8 @@ class UserViewSet(AuditRefusalsMixin, InputSerializerMixin, viewsets.ModelViewSe
     lookup_field = "username"
     lookup_value_regex = r"[\w.@+-]+"
     filterset_class = UserFilter
-    filter_backends = [*viewsets.ModelViewSet.filter_backends, *_FILTERS]
     search_fields = ["username", "email", "first_name", "last_name"]
+    ordering_fields = ["username", "email", "date_joined", "last_login"]
     required_perms = {
         "list": "user:read",
         "retrieve": "user:read",
@@ -305,8 +304,8 @@ class ApiKeyViewSet(
     lookup_field = "prefix"
     lookup_value_regex = r"[a-z0-9]{12}"
     filterset_class = ApiKeyFilter
-    filter_backends = [*viewsets.GenericViewSet.filter_backends, *_FILTERS]
     search_fields = ["name", "prefix", "owner__username"]
+    ordering_fields = ["name", "created_at", "last_used_at", "expires_at"]
     required_perms = {
         "list": AUTHENTICATED,
         "retrieve": AUTHENTICATED,

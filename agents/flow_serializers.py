@@ -28,7 +28,10 @@ class ProjectField(serializers.SlugRelatedField):
     def get_default(self) -> Any:
         if self.read_only:
             return super().get_default()
-        return Project.objects.filter(slug=DEFAULT_PROJECT_SLUG).first() or serializers.empty
+        project = Project.objects.filter(slug=DEFAULT_PROJECT_SLUG).first()
+        if project is None:  # deleted or renamed: a 400 naming the field, not a 500 further on
+            raise serializers.ValidationError("There is no default project: name one.")
+        return project
 
 
 class ConcurrencyLimitSerializer(serializers.ModelSerializer):

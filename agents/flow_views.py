@@ -58,6 +58,8 @@ class ConcurrencyLimitViewSet(
     serializer_class = ConcurrencyLimitSerializer
     project_scoped = True
     filterset_class = filters.ConcurrencyLimitFilter
+    search_fields = ["key"]
+    ordering_fields = ["id", "key", "max_running", "created_at"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "orchestra:read",
@@ -117,6 +119,7 @@ class BudgetViewSet(
     serializer_class = BudgetSerializer
     project_scoped = True
     filterset_class = filters.BudgetFilter
+    ordering_fields = ["id", "created_at", "limit", "spent"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "orchestra:read",

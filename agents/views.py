@@ -137,6 +137,8 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
     queryset = Agent.objects.none()
     serializer_class = AgentSerializer
     filterset_class = filters.AgentFilter
+    search_fields = ["name", "type", "version"]
+    ordering_fields = ["id", "name", "status", "created_at", "last_heartbeat_at"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "agent:read",
@@ -190,13 +192,14 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
 
 
 class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
-    read_code = "orchestra:read"
-
     """Orchestras: named ensembles of agents; only running ones dispatch tasks."""
 
+    read_code = "orchestra:read"
     queryset = Orchestra.objects.none()
     serializer_class = OrchestraSerializer
     filterset_class = filters.OrchestraFilter
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name", "state", "created_at"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "orchestra:read",
@@ -302,6 +305,8 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
     queryset = Task.objects.none()
     serializer_class = TaskSerializer
     filterset_class = filters.TaskFilter
+    search_fields = ["kind", "idempotency_key", "concurrency_key"]
+    ordering_fields = ["id", "created_at", "updated_at", "finished_at", "priority", "status"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "agent:read",

@@ -29,8 +29,13 @@ _EXPORT_DESCRIPTION = (
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail, newest first: who did what, to what, with which outcome. A caller bound to
+    projects sees only their events. Reading it is not audited; exporting it is."""
+
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
+    # No ordering: the cursor needs the trail's own order (newest id first).
+    search_fields = ["event_type", "actor_name", "resource_type", "resource_id", "action"]
     pagination_class = AuditCursorPagination
     required_perms = {"list": "audit:read", "retrieve": "audit:read", "export": "audit:export"}
     # Held in some project is enough to ask: the queryset then holds only those projects' events.
@@ -55,7 +60,6 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[
             OpenApiParameter("format", OpenApiTypes.STR, enum=sorted(export.FORMATS), default="csv"),
         ],
-        operation_id="v1_audit_events_export",
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT_DESCRIPTION),
             (200, "application/json"): OpenApiResponse(

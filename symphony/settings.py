@@ -213,7 +213,7 @@ REST_FRAMEWORK = {
     ],
     # One default permission class maps view.action to a catalog code; lower apps never import it.
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasRequiredPermission"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "symphony.schema.AutoSchema",  # names, security, error responses
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "symphony.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -316,11 +316,13 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["symphony.parsers.BoundedJSONParser"
 REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
     # django-filter, refusing numbers past 64 bits and normalising datetimes to UTC (no 500s from the DB)
     "symphony.filters.FilterBackend",
+    "symphony.filters.SearchFilter",  # ?search= over the view's search_fields (only where it has some)
+    "symphony.filters.OrderingFilter",  # ?ordering= over the view's ordering_fields; unknown: 400
     "symphony.filters.StrictQueryParamsFilter",  # unknown query parameters on lists: 400 naming them
 ]
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
-    "symphony.schema.add_error_responses",
+    "symphony.schema.postprocess",
 ]
 
 # HTTPS: SYMPHONY_HTTPS=true when clients reach Symphony over TLS (directly or through a proxy).

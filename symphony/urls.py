@@ -7,6 +7,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.sso.views import logout_then
+from symphony.views import ApiRootView
 
 admin.site.site_header = "Symphony operator console"
 admin.site.site_title = "Symphony"
@@ -15,6 +16,7 @@ admin.site.index_title = "Fleet administration"
 _drf_logout = LogoutView.as_view()
 
 api_v1 = [
+    path("", ApiRootView.as_view(), name="api-root"),
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
     path("", include("workflows.urls")),  # before agents: tasks/{id}/approval/ is served here

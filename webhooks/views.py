@@ -41,6 +41,8 @@ class WebhookViewSet(ObjectFirstMixin, viewsets.ModelViewSet):
     queryset = Webhook.objects.none()
     serializer_class = WebhookSerializer
     filterset_class = WebhookFilter
+    search_fields = ["url", "description"]
+    ordering_fields = ["id", "url", "created_at"]
     lookup_value_regex = r"\d+"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     required_perms = {
@@ -91,6 +93,8 @@ class DeliveryViewSet(ObjectFirstMixin, mixins.ListModelMixin, mixins.RetrieveMo
     queryset = Delivery.objects.none()
     serializer_class = DeliverySerializer
     filterset_class = DeliveryFilter
+    search_fields = ["event_type", "message_id"]
+    ordering_fields = ["id", "status", "created_at", "next_attempt_at", "finished_at"]
     lookup_value_regex = r"\d+"
     required_perms = {"list": "system:monitor", "retrieve": "system:monitor", "redeliver": "system:config"}
 

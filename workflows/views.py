@@ -32,6 +32,8 @@ class WorkflowRunViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveMo
     queryset = WorkflowRun.objects.none()
     serializer_class = WorkflowRunSerializer
     filterset_class = filters.WorkflowRunFilter
+    search_fields = ["name", "idempotency_key"]
+    ordering_fields = ["id", "name", "status", "created_at", "updated_at", "finished_at"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "agent:read",
@@ -79,6 +81,8 @@ class ApprovalViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModel
     queryset = Approval.objects.none()
     serializer_class = ApprovalSerializer
     filterset_class = filters.ApprovalFilter
+    search_fields = ["question", "approvers"]
+    ordering_fields = ["id", "status", "requested_at", "expires_at", "decided_at"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "agent:read",

@@ -124,7 +124,10 @@ def budget_update(*, budget: Budget, actor: Any, **changes: Any) -> Budget:
     if "period" in changes or "currency" in changes:
         budget.period_start = period_start(budget.period)
         budget.spent = _spent_since(
-            orchestra_id=budget.orchestra_id, currency=budget.currency, since=budget.period_start
+            project_id=budget.project_id,
+            orchestra_id=budget.orchestra_id,
+            currency=budget.currency,
+            since=budget.period_start,
         )
     budget.alerted_percent = max([t for t in THRESHOLDS if budget.spent * 100 >= budget.limit * t], default=0)
     budget.save()

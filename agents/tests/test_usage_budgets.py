@@ -172,6 +172,21 @@ def test_a_budget_counts_what_was_already_spent_and_refuses_float_limits(admin_a
 
 
 @pytest.mark.django_db
+def test_changing_a_budgets_period_recounts_what_was_spent_in_it(admin_api, make_agent, running):
+    # Found by schemathesis (negative_data_rejection enabled): PATCH {"period": ...} was a 500.
+    worker = make_agent(orchestra=running)
+    task = _claimed(worker, admin_api.user, running)
+    worker.api.post(f"/api/v1/tasks/{task['id']}/complete/", {"attempt": 1, "usage": [{**GPT, "cost": "2.5"}]})
+    budget = admin_api.post("/api/v1/budgets/", {"orchestra": running.pk, "limit": "10", "period": "month"}).json()
+
+    r = admin_api.patch(f"/api/v1/budgets/{budget['id']}/", {"period": "day"})
+
+    assert r.status_code == 200
+    assert r.json()["period"] == "day"
+    assert Decimal(r.json()["spent"]) == Decimal("2.5")
+
+
+@pytest.mark.django_db
 def test_a_project_budget_stops_every_orchestra_of_that_project_only(admin_api, make_agent, running, project_factory):
     other = project_factory(slug="other")
     r = admin_api.post("/api/v1/budgets/", {"project": "default", "limit": "0.01", "period": "month"})

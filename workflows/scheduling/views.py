@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from agents.views import _validated
 from symphony.serializers import validate_no_body
 from workflows.scheduling import filters, selectors, services
-from workflows.scheduling.models import Schedule
+from workflows.scheduling.models import Schedule, ScheduleFiring
 from workflows.scheduling.serializers import ScheduleFiringSerializer, ScheduleSerializer, ScheduleWriteSerializer
 
 
@@ -23,6 +23,8 @@ class ScheduleViewSet(viewsets.ModelViewSet):
     queryset = Schedule.objects.none()
     serializer_class = ScheduleSerializer
     filterset_class = filters.ScheduleFilter
+    search_fields = ["name"]
+    ordering_fields = ["id", "name", "next_fire_at", "last_fired_at", "created_at"]
     lookup_value_regex = r"\d+"
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
     required_perms = {
@@ -91,7 +93,22 @@ class ScheduleViewSet(viewsets.ModelViewSet):
         firing = services.schedule_run_now(schedule_id=self.get_object().pk, actor=request.user)
         return Response(ScheduleFiringSerializer(firing).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=ScheduleFiringSerializer(many=True), filters=True)
+    @extend_schema(
+        request=None,
+        responses=ScheduleFiringSerializer(many=True),
+        parameters=[
+            OpenApiParameter(
+                "outcome",
+                str,
+                many=True,
+                enum=ScheduleFiring.Outcome.values,
+                description="Only firings with one of these outcomes (repeat the parameter for several).",
+            ),
+            OpenApiParameter(
+                "trigger", str, enum=ScheduleFiring.Trigger.values, description="Only firings of this trigger."
+            ),
+        ],
+    )
     @action(detail=True, methods=["get"])
     def firings(self, request: Request, pk: str | None = None) -> Response:
         """The firing history, newest first: what each firing made, or why it made nothing."""
