@@ -95,6 +95,7 @@ SUMMARIES: dict[str, str] = {
     "usage_report": "Sum LLM usage",
     "agent_heartbeat": "Report an agent's liveness",
     "agent_claim": "Claim pending tasks",
+    "agent_complete": "Complete several held tasks at once",
     "agents_execute": "Submit a task to one agent",
     "api_keys_rotate": "Rotate an API key",
     "api_keys_revoke": "Revoke an API key",
@@ -131,6 +132,7 @@ SUMMARIES: dict[str, str] = {
 AGENT_PROTOCOL = {
     "agent_heartbeat",
     "agent_claim",
+    "agent_complete",
     "tasks_extend",
     "tasks_complete",
     "tasks_fail",
