@@ -61,6 +61,8 @@ class TaskContext:
     _events: EventBatcher | None = field(default=None, repr=False, compare=False)
     #: Set by ``wait_for_children()``: the completion then waits for every child task.
     waits_for_children: bool = False
+    #: LLM usage reported by ``report_usage()``, sent with the task's completion or failure.
+    usage: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_claim(cls, task: dict[str, Any], client: ProtocolClient | None = None) -> TaskContext:
@@ -110,6 +112,15 @@ class TaskContext:
                 return  # a context built by hand (a unit test of a handler): nowhere to send
             self._events = EventBatcher(self._client, self.id, self.attempt)
         self._events.add(type, data)
+
+    def report_usage(
+        self, model: str, *, input_tokens: int = 0, output_tokens: int = 0, cost: str = "0", currency: str = "USD"
+    ) -> None:
+        """Count an LLM call's tokens and cost (a decimal string) against the task: sent once, with its end."""
+        self.usage.append(
+            {"model": model, "input_tokens": int(input_tokens), "output_tokens": int(output_tokens),
+             "cost": str(cost), "currency": currency}
+        )  # fmt: skip
 
     @property
     def upstream(self) -> dict[str, Any]:

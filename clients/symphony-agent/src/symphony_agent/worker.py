@@ -409,7 +409,9 @@ class Worker:
     async def _report_complete(self, running: _Running, result: Any) -> None:
         ctx = running.ctx
         try:
-            extra = {"wait_for_children": True} if ctx.waits_for_children else {}
+            extra: dict[str, Any] = {"wait_for_children": True} if ctx.waits_for_children else {}
+            if ctx.usage:
+                extra["usage"] = ctx.usage
             await self._report(self.client.complete, running, result=result, **extra)
         except (TypeError, ValueError) as exc:  # raised while encoding: nothing was sent
             error = f"the handler's result is not JSON: {exc.__class__.__name__}: {exc}"
@@ -429,7 +431,10 @@ class Worker:
     ) -> None:
         ctx = running.ctx
         try:
-            await self._report(self.client.fail, running, retry_for=retry_for, error=error, retryable=retryable)
+            extra: dict[str, Any] = {"usage": ctx.usage} if ctx.usage else {}
+            await self._report(
+                self.client.fail, running, retry_for=retry_for, error=error, retryable=retryable, **extra
+            )
         except ProtocolError as exc:
             self._report_error(running, "the failure", exc)
             return
