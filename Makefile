@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 AGENT := clients/symphony-agent
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt $(AGENT)/pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: install run test test-fast lint format bench clean
+.PHONY: install run test test-fast lint format bench screenshots clean image image-test
 
 $(STAMP): requirements.txt requirements-dev.txt $(AGENT)/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,5 +33,17 @@ format: install
 bench: install
 	$(PY) bench/run.py
 
+# Pictures of the operator console from the demo data, into docs/console/ (docs/console.md).
+screenshots: install
+	$(PY) scripts/screenshots.py
+
 clean:
 	rm -rf $(VENV) var staticfiles
+
+# The production image (docs/DEPLOYMENT.md): docker when an engine answers, else podman with its sandbox
+# and, where no registry is reachable, a stand-in for the base image (scripts/image.sh).
+image:
+	./scripts/image.sh build
+
+image-test: install
+	IMAGE_TEST_PYTHON=$(PY) ./scripts/image.sh test

@@ -86,6 +86,8 @@ def _seeded_catalog(request: pytest.FixtureRequest) -> None:
     leaving the next test in that worker an empty database; which test comes next depends on xdist's
     scheduling. Tests with ``serialized_rollback`` restore the data themselves; for the others the
     missing rows are created inside the test's own transaction (two queries when nothing is missing).
+    Every transactional test uses ``serialized_rollback``: a plain one's flush re-creates the content
+    types under new ids, and the next serialized test's restore then collides with them.
     """
     marker = request.node.get_closest_marker("django_db")
     if marker is None and not _DB_FIXTURES & set(request.fixturenames):
@@ -134,6 +136,55 @@ def migrated_template(postgres_cluster) -> str:
         env = app_env(Path(tmp), DATABASE_URL=postgres_cluster.url(name), LOG_LEVEL="WARNING")
         subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     return name
+
+
+@pytest.fixture
+def make_user(db: None):
+    """``make_user("operator", username="bob")`` -> a user holding those roles globally."""
+    from accounts.tests.factories import UserFactory
+
+    def make(*roles: str, **fields):
+        return UserFactory(roles=list(roles), **fields)
+
+    return make
+
+
+@pytest.fixture
+def make_api(db: None):
+    """``make_api("viewer")`` or ``make_api(user=u, scopes=[...])`` -> a ``tests.api.Api`` with a
+    fresh key of that user (all their permissions unless ``scopes``)."""
+    from accounts.services import api_key_create
+    from accounts.tests.factories import UserFactory
+    from tests.api import Api
+
+    def make(*roles: str, user=None, scopes=None, project=None):
+        user = user or UserFactory(roles=list(roles))
+        _, raw = api_key_create(
+            owner=user, name=f"test-{user.pk}-{user.api_keys.count()}", scopes=scopes, project=project
+        )
+        api = Api(raw)
+        api.user = user
+        return api
+
+    return make
+
+
+@pytest.fixture
+def admin_api(make_api):
+    return make_api("super_admin")
+
+
+@pytest.fixture
+def operator_api(make_api):
+    return make_api("operator")
+
+
+@pytest.fixture
+def project_factory(db: None):
+    """``project_factory(slug="alpha")`` -> a project (get-or-create by slug)."""
+    from accounts.tests.factories import ProjectFactory
+
+    return ProjectFactory
 
 
 @pytest.fixture
@@ -196,8 +247,8 @@ def fast_passwords(settings):
 
 
 @pytest.fixture
-def make_user(db, fast_passwords):
-    """``make_user(username, role="viewer", **fields)``: a user with that seeded role (or none)."""
+def user_with_role(db, fast_passwords):
+    """``user_with_role(username, role="viewer", **fields)``: a user with that seeded role (or none)."""
     from accounts.models import Role, User
 
     def make(username: str = "alice", role: str | None = "viewer", **extra) -> User:
@@ -210,12 +261,12 @@ def make_user(db, fast_passwords):
 
 
 @pytest.fixture
-def make_key(make_user):
+def make_key(user_with_role):
     """``make_key(role, rate_limit="", username=None)``: the raw key of a fresh user holding ``role``."""
     from accounts.services import api_key_create
 
     def make(role: str = "viewer", rate_limit: str = "", username: str | None = None) -> str:
-        user = make_user(username=username or f"{role}-owner", role=role)
+        user = user_with_role(username=username or f"{role}-owner", role=role)
         _key, raw = api_key_create(owner=user, name=f"{role} key", rate_limit=rate_limit)
         return raw
 

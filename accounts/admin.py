@@ -22,15 +22,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from accounts import selectors, services
+from accounts.access import access_explain
 from accounts.backends import uncached_permissions, user_codes
 from accounts.exceptions import EscalationRefused, IdentityConflict
-from accounts.models import ApiKey, Permission, Role, RoleBinding, User
+from accounts.models import ApiKey, Permission, Project, Role, RoleBinding, User
 from observability import context
 
 # The RBAC is roles: Django's groups would be a second, ignored permission system.
@@ -147,16 +149,23 @@ class UserAdminChangeForm(UserChangeForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None:
-            manual = self.instance.role_bindings.filter(source=RoleBinding.Source.MANUAL)
+            manual = self.instance.role_bindings.filter(source=RoleBinding.Source.MANUAL, project__isnull=True)
             self.initial["manual_roles"] = list(manual.values_list("role_id", flat=True))
 
     def service_changes(self) -> dict[str, Any]:
         renamed = {"manual_roles": "roles"}
-        return {
+        changes = {
             renamed.get(f, f): _as_list(self.cleaned_data[f])
             for f in self.changed_data
             if renamed.get(f, f) in USER_FIELDS and f in self.cleaned_data
         }
+        if "roles" in changes and self.instance.pk is not None:
+            # The field edits global roles; the user's project bindings stay as they are.
+            in_projects = self.instance.role_bindings.filter(
+                source=RoleBinding.Source.MANUAL, project__isnull=False
+            ).select_related("role", "project")
+            changes["roles"] = [*changes["roles"], *((b.role, b.project) for b in in_projects)]
+        return changes
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -174,6 +183,17 @@ class UserAdminCreationForm(AdminUserCreationForm):
         if cleaned.get("username"):
             dry_run(self, services.user_create, actor=self.request.user, username=cleaned["username"])
         return cleaned
+
+
+class AccessCheckForm(forms.Form):
+    permission = forms.ModelChoiceField(queryset=Permission.objects.order_by("code"), to_field_name="code")
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.order_by("slug"),
+        to_field_name="slug",
+        required=False,
+        empty_label="(globally)",
+        help_text="Empty: whether the user holds the permission globally.",
+    )
 
 
 class UserAdminPasswordChangeForm(AdminPasswordChangeForm):
@@ -198,7 +218,7 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
     search_fields = ["username", "email", "first_name", "last_name"]
     ordering = ["username"]
     filter_horizontal = ["extra_permissions"]
-    readonly_fields = ["sso_roles", "effective_permissions", "last_login", "date_joined"]
+    readonly_fields = ["sso_roles", "effective_permissions", "check_access", "last_login", "date_joined"]
     fieldsets = [
         (None, {"fields": ["username", "password"]}),
         ("Personal info", {"fields": ["first_name", "last_name", "email"]}),
@@ -206,7 +226,7 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
             "Access",
             {"fields": ["is_active", "is_staff", "is_superuser", "manual_roles", "sso_roles", "extra_permissions"]},
         ),
-        ("Effective permissions", {"fields": ["effective_permissions"]}),
+        ("Effective permissions", {"fields": ["effective_permissions", "check_access"]}),
         ("Important dates", {"fields": ["last_login", "date_joined"]}),
     ]
 
@@ -229,6 +249,41 @@ class UserAdmin(ServiceAdminMixin, DjangoUserAdmin):
         if obj.pk is None:
             return format_html("<em>{}</em>", "saved users only")
         return _codes_html(list(user_codes(obj)))
+
+    @admin.display(description="Check access")
+    def check_access(self, obj: User) -> SafeString:
+        if obj.pk is None:
+            return format_html("<em>{}</em>", "saved users only")
+        url = reverse("admin:accounts_user_check_access", args=[obj.pk])
+        return format_html('<a href="{}">Check a permission, globally or in a project</a>', url)
+
+    def get_urls(self) -> list[Any]:
+        check = path(
+            "<path:object_id>/check-access/",
+            self.admin_site.admin_view(self.check_access_view),
+            name="accounts_user_check_access",
+        )
+        return [check, *super().get_urls()]
+
+    def check_access_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Whether the user holds a permission (in a project) and through which binding."""
+        user = self.get_object(request, unquote(object_id))
+        if user is None or not self.has_view_permission(request, user):
+            raise PermissionDenied
+        form = AccessCheckForm(request.GET or None)
+        answer = None
+        if form.is_valid():
+            project = form.cleaned_data["project"]
+            answer = access_explain(user, form.cleaned_data["permission"].code, project)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Check access: {user.get_username()}",
+            "subject": user,
+            "form": form,
+            "answer": answer,
+            "opts": self.opts,
+        }
+        return TemplateResponse(request, "admin/accounts/user/check_access.html", context)
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         if change:

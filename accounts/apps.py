@@ -9,9 +9,12 @@ class AccountsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         from accounts import authentication, schema, seeding, signals
+        from accounts.access import audit_project_scope
+        from audit.selectors import register_project_scope
         from ratelimit.limiter import register_key_resolver
 
         post_migrate.connect(seeding.ensure_catalog, sender=self, dispatch_uid="accounts.ensure_catalog")
         signals.connect()
         schema.register()
         register_key_resolver(authentication.rate_limit_caller)
+        register_project_scope(audit_project_scope)

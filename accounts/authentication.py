@@ -21,6 +21,8 @@ from accounts.backends import (
     cache_set,
     permissions_generation,
     user_codes,
+    user_project_codes,
+    user_project_role_names,
     user_role_names,
 )
 from accounts.models import ApiKey, User
@@ -84,6 +86,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise _reject(reason, raw, key)
         user = key.owner
         user._api_key_scopes = frozenset(key.scopes_codes)
+        user._api_key_project_id = key.project_id
         self.touch(key)
         return user, key
 
@@ -166,7 +169,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         with the key: a warm request then needs no further cache round trip or query."""
         key.scopes_codes = sorted(key.scopes.values_list("code", flat=True))
         user_codes(key.owner)
+        user_project_codes(key.owner)
         user_role_names(key.owner)
+        user_project_role_names(key.owner)
         generation = getattr(key, "_cache_generation", None)
         if generation is not None:
             cache_set(api_key_cache_key(key.prefix), (generation, key))

@@ -171,14 +171,14 @@ def walk_roles(role_ids: set[int], *, upward: bool) -> set[int]:
 
 
 def compute_user_codes(user: Any) -> frozenset[str]:
-    """Effective catalog codes of an active user from roles (with inheritance) and extra grants."""
+    """Global catalog codes of an active user: global role bindings (with inheritance) and extra grants."""
     from accounts.models import Permission
 
     if not user.is_active:
         return frozenset()
     if user.is_superuser:
         return frozenset(catalog.ALL)
-    role_ids = role_closure(set(user.roles.values_list("id", flat=True)))
+    role_ids = role_closure(set(user.role_bindings.filter(project__isnull=True).values_list("role_id", flat=True)))
     codes = set(Permission.objects.filter(roles__id__in=role_ids).values_list("code", flat=True))
     codes |= set(user.extra_permissions.values_list("code", flat=True))
     return frozenset(codes)
@@ -196,15 +196,67 @@ def user_codes(user: Any) -> frozenset[str]:
     return codes
 
 
+def compute_project_codes(user: Any) -> dict[int, frozenset[str]]:
+    """Codes ``user`` holds in each project through project role bindings (global codes not included)."""
+    from accounts.models import Permission, RoleBinding
+
+    if not user.is_active or user.is_superuser:
+        return {}
+    roles: dict[int, set[int]] = {}
+    bindings = RoleBinding.objects.filter(user_id=user.pk, project__isnull=False).values_list("project_id", "role_id")
+    for project_id, role_id in bindings:
+        roles.setdefault(project_id, set()).add(role_id)
+    return {
+        project_id: frozenset(
+            Permission.objects.filter(roles__id__in=role_closure(ids)).values_list("code", flat=True).distinct()
+        )
+        for project_id, ids in roles.items()
+    }
+
+
+def user_project_codes(user: Any) -> dict[int, frozenset[str]]:
+    """Cached ``compute_project_codes`` under the same generation as ``user_codes`` (no query when warm)."""
+    cached = getattr(user, "_rbac_project_codes", None)
+    if cached is not None:
+        return cached
+    if _uncached.get():
+        return compute_project_codes(user)
+    codes = _cached_per_user("projects", user, compute_project_codes)
+    user._rbac_project_codes = codes
+    return codes
+
+
+def object_project_id(obj: Any) -> int | None:
+    """The project an object belongs to: a Project's own id, a project-owned row's ``project_id``."""
+    if obj is None:
+        return None
+    if getattr(getattr(obj, "_meta", None), "label_lower", "") == "accounts.project":
+        return obj.pk
+    return getattr(obj, "project_id", None)
+
+
+def codes_in_project(user: Any, project_id: int | None) -> frozenset[str]:
+    """Codes ``user`` holds in ``project_id`` (global ones included), before any API key limit."""
+    codes = user_codes(user)
+    if project_id is None:
+        return codes
+    return codes | user_project_codes(user).get(project_id, frozenset())
+
+
+def _global_role_names(user: Any) -> list[str]:
+    # A role may be bound manually and by SSO: one name.
+    bindings = user.role_bindings.filter(project__isnull=True)
+    return sorted(set(bindings.values_list("role__name", flat=True)))
+
+
 def user_role_names(user: Any) -> list[str]:
-    """Cached sorted names of the roles ``user`` holds directly (no query when warm)."""
+    """Cached sorted names of the roles ``user`` holds directly and globally (no query when warm)."""
     cached = getattr(user, "_rbac_role_names", None)
     if cached is not None:
         return cached
     if _uncached.get():
-        return sorted(set(user.roles.values_list("name", flat=True)))
-    # A role may be bound both manually and by SSO: one name each.
-    names = _cached_per_user("roles", user, lambda u: sorted(set(u.roles.values_list("name", flat=True))))
+        return _global_role_names(user)
+    names = _cached_per_user("roles", user, _global_role_names)
     user._rbac_role_names = names
     return names
 
@@ -222,6 +274,27 @@ def _cached_per_user(kind: str, user: Any, compute: Any) -> Any:
         value = compute(user)
         cache_set(key, value)
     return value
+
+
+def _project_role_names(user: Any) -> dict[str, tuple[int, list[str]]]:
+    rows = user.role_bindings.filter(project__isnull=False).values_list("project__slug", "project_id", "role__name")
+    found: dict[str, tuple[int, set[str]]] = {}
+    for slug, project_id, name in rows:
+        found.setdefault(slug, (project_id, set()))[1].add(name)
+    return {slug: (project_id, sorted(names)) for slug, (project_id, names) in sorted(found.items())}
+
+
+def user_project_role_names(user: Any) -> dict[str, tuple[int, list[str]]]:
+    """Cached ``{project slug: (project id, sorted role names)}`` of ``user``'s project bindings
+    (no query when warm)."""
+    cached = getattr(user, "_rbac_project_role_names", None)
+    if cached is not None:
+        return cached
+    if _uncached.get():
+        return _project_role_names(user)
+    names = _cached_per_user("projectroles", user, _project_role_names)
+    user._rbac_project_role_names = names
+    return names
 
 
 class RBACBackend(ModelBackend):
@@ -246,9 +319,19 @@ class RBACBackend(ModelBackend):
         return set()
 
     def get_all_permissions(self, user_obj: Any, obj: Any = None) -> set[str]:
-        if not user_obj.is_active or user_obj.is_anonymous or obj is not None:
+        """Global permissions without ``obj``; with a Project or a project-owned ``obj``, those held
+        in its project (global and project bindings). A key restricted to a project acts in that
+        project only: its permissions without ``obj`` are those held there."""
+        if not user_obj.is_active or user_obj.is_anonymous:
             return set()
-        codes = set(user_codes(user_obj))
+        key_project = getattr(user_obj, "_api_key_project_id", None)
+        if obj is not None:
+            project_id = object_project_id(obj)
+            if project_id is None or (key_project is not None and project_id != key_project):
+                return set()
+        else:
+            project_id = key_project
+        codes = set(codes_in_project(user_obj, project_id))
         scopes = getattr(user_obj, "_api_key_scopes", None)
         if scopes is not None:
             codes &= scopes

@@ -117,6 +117,15 @@ DJANGO_PERMISSIONS: dict[str, str] = {
     "agents.add_task": "agent:execute",
     "agents.change_task": "agent:execute",
     "agents.delete_task": "agent:delete",
+    "workflows.view_workflowrun": "agent:read",
+    "workflows.change_workflowrun": "agent:execute",
+    "workflows.view_approval": "agent:read",
+    "webhooks.view_webhook": "system:monitor",
+    "webhooks.add_webhook": "system:config",
+    "webhooks.change_webhook": "system:config",
+    "webhooks.delete_webhook": "system:config",
+    "webhooks.view_delivery": "system:monitor",
+    "webhooks.change_delivery": "system:config",
 }
 
 

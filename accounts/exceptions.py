@@ -38,6 +38,11 @@ class LastSuperAdmin(IdentityConflict):
     default_detail = "The last active super admin cannot be demoted, deactivated or deleted."
 
 
+class ProjectNotEmpty(IdentityConflict):
+    default_code = "project_not_empty"
+    default_detail = "A project that still owns objects cannot be deleted."
+
+
 class SystemRoleProtected(IdentityConflict):
     default_code = "system_role_protected"
     default_detail = "System roles cannot be deleted or renamed."

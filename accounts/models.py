@@ -1,4 +1,4 @@
-"""Identity: users, the permission catalog, roles, role bindings, SSO identities and API keys."""
+"""Identity: users, the permission catalog, roles, projects, role bindings, SSO identities and API keys."""
 
 from __future__ import annotations
 
@@ -50,6 +50,40 @@ class Role(models.Model):
         return self.name
 
 
+#: The project that existing rows moved to, and where objects created without a project go.
+DEFAULT_PROJECT_SLUG = "default"
+
+
+class Project(models.Model):
+    """A team's space: it owns orchestras, agents, tasks and what hangs off them.
+
+    The slug never changes once created: audit events keep it as text (so history outlives the
+    project), and scoping of the audit trail matches on it.
+    """
+
+    name = models.CharField(max_length=100, unique=True)
+    slug = models.SlugField(
+        max_length=64, unique=True, help_text="Lower-case identifier used in the API (?project=alpha); never changes."
+    )
+    description = models.TextField(blank=True, max_length=2000)
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive projects keep their objects but dispatch nothing new."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+def default_project_id() -> int:
+    """The id of the ``default`` project (created when missing): the default of every project FK."""
+    project, _ = Project.objects.get_or_create(slug=DEFAULT_PROJECT_SLUG, defaults={"name": "Default"})
+    return project.pk
+
+
 class User(AbstractUser):
     """A person or service account. Holds several roles plus extra per-user permissions."""
 
@@ -77,6 +111,9 @@ class User(AbstractUser):
 class RoleBinding(models.Model):
     """A user holding a role, and where that came from.
 
+    A binding without a project is global (the role holds in every project); one with a project
+    holds in that project only.
+
     ``manual`` bindings are granted by people (admin, API, commands); ``sso`` bindings are written
     only by the single sign-on sync, which replaces them at every login and never touches manual
     ones. A user may hold the same role both ways: leaving the provider's group then keeps the
@@ -89,6 +126,14 @@ class RoleBinding(models.Model):
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="role_bindings")
     role = models.ForeignKey(Role, on_delete=models.CASCADE, related_name="bindings")
+    project = models.ForeignKey(
+        Project,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="role_bindings",
+        help_text="The project the role holds in; empty: every project (a global binding).",
+    )
     source = models.CharField(
         max_length=16,
         choices=Source.choices,
@@ -98,13 +143,24 @@ class RoleBinding(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        ordering = ["user_id", "role_id", "source"]
+        ordering = ["user_id", "role_id", "project_id", "source"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "role", "source"], name="rolebinding_unique_user_role_source"),
+            # Two partial constraints, because NULLs are distinct in a unique index.
+            models.UniqueConstraint(
+                fields=["user", "role", "source"],
+                condition=models.Q(project__isnull=True),
+                name="rolebinding_unique_global",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "role", "project", "source"],
+                condition=models.Q(project__isnull=False),
+                name="rolebinding_unique_in_project",
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user_id}:{self.role_id} ({self.source})"
+        where = f"@{self.project_id}" if self.project_id else ""
+        return f"{self.user_id}:{self.role_id}{where} ({self.source})"
 
 
 class SsoIdentity(models.Model):
@@ -143,7 +199,8 @@ class ApiKeyQuerySet(models.QuerySet):
 class ApiKey(models.Model):
     """An API key. Only the SHA-256 of the whole key is stored; the key is shown once at creation.
 
-    The key acts with ``scopes`` ∩ its owner's current permissions, checked at request time.
+    The key acts with ``scopes`` ∩ its owner's current permissions, checked at request time, and
+    only inside ``project`` when it has one.
     """
 
     owner = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_keys")
@@ -151,6 +208,14 @@ class ApiKey(models.Model):
     prefix = models.CharField(max_length=16, unique=True, help_text="Public part of the key, used to look it up.")
     key_hash = models.CharField(max_length=64, unique=True, editable=False, help_text="SHA-256 of the whole key.")
     scopes = models.ManyToManyField(Permission, blank=True, related_name="api_keys")
+    project = models.ForeignKey(
+        Project,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="api_keys",
+        help_text="Restricts the key to this project; empty: the owner's projects. Agent keys always have one.",
+    )
     rate_limit = models.CharField(
         max_length=32,
         blank=True,

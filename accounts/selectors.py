@@ -6,7 +6,7 @@ from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
-from accounts.models import ApiKey, Permission, Role, RoleBinding, User
+from accounts.models import ApiKey, Permission, Project, Role, RoleBinding, User
 
 
 def permission_list() -> QuerySet[Permission]:
@@ -38,8 +38,27 @@ def role_effective_map() -> dict[int, list[str]]:
     return result
 
 
+def project_list(*, viewer: Any) -> QuerySet[Project]:
+    """The projects ``viewer`` may act in: all of them for a holder of any global permission, else
+    those of its project bindings; through a key restricted to a project, that one at most."""
+    from accounts.backends import user_codes, user_project_codes
+
+    projects = Project.objects.order_by("slug")
+    scopes = getattr(viewer, "_api_key_scopes", None)
+    key_project = getattr(viewer, "_api_key_project_id", None)
+
+    def usable(codes: frozenset[str]) -> bool:
+        return bool(codes & scopes if scopes is not None else codes)
+
+    if key_project is not None:
+        projects = projects.filter(pk=key_project)
+    if usable(user_codes(viewer)):
+        return projects
+    return projects.filter(pk__in=[pid for pid, codes in user_project_codes(viewer).items() if usable(codes)])
+
+
 def user_list() -> QuerySet[User]:
-    bindings = Prefetch("role_bindings", queryset=RoleBinding.objects.select_related("role"))
+    bindings = Prefetch("role_bindings", queryset=RoleBinding.objects.select_related("role", "project"))
     return User.objects.prefetch_related(bindings, "extra_permissions").order_by("username")
 
 

@@ -10,7 +10,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from accounts.models import ApiKey, Permission, Role, RoleBinding, User
+from accounts.models import ApiKey, Permission, Project, Role, RoleBinding, User
 from accounts.validators import validate_rate_limit
 from symphony.serializers import InputSerializer
 
@@ -68,10 +68,19 @@ class RoleSerializer(serializers.ModelSerializer):
         return effective.get(role.pk, [])
 
 
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["slug", "name", "description", "is_active", "created_at"]
+        read_only_fields = fields
+
+
 class UserSerializer(serializers.ModelSerializer):
     # A plain string: users may have no email, and "" is not a valid "format: email" value.
     email = serializers.CharField(read_only=True)
-    roles = serializers.SerializerMethodField(help_text="Roles granted manually (what `roles` in a write sets).")
+    roles = serializers.SerializerMethodField(
+        help_text="Roles granted manually (what `roles` in a write sets): `role` globally, `role@project` in a project."
+    )
     sso_roles = serializers.SerializerMethodField(
         help_text="Roles synced from single sign-on at the user's last SSO login (read-only)."
     )
@@ -98,7 +107,11 @@ class UserSerializer(serializers.ModelSerializer):
 
     @staticmethod
     def _role_names(user: User, source: str) -> list[str]:
-        return sorted(b.role.name for b in user.role_bindings.all() if b.source == source)
+        return sorted(
+            f"{b.role.name}@{b.project.slug}" if b.project_id else b.role.name
+            for b in user.role_bindings.all()
+            if b.source == source
+        )
 
     @extend_schema_field(serializers.ListField(child=serializers.CharField()))
     def get_roles(self, user: User) -> list[str]:
@@ -155,11 +168,22 @@ class MeApiKeySerializer(serializers.Serializer):
     scopes = serializers.ListField(child=serializers.CharField(), source="scopes_codes")
 
 
+class MeProjectSerializer(serializers.Serializer):
+    project = serializers.CharField(help_text="The project's slug.")
+    roles = serializers.ListField(child=serializers.CharField(), help_text="Roles bound in this project.")
+    permissions = serializers.ListField(
+        child=serializers.CharField(), help_text="Effective codes in this project (global ones included), sorted."
+    )
+
+
 class MeSerializer(serializers.Serializer):
     username = serializers.CharField()
     email = serializers.CharField()
     is_superuser = serializers.BooleanField()
-    roles = serializers.ListField(child=serializers.CharField(), help_text="Names of the roles held directly.")
+    roles = serializers.ListField(
+        child=serializers.CharField(), help_text="Names of the roles held directly and globally."
+    )
+    projects = MeProjectSerializer(many=True, help_text="Projects where a role is bound, by slug.")
     permissions = serializers.ListField(
         child=serializers.CharField(), help_text="Effective codes, sorted (through an API key: scopes ∩ owner's)."
     )
@@ -189,11 +213,27 @@ class UserInputSerializer(InputSerializer):
     )
     first_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
     last_name = serializers.CharField(max_length=150, required=False, allow_blank=True)
-    roles = _role_names(required=False)
+    roles = serializers.ListField(
+        child=serializers.CharField(max_length=130),
+        required=False,
+        help_text="The manual role bindings: `role` globally, `role@project` in that project (by slug).",
+    )
     extra_permissions = _codes(required=False)
     is_active = serializers.BooleanField(required=False)
     is_staff = serializers.BooleanField(required=False)
     is_superuser = serializers.BooleanField(required=False)
+
+
+class ProjectInputSerializer(InputSerializer):
+    slug = serializers.SlugField(max_length=64, help_text="Lower-case identifier; cannot change later.")
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
+    is_active = serializers.BooleanField(required=False)
+
+    def validate_slug(self, value: str) -> str:
+        if value != value.lower():
+            raise serializers.ValidationError("Use lower-case letters, digits, - and _.")
+        return value
 
 
 class ApiKeyCreateSerializer(InputSerializer):
@@ -219,3 +259,36 @@ class ApiKeyCreateSerializer(InputSerializer):
         required=False,
         help_text="Username of the owner (default: you). Another owner needs user:update.",
     )
+
+
+class AccessCheckQuerySerializer(InputSerializer):
+    user = serializers.SlugRelatedField(slug_field="username", queryset=User.objects.all(), help_text="Username.")
+    permission = serializers.SlugRelatedField(
+        slug_field="code", queryset=Permission.objects.all(), help_text="A catalog code, e.g. agent:execute."
+    )
+    project = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Project.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="A project's slug; omitted: globally.",
+    )
+
+
+class AccessGrantSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["role", "extra_permission", "superuser"])
+    role = serializers.CharField(allow_null=True, help_text="The role bound to the user (kind role).")
+    project = serializers.CharField(allow_null=True, help_text="The binding's project; null: a global binding.")
+    source = serializers.CharField(allow_null=True, help_text="manual or sso (kind role).")
+    inherited_from = serializers.CharField(
+        allow_null=True, help_text="The ancestor role holding the code, when inherited."
+    )
+
+
+class AccessCheckSerializer(serializers.Serializer):
+    user = serializers.CharField()
+    permission = serializers.CharField()
+    project = serializers.CharField(allow_null=True)
+    allowed = serializers.BooleanField()
+    is_active = serializers.BooleanField()
+    through = AccessGrantSerializer(many=True, help_text="Every grant that gives the code; empty when denied.")

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
-from rest_framework import filters, mixins, status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -17,17 +18,22 @@ from rest_framework.views import APIView
 
 import audit
 from accounts import selectors, services
-from accounts.backends import user_role_names
+from accounts.access import access_explain
+from accounts.backends import codes_in_project, user_project_role_names, user_role_names
 from accounts.exceptions import EscalationRefused
 from accounts.filters import ApiKeyFilter, PermissionFilter, RoleFilter, UserFilter
-from accounts.models import ApiKey, Permission, Role, User
-from accounts.permissions import AUTHENTICATED
+from accounts.models import ApiKey, Permission, Project, Role, User
+from accounts.permissions import AUTHENTICATED, ObjectFirstMixin
 from accounts.serializers import (
+    AccessCheckQuerySerializer,
+    AccessCheckSerializer,
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
     MeSerializer,
     PermissionSerializer,
+    ProjectInputSerializer,
+    ProjectSerializer,
     RoleInputSerializer,
     RoleSerializer,
     UserInputSerializer,
@@ -35,7 +41,6 @@ from accounts.serializers import (
 )
 from symphony.serializers import validate_no_body
 
-_FILTERS = [filters.SearchFilter]
 _WRITES = ("POST", "PUT", "PATCH")
 
 
@@ -85,10 +90,91 @@ class MeView(APIView):
             "email": user.email,
             "is_superuser": user.is_superuser,
             "roles": user_role_names(user),
+            "projects": _me_projects(user),
             "permissions": sorted(services.held_codes(user)),
             "api_key": key,
         }
         return Response(MeSerializer(data).data)
+
+
+def _me_projects(user: User) -> list[dict[str, Any]]:
+    """The caller's project bindings with the codes usable there (through the key: its scopes, and
+    its project only). Read from the permission cache: no query when warm."""
+    scopes = getattr(user, "_api_key_scopes", None)
+    key_project = getattr(user, "_api_key_project_id", None)
+    answer = []
+    for slug, (project_id, roles) in user_project_role_names(user).items():
+        if key_project is not None and project_id != key_project:
+            continue
+        codes = codes_in_project(user, project_id)
+        answer.append(
+            {"project": slug, "roles": roles, "permissions": sorted(codes & scopes if scopes is not None else codes)}
+        )
+    return answer
+
+
+class AccessCheckView(APIView):
+    """Whether a user holds a permission (in a project, or globally) and through which binding:
+    role (and project), role inherited from a parent role, extra permission, or superuser."""
+
+    required_perms = {"GET": "user:read"}
+
+    @extend_schema(parameters=[AccessCheckQuerySerializer], responses=AccessCheckSerializer)
+    def get(self, request: Request) -> Response:
+        query = AccessCheckQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        user, code, project = (query.validated_data.get(f) for f in ("user", "permission", "project"))
+        answer = access_explain(user, code.code, project)
+        data = {"user": user.username, "permission": code.code, "project": getattr(project, "slug", None), **answer}
+        return Response(AccessCheckSerializer(data).data)
+
+
+class ProjectViewSet(ObjectFirstMixin, InputSerializerMixin, viewsets.ModelViewSet):
+    """Projects, by slug. Everyone signed in lists the projects they may act in; creating,
+    changing and deleting them needs system:admin (globally)."""
+
+    queryset = Project.objects.order_by("slug")
+    serializer_class = ProjectSerializer
+    input_serializer_class = ProjectInputSerializer
+    lookup_field = "slug"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    search_fields = ["slug", "name"]
+    ordering_fields = ["slug", "name", "created_at"]
+    filterset_fields = ["is_active"]
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+    required_perms = {
+        "list": AUTHENTICATED,
+        "retrieve": AUTHENTICATED,
+        "create": "system:admin",
+        "update": "system:admin",
+        "partial_update": "system:admin",
+        "destroy": "system:admin",
+    }
+
+    def get_queryset(self) -> QuerySet[Project]:
+        return selectors.project_list(viewer=self.request.user)
+
+    @extend_schema(request=ProjectInputSerializer, responses={201: ProjectSerializer})
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        project = services.project_create(actor=request.user, **_valid(ProjectInputSerializer, request))
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=ProjectInputSerializer, responses=ProjectSerializer)
+    def update(self, request: Request, *args: Any, partial: bool = False, **kwargs: Any) -> Response:
+        project = self.get_object()
+        data = _valid(ProjectInputSerializer, request, partial=partial)
+        if data.pop("slug", project.slug) != project.slug:
+            raise DjangoValidationError({"slug": ["A project's slug cannot be changed."]})
+        project = services.project_update(actor=request.user, project=project, **data)
+        return Response(ProjectSerializer(project).data)
+
+    @extend_schema(request=ProjectInputSerializer, responses=ProjectSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return self.update(request, *args, partial=True, **kwargs)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        services.project_delete(actor=request.user, project=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class PermissionViewSet(viewsets.ReadOnlyModelViewSet):
@@ -99,8 +185,8 @@ class PermissionViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_field = "code"
     lookup_value_regex = r"[a-z_]+:[a-z_]+"
     filterset_class = PermissionFilter
-    filter_backends = [*viewsets.ReadOnlyModelViewSet.filter_backends, *_FILTERS]
     search_fields = ["code", "description"]
+    ordering_fields = ["code"]
     required_perms = {"list": AUTHENTICATED, "retrieve": AUTHENTICATED}
 
     def get_queryset(self) -> QuerySet[Permission]:
@@ -116,8 +202,8 @@ class RoleViewSet(AuditRefusalsMixin, InputSerializerMixin, viewsets.ModelViewSe
     lookup_field = "name"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
     filterset_class = RoleFilter
-    filter_backends = [*viewsets.ModelViewSet.filter_backends, *_FILTERS]
     search_fields = ["name", "description"]
+    ordering_fields = ["name", "created_at"]
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
     required_perms = {
         "list": "user:read",
@@ -168,8 +254,8 @@ class UserViewSet(AuditRefusalsMixin, InputSerializerMixin, viewsets.ModelViewSe
     lookup_field = "username"
     lookup_value_regex = r"[\w.@+-]+"
     filterset_class = UserFilter
-    filter_backends = [*viewsets.ModelViewSet.filter_backends, *_FILTERS]
     search_fields = ["username", "email", "first_name", "last_name"]
+    ordering_fields = ["username", "email", "date_joined", "last_login"]
     required_perms = {
         "list": "user:read",
         "retrieve": "user:read",
@@ -218,8 +304,8 @@ class ApiKeyViewSet(
     lookup_field = "prefix"
     lookup_value_regex = r"[a-z0-9]{12}"
     filterset_class = ApiKeyFilter
-    filter_backends = [*viewsets.GenericViewSet.filter_backends, *_FILTERS]
     search_fields = ["name", "prefix", "owner__username"]
+    ordering_fields = ["name", "created_at", "last_used_at", "expires_at"]
     required_perms = {
         "list": AUTHENTICATED,
         "retrieve": AUTHENTICATED,

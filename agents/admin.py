@@ -19,6 +19,8 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from rest_framework.exceptions import APIException
 
+from accounts.access import ALL, projects_with, scope
+from accounts.models import Project
 from agents import services
 from agents.exceptions import TaskStateConflict
 from agents.models import Agent, Orchestra, Task, TaskAttempt, validate_capabilities
@@ -117,16 +119,63 @@ class EffectiveStatusFilter(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(Agent.Status.choices)
+        return [*Agent.Status.choices, ("online", "Online (any status)")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Agent]) -> QuerySet[Agent]:
+        if self.value() == "online":
+            return queryset.online(Agent.heartbeat_cutoff())
         if self.value() in Agent.Status.values:
             return queryset.with_status(self.value(), Agent.heartbeat_cutoff())
         return queryset
 
 
+class ProjectScopedAdmin:
+    """The admin's view of a project-owned model, scoped like the API: only objects of projects where
+    the user holds ``read_code`` (others' are 404: Django finds no such object), foreign-key choices
+    limited to those projects, and a project filter once the user sees more than one project."""
+
+    read_code = "agent:read"
+    _choice_codes = {Agent: "agent:read", Orchestra: "orchestra:read", Project: None}
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return scope(super().get_queryset(request), request.user, self.read_code)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Reading is per project (the queryset is scoped); changing keeps Django's global check.
+        if super().has_view_permission(request, obj):
+            return True
+        projects = projects_with(request.user, self.read_code)
+        return bool(projects) if obj is None else obj.project_id in projects
+
+    def _limited(self, model: Any, request: HttpRequest) -> QuerySet | None:
+        if model is Project:
+            return scope(Project.objects.order_by("slug"), request.user, self.read_code, field="pk")
+        if model in self._choice_codes:
+            return scope(model.objects.all(), request.user, self._choice_codes[model])
+        return None
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        limited = self._limited(db_field.related_model, request)
+        if limited is not None:
+            kwargs["queryset"] = limited
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        limited = self._limited(db_field.related_model, request)
+        if limited is not None:
+            kwargs["queryset"] = limited
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        filters = list(super().get_list_filter(request))
+        projects = projects_with(request.user, self.read_code)
+        if projects is ALL or len(projects) > 1:
+            filters.append(("project", admin.RelatedOnlyFieldListFilter))
+        return filters
+
+
 @admin.register(Agent)
-class AgentAdmin(admin.ModelAdmin):
+class AgentAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     form = AgentForm
     list_display = ["name", "type", "status_display", "capabilities_display", "trust_level", "orchestra_names", "owner"]
     list_filter = ["type", "trust_level", EffectiveStatusFilter, "orchestras"]
@@ -205,7 +254,9 @@ class AgentAdmin(admin.ModelAdmin):
 
 
 @admin.register(Orchestra)
-class OrchestraAdmin(admin.ModelAdmin):
+class OrchestraAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+    read_code = "orchestra:read"
+
     list_display = ["name", "state", "member_count", "member_names", "updated_at"]
     list_filter = ["state"]
     search_fields = ["name", "description"]
@@ -304,7 +355,7 @@ def delete_selected_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, qu
 
 
 @admin.register(Task)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     list_display = ["id", "kind", "status", "priority", "orchestra", "agent", "attempts_display", "created_at"]
     list_filter = [
         "status",
@@ -405,3 +456,6 @@ class TaskAdmin(admin.ModelAdmin):
         _run_per_object(
             self, request, queryset, "Retried", lambda t: services.task_retry(task_id=t.pk, actor=request.user)
         )
+
+
+from agents import flow_admin  # noqa: E402,F401 - registers the flow-control admin

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
 from rest_framework import exceptions, status
+
+from symphony.exceptions import RateLimited
 
 
 class TaskStateConflict(exceptions.APIException):
@@ -59,3 +65,37 @@ class PayloadTooLarge(exceptions.APIException):
         super().__init__(f"{field}: {size} bytes of JSON exceed the limit of {limit} bytes.", code=f"{field}_too_large")
         self.default_code = f"{field}_too_large"
         self.extra_details = {field: [f"At most {limit} bytes of JSON are accepted; got {size}."]}
+
+
+class EventLimitExceeded(exceptions.APIException):
+    """Too many events in one request, or for one task (413); the message names the setting."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "events_limit_exceeded"
+
+    def __init__(self, setting: str, limit: int, message: str) -> None:
+        super().__init__(f"{message} (the limit, {setting}, is {limit}).")
+        self.extra_details = {"events": [f"{setting} is {limit}."], "limit": setting}
+
+
+class TaskCancelled(LeaseLost):
+    """The caller held this task, but it was cancelled: stop working on it (409)."""
+
+    default_code = "task_cancelled"
+    default_detail = "The task was cancelled: stop working on it."
+
+
+class BudgetExhausted(RateLimited):
+    """A budget covering this work is spent for the period (429 ``budget_exhausted``, ``Retry-After``)."""
+
+    default_code = "budget_exhausted"
+
+    def __init__(self, *, budget: Any, reset_at: datetime) -> None:
+        wait = max(int((reset_at - timezone.now()).total_seconds()), 1)
+        super().__init__(wait=wait, detail=f"The {budget.period}ly budget is spent until {reset_at.isoformat()}.")
+        self.extra_details = {
+            "reset_at": reset_at.isoformat(),
+            "limit": str(budget.limit),
+            "currency": budget.currency,
+            "period": budget.period,
+        }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.db.models import QuerySet
 
-from agents.models import Agent, Orchestra, Task
+from agents.models import Agent, Budget, ConcurrencyLimit, Orchestra, Task
 
 
 class AgentFilter(django_filters.FilterSet):
@@ -14,10 +14,11 @@ class AgentFilter(django_filters.FilterSet):
     )
     orchestra = django_filters.NumberFilter(field_name="orchestras", help_text="Member of this orchestra id.")
     name = django_filters.CharFilter(lookup_expr="icontains")
+    project = django_filters.CharFilter(field_name="project__slug", help_text="Only this project's (slug).")
 
     class Meta:
         model = Agent
-        fields = ["type", "trust_level", "status", "orchestra", "name"]
+        fields = ["type", "trust_level", "status", "orchestra", "name", "project"]
 
     def filter_status(self, queryset: QuerySet[Agent], name: str, value: str) -> QuerySet[Agent]:
         return queryset.with_status(value, Agent.heartbeat_cutoff())
@@ -25,10 +26,11 @@ class AgentFilter(django_filters.FilterSet):
 
 class OrchestraFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(lookup_expr="icontains")
+    project = django_filters.CharFilter(field_name="project__slug", help_text="Only this project's (slug).")
 
     class Meta:
         model = Orchestra
-        fields = ["state", "name"]
+        fields = ["state", "name", "project"]
 
 
 class TaskFilter(django_filters.FilterSet):
@@ -37,6 +39,7 @@ class TaskFilter(django_filters.FilterSet):
     agent = django_filters.NumberFilter(field_name="agent_id", help_text="The agent holding (or that last held) it.")
     target_agent = django_filters.NumberFilter(field_name="target_agent_id")
     kind = django_filters.CharFilter()
+    project = django_filters.CharFilter(field_name="project__slug", help_text="Only this project's (slug).")
     priority = django_filters.ChoiceFilter(
         choices=[(label, label) for _, label in Task.Priority.choices], method="filter_priority"
     )
@@ -45,7 +48,34 @@ class TaskFilter(django_filters.FilterSet):
 
     class Meta:
         model = Task
-        fields = ["status", "orchestra", "agent", "target_agent", "kind", "priority", "created_after", "created_before"]
+        fields = [
+            "status",
+            "orchestra",
+            "agent",
+            "target_agent",
+            "kind",
+            "priority",
+            "created_after",
+            "created_before",
+            "project",
+        ]
 
     def filter_priority(self, queryset: QuerySet[Task], name: str, value: str) -> QuerySet[Task]:
         return queryset.filter(priority=next(v for v, label in Task.Priority.choices if label == value))
+
+
+class ConcurrencyLimitFilter(django_filters.FilterSet):
+    project = django_filters.CharFilter(field_name="project__slug", help_text="Project slug.")
+    key = django_filters.CharFilter()
+
+    class Meta:
+        model = ConcurrencyLimit
+        fields = ["project", "key"]
+
+
+class BudgetFilter(django_filters.FilterSet):
+    project = django_filters.CharFilter(field_name="project__slug", help_text="Project slug.")
+
+    class Meta:
+        model = Budget
+        fields = ["project", "orchestra", "period", "currency"]

@@ -56,14 +56,16 @@ class TaskQuerySet(models.QuerySet):
         return self.extra(where=[clause], params=list(capabilities))  # noqa: S610 - parameters are bound
 
     def claimable(self, agent: Agent) -> TaskQuerySet:
-        """Pending tasks ``agent`` may claim: from running orchestras it belongs to, or addressed to it,
-        needing only capabilities it has; highest priority first, then oldest."""
+        """Pending tasks ``agent`` may claim: of its own project, from running orchestras it belongs to
+        or addressed to it, needing only capabilities it has; highest priority first, then the fairness
+        turn, then oldest."""
         from agents.models import Orchestra
 
         orchestras = Orchestra.objects.running().filter(agents=agent).values("id")
         return (
             self.pending()
+            .filter(project_id=agent.project_id)
             .filter(Q(orchestra_id__in=orchestras, target_agent__isnull=True) | Q(target_agent=agent))
             .capable(agent.capabilities or [])
-            .order_by("-priority", "created_at", "id")
+            .order_by("-priority", "fair_seq", "created_at", "id")
         )

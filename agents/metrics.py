@@ -110,3 +110,42 @@ def agent_status_counts() -> dict[str, int]:
 
 #: The one collector instance, registered with observability from ``AgentsConfig.ready()``.
 COLLECTOR = DispatchCollector()
+
+
+USAGE_TOKENS = Counter(
+    "symphony_llm_tokens_total",
+    "LLM tokens reported by tasks, by project, model and direction (input, output).",
+    ["project", "model", "direction"],
+)
+USAGE_COST = Counter(
+    "symphony_llm_cost_total",
+    "LLM cost reported by tasks, by project, model and currency (a float here; the API sums exact decimals).",
+    ["project", "model", "currency"],
+)
+_usage_labels: set[tuple[str, str]] = set()
+_usage_lock = threading.Lock()
+
+
+def _bounded(project: str, model: str) -> tuple[str, str]:
+    """Keep at most SYMPHONY_USAGE_METRIC_SERIES (project, model) pairs per process; later ones are 'other'.
+
+    Model names come from agents, so without a bound a buggy or hostile agent could create a series
+    per request.
+    """
+    pair = (project, model)
+    with _usage_lock:
+        if pair in _usage_labels:
+            return pair
+        if len(_usage_labels) < settings.SYMPHONY_USAGE_METRIC_SERIES:
+            _usage_labels.add(pair)
+            return pair
+    return (project, "other")
+
+
+def observe_usage(project_slug: str, records: list[Any]) -> None:
+    for record in records:
+        project, model = _bounded(project_slug, record.model)
+        USAGE_TOKENS.labels(project, model, "input").inc(record.input_tokens)
+        USAGE_TOKENS.labels(project, model, "output").inc(record.output_tokens)
+        currency = record.currency if record.currency in settings.SYMPHONY_USAGE_CURRENCIES else "other"
+        USAGE_COST.labels(project, model, currency).inc(float(record.cost))

@@ -16,6 +16,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import default_project_id
 from agents.managers import AgentQuerySet, OrchestraQuerySet, TaskQuerySet
 
 CAPABILITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.:-]{0,63}$")
@@ -79,6 +80,17 @@ def validate_kind(value: str) -> None:
         )
 
 
+FLOW_KEY_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@+=-]{0,199}$")
+
+
+def validate_flow_key(value: str) -> None:
+    """Concurrency and fairness keys: printable identifiers such as ``openai:gpt-4o`` or ``customer:42``."""
+    if value and not FLOW_KEY_PATTERN.match(value):
+        raise ValidationError(
+            "A key is 1-200 letters, digits or '_.:/@+=-', starting with a letter or digit.", code="invalid"
+        )
+
+
 class Agent(models.Model):
     """A worker that claims and runs tasks, authenticated by its agent-bound API key."""
 
@@ -107,7 +119,14 @@ class Agent(models.Model):
         HIGH = "high"
         VERIFIED = "verified"
 
-    name = models.CharField(max_length=100, unique=True, help_text="Unique name of the agent.")
+    name = models.CharField(max_length=100, help_text="Name of the agent, unique in its project.")
+    project = models.ForeignKey(
+        "accounts.Project",
+        on_delete=models.PROTECT,
+        default=default_project_id,
+        related_name="agents",
+        help_text="The project the agent belongs to; it claims only this project's tasks.",
+    )
     type = models.CharField(
         max_length=32, choices=Type.choices, default=Type.CUSTOM, help_text="What the agent is for."
     )
@@ -156,6 +175,7 @@ class Agent(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="agent_unique_name_per_project"),
             models.CheckConstraint(
                 condition=Q(status__in=["active", "idle", "busy", "error", "offline"]), name="agent_status_valid"
             ),
@@ -218,7 +238,14 @@ class Orchestra(models.Model):
         PAUSED = "paused"
         STOPPED = "stopped"
 
-    name = models.CharField(max_length=100, unique=True, help_text="Unique name of the orchestra.")
+    name = models.CharField(max_length=100, help_text="Name of the orchestra, unique in its project.")
+    project = models.ForeignKey(
+        "accounts.Project",
+        on_delete=models.PROTECT,
+        default=default_project_id,
+        related_name="orchestras",
+        help_text="The project the orchestra belongs to; its members and tasks are of the same project.",
+    )
     description = models.TextField(blank=True, max_length=2000)
     state = models.CharField(
         max_length=16, choices=State.choices, default=State.DRAFT, help_text="Only running orchestras dispatch tasks."
@@ -235,6 +262,7 @@ class Orchestra(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["project", "name"], name="orchestra_unique_name_per_project"),
             models.CheckConstraint(
                 condition=Q(state__in=["draft", "running", "paused", "stopped"]), name="orchestra_state_valid"
             ),
@@ -253,6 +281,12 @@ class Task(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        # Not claimable: a workflow step whose dependencies have not all succeeded yet,
+        BLOCKED = "blocked"
+        # a task parked until a human decides (an approval step, or a holder that asked mid-task),
+        WAITING_APPROVAL = "waiting_approval"
+        # a parent that completed with wait_for_children until every child has finished.
+        WAITING = "waiting"
 
     class Priority(models.IntegerChoices):
         # Stored as an integer so the claim query orders by it; the API speaks the labels.
@@ -261,11 +295,18 @@ class Task(models.Model):
         HIGH = 2, "high"
         URGENT = 3, "urgent"
 
-    CANCELLABLE = (Status.PENDING, Status.RUNNING)
+    CANCELLABLE = (Status.PENDING, Status.RUNNING, Status.BLOCKED, Status.WAITING_APPROVAL, Status.WAITING)
     RETRYABLE = (Status.FAILED, Status.CANCELLED)
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
     kind = models.CharField(max_length=100, validators=[validate_kind], help_text="Which handler runs the task.")
+    project = models.ForeignKey(
+        "accounts.Project",
+        on_delete=models.PROTECT,
+        default=default_project_id,
+        related_name="tasks",
+        help_text="The project of the task: always its orchestra's (or its target agent's) project.",
+    )
     input = models.JSONField(
         default=dict,
         blank=True,
@@ -322,6 +363,34 @@ class Task(models.Model):
     started_at = models.DateTimeField(null=True, blank=True, help_text="First claim.")
     claimed_at = models.DateTimeField(null=True, blank=True, help_text="Latest claim.")
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Generic fields the orchestration layer (the workflows app) builds on; dispatch knows only these.
+    workflow = models.PositiveBigIntegerField(
+        null=True, blank=True, db_index=True, help_text="Id of the workflow run this task is a step (or child) of."
+    )
+    step_key = models.CharField(max_length=100, blank=True, default="", help_text="The step's key in its workflow.")
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children",
+        help_text="The task whose holder created this one (a child task).",
+    )  # fmt: skip
+    waiting_on = models.PositiveIntegerField(
+        default=0,
+        help_text="How many dependencies (blocked step) or children (waiting parent) are still unfinished.",
+    )
+    resume_context = models.JSONField(
+        null=True, blank=True, help_text="Given to the next claim, e.g. the decision on an approval the task asked for."
+    )
+    # Flow control (agents/services/flow.py): concurrency limits per key, round robin between fairness keys.
+    concurrency_key = models.CharField(
+        max_length=200, blank=True, default="", validators=[validate_flow_key],
+        help_text="Tasks sharing this key count against its concurrency limit (e.g. openai:gpt-4o).",
+    )  # fmt: skip
+    fairness_key = models.CharField(
+        max_length=200, blank=True, default="", validators=[validate_flow_key],
+        help_text="Within one priority, claims take turns between fairness keys (default: user:<submitter id>).",
+    )  # fmt: skip
+    fair_seq = models.BigIntegerField(
+        default=0, help_text="Turn of this task within its fairness key: claims order by it after the priority."
+    )
 
     objects = TaskQuerySet.as_manager()
 
@@ -329,7 +398,18 @@ class Task(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["pending", "running", "succeeded", "failed", "cancelled"]),
+                condition=Q(
+                    status__in=[
+                        "pending",
+                        "running",
+                        "succeeded",
+                        "failed",
+                        "cancelled",
+                        "blocked",
+                        "waiting_approval",
+                        "waiting",
+                    ]
+                ),
                 name="task_status_valid",
             ),
             models.CheckConstraint(condition=Q(priority__lte=3), name="task_priority_valid"),
@@ -355,9 +435,22 @@ class Task(models.Model):
             ),
         ]
         indexes = [
-            # The claim query: pending tasks, highest priority first, then oldest.
+            # The claim query: pending tasks, highest priority first, then the fairness turn, then oldest.
             models.Index(
-                models.F("priority").desc(), "created_at", "id", condition=Q(status="pending"), name="task_claim_idx"
+                models.F("priority").desc(),
+                "fair_seq",
+                "created_at",
+                "id",
+                condition=Q(status="pending"),
+                name="task_fair_claim_idx",
+            ),
+            # Submission: the last turn a fairness key holds at a priority.
+            models.Index(
+                fields=["fairness_key", "priority", "fair_seq"], condition=Q(status="pending"), name="task_fair_key_idx"
+            ),
+            # Claims with concurrency limits: how many tasks of a key are running.
+            models.Index(
+                fields=["project", "concurrency_key"], condition=Q(status="running"), name="task_running_key_idx"
             ),
             # The reaper: running tasks by lease expiry.
             models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="task_lease_idx"),
@@ -384,6 +477,7 @@ class TaskAttempt(models.Model):
         FAILED = "failed"
         EXPIRED = "expired"
         CANCELLED = "cancelled"
+        PARKED = "parked"  # the holder asked for a human decision and released the lease
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="attempt_set")
     number = models.PositiveIntegerField()
@@ -402,3 +496,38 @@ class TaskAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"task {self.task_id} attempt {self.number}"
+
+
+class TaskEvent(models.Model):
+    """One progress report, log line or piece of partial output a task's holder posted.
+
+    Append-only and numbered per task (``seq`` from 1): a stream's ``Last-Event-ID`` is the last
+    ``seq`` it saw. Kept after the task ends, for ``SYMPHONY_TASK_EVENT_RETENTION_DAYS``
+    (``manage.py purge_task_events``).
+    """
+
+    class Type(models.TextChoices):
+        PROGRESS = "progress"
+        OUTPUT = "output"
+        LOG = "log"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField(help_text="Position in the task's events, from 1.")
+    type = models.CharField(max_length=16, choices=Type.choices)
+    data = models.JSONField(default=dict, blank=True)
+    attempt = models.PositiveIntegerField(help_text="The attempt whose holder posted the event.")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "seq"], name="task_event_seq_unique"),
+            models.CheckConstraint(condition=Q(type__in=["progress", "output", "log"]), name="task_event_type_valid"),
+        ]
+        indexes = [models.Index(fields=["created_at"], name="task_event_created_idx")]
+
+    def __str__(self) -> str:
+        return f"task {self.task_id} event {self.seq}"
+
+
+from agents.flow_models import Budget, ConcurrencyLimit, UsageRecord  # noqa: E402,F401 - registered with the agents app

@@ -9,7 +9,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from agents.models import Agent, Orchestra, Task, validate_capabilities, validate_kind
+from agents.flow_serializers import UsageField
+from agents.models import Agent, Orchestra, Task, TaskEvent, validate_capabilities, validate_flow_key, validate_kind
 from symphony.serializers import InputSerializer
 
 
@@ -51,7 +52,23 @@ def _json_object(value: Any) -> dict[str, Any]:
 # --- agents ---------------------------------------------------------------------------------------
 
 
+def _project_field() -> serializers.SlugRelatedField:
+    return serializers.SlugRelatedField(slug_field="slug", read_only=True, help_text="Slug of its project.")
+
+
+def _project_input() -> serializers.SlugRelatedField:
+    from accounts.models import Project
+
+    return serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Project.objects.all(),
+        required=False,
+        help_text="Slug of the project to create it in (default: the key's project, else 'default').",
+    )
+
+
 class AgentSerializer(serializers.ModelSerializer):
+    project = _project_field()
     status = serializers.CharField(source="effective_status", read_only=True, help_text="offline when stale.")
     # Plain values read from Agent properties rather than relation fields over owner, api_key and the
     # orchestras manager: same shapes, but the list page can fill them in bulk (issue 7, see the model).
@@ -65,6 +82,7 @@ class AgentSerializer(serializers.ModelSerializer):
         model = Agent
         fields = [
             "id",
+            "project",
             "name",
             "type",
             "capabilities",
@@ -99,6 +117,7 @@ class AgentWriteSerializer(InputSerializer):
     trust_level = serializers.ChoiceField(choices=Agent.TrustLevel.choices, required=False)
     version = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
     metadata = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+    project = _project_input()
 
 
 # --- orchestras -----------------------------------------------------------------------------------
@@ -106,10 +125,11 @@ class AgentWriteSerializer(InputSerializer):
 
 class OrchestraSerializer(serializers.ModelSerializer):
     agents = serializers.PrimaryKeyRelatedField(many=True, read_only=True, help_text="Ids of the member agents.")
+    project = _project_field()
 
     class Meta:
         model = Orchestra
-        fields = ["id", "name", "description", "state", "agents", "created_at", "updated_at"]
+        fields = ["id", "project", "name", "description", "state", "agents", "created_at", "updated_at"]
         read_only_fields = fields
 
 
@@ -117,6 +137,7 @@ class OrchestraWriteSerializer(InputSerializer):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(max_length=2000, required=False, allow_blank=True)
     agents = serializers.PrimaryKeyRelatedField(many=True, queryset=Agent.objects.all(), required=False)
+    project = _project_input()
 
 
 class MembershipSerializer(InputSerializer):
@@ -129,11 +150,13 @@ class MembershipSerializer(InputSerializer):
 class TaskSerializer(serializers.ModelSerializer):
     priority = PriorityField(read_only=True)
     submitter = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    project = _project_field()
 
     class Meta:
         model = Task
         fields = [
             "id",
+            "project",
             "orchestra",
             "target_agent",
             "kind",
@@ -151,11 +174,17 @@ class TaskSerializer(serializers.ModelSerializer):
             "idempotency_key",
             "traceparent",
             "submitter",
+            "concurrency_key",
+            "fairness_key",
             "created_at",
             "updated_at",
             "started_at",
             "claimed_at",
             "finished_at",
+            "workflow",
+            "step_key",
+            "parent",
+            "waiting_on",
         ]
         read_only_fields = fields
 
@@ -171,6 +200,14 @@ class TaskExecuteSerializer(InputSerializer):
     priority = PriorityField(required=False, default="normal")
     max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
     idempotency_key = serializers.CharField(max_length=200, required=False, allow_null=True, allow_blank=True)
+    concurrency_key = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, validators=[validate_flow_key],
+        help_text="Tasks sharing this key count against its concurrency limit.",
+    )  # fmt: skip
+    fairness_key = serializers.CharField(
+        max_length=200, required=False, default="", allow_blank=True, validators=[validate_flow_key],
+        help_text="Claims take turns between fairness keys within a priority (default: the submitter).",
+    )  # fmt: skip
 
 
 class TaskSubmitSerializer(TaskExecuteSerializer):
@@ -246,8 +283,18 @@ class ClaimedTaskSerializer(serializers.ModelSerializer):
             "lease_expires_at",
             "traceparent",
             "orchestra",
+            "workflow",
+            "step_key",
+            "parent",
         ]
         read_only_fields = fields
+
+    def to_representation(self, instance: Task) -> dict[str, Any]:
+        # What the layers above add to the payload (``upstream`` of a workflow step, an ``approval``
+        # decision): set by the claim enrichers (agents.hooks), documented in docs/workflows.md.
+        data = super().to_representation(instance)
+        data.update(getattr(instance, "claim_extra", None) or {})
+        return data
 
 
 class ClaimResponseSerializer(serializers.Serializer):
@@ -279,10 +326,136 @@ class AnyJSONField(serializers.JSONField):
 
 class CompleteSerializer(_AttemptSerializer):
     result = AnyJSONField(required=False, allow_null=True, default=None, help_text="Any JSON (size-limited).")
+    wait_for_children = serializers.BooleanField(
+        default=False,
+        help_text="Stay waiting until every child task has finished, then succeed with children_results "
+        "(or fail if one did not succeed).",
+    )
+
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")
+
+
+class BatchCompletionEntrySerializer(CompleteSerializer):
+    task = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="The task's id.")
+
+
+@extend_schema_field(BatchCompletionEntrySerializer(many=True))
+class _EntriesField(serializers.ListField):
+    child = serializers.JSONField()
+
+
+class BatchCompleteSerializer(InputSerializer):
+    """Entries are checked one by one in ``validate``, so a bad one is named by its place
+    (``results[2].attempt``) rather than nested in a list of errors."""
+
+    results = _EntriesField(
+        allow_empty=False,
+        help_text="Entries of complete (task, attempt, result, usage, wait_for_children), each fenced by its"
+        " attempt; at most SYMPHONY_TASK_MAX_CLAIM of them.",
+    )
+
+    def validate_results(self, value: list[Any]) -> list[Any]:
+        if len(value) > settings.SYMPHONY_TASK_MAX_CLAIM:
+            raise serializers.ValidationError(f"At most {settings.SYMPHONY_TASK_MAX_CLAIM} results per request.")
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        entries = []
+        for index, raw in enumerate(attrs["results"]):
+            entry = BatchCompletionEntrySerializer(data=raw)
+            if not entry.is_valid():
+                place = f"results[{index}]"
+                named = {f"{place}.{field}": errors for field, errors in entry.errors.items()}
+                if f"{place}.non_field_errors" in named:  # not an object at all
+                    named = {place: named.pop(f"{place}.non_field_errors"), **named}
+                raise serializers.ValidationError(named)
+            entries.append(entry.validated_data)
+        return {"results": entries}
+
+
+class BatchCompletionResultSerializer(serializers.Serializer):
+    task = serializers.IntegerField()
+    attempt = serializers.IntegerField()
+    ok = serializers.BooleanField(help_text="Whether this entry completed the task.")
+    status_code = serializers.IntegerField(help_text="The status a single complete would have answered.")
+    task_status = serializers.CharField(required=False, help_text="The task's status after the completion.")
+    error = serializers.DictField(required=False, help_text="code and message, when ok is false.")
+
+
+class BatchCompleteResponseSerializer(serializers.Serializer):
+    results = BatchCompletionResultSerializer(many=True)
+    completed = serializers.IntegerField(help_text="How many entries completed their task.")
+
+
+class ChildTaskSerializer(InputSerializer):
+    kind = serializers.CharField(max_length=100, validators=[validate_kind])
+    input = serializers.JSONField(required=False, default=dict, validators=[_json_object])
+    required_capabilities = CapabilitiesField(required=False, default=list)
+    priority = PriorityField(required=False)
+    max_attempts = serializers.IntegerField(min_value=1, max_value=100, default=3)
+
+
+class ChildrenCreateSerializer(_AttemptSerializer):
+    children = ChildTaskSerializer(many=True, allow_empty=False, max_length=1000)
+
+
+class ChildrenCreatedSerializer(serializers.Serializer):
+    children = TaskSerializer(many=True)
 
 
 class FailSerializer(_AttemptSerializer):
     error = serializers.CharField(max_length=10000, help_text="Why the attempt failed.")
     retryable = serializers.BooleanField(
         default=False, help_text="Put the task back in the queue if attempts are left."
+    )
+    usage = UsageField(required=False, default=list, help_text="LLM usage of this attempt (counted once).")
+
+
+class TaskEventInSerializer(InputSerializer):
+    type = serializers.ChoiceField(choices=TaskEvent.Type.choices, help_text="progress, output or log.")
+    data = AnyJSONField(required=False, default=dict, help_text="Any JSON (size-limited).")
+
+
+class TaskEventPostSerializer(_AttemptSerializer):
+    """One event (``type`` and ``data`` beside ``attempt``) or several (``events``), not both."""
+
+    events = TaskEventInSerializer(many=True, required=False, allow_empty=False)
+    type = serializers.ChoiceField(choices=TaskEvent.Type.choices, required=False)
+    data = AnyJSONField(required=False)
+    usage = UsageField(
+        required=False, default=list, help_text="LLM usage spent since the last report (counted once, now)."
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        raw = self.initial_data.get("events") if isinstance(self.initial_data, dict) else None
+        for index, item in enumerate(raw if isinstance(raw, list) else []):
+            unknown = sorted(set(item) - {"type", "data"}) if isinstance(item, dict) else []
+            if unknown:
+                raise serializers.ValidationError(
+                    {f"events[{index}].{name}": ["Unknown field. Known fields: data, type."] for name in unknown}
+                )
+        if "events" in attrs:
+            if "type" in attrs or "data" in attrs:
+                raise serializers.ValidationError({"events": ["Send either events or one type and data, not both."]})
+            return attrs
+        if "type" not in attrs:
+            if attrs.get("usage") and "data" not in attrs:
+                attrs["events"] = []  # usage alone: nothing to append to the stream
+                return attrs
+            raise serializers.ValidationError({"type": ["This field is required (or send a list in events)."]})
+        attrs["events"] = [{"type": attrs.pop("type"), "data": attrs.pop("data", {})}]
+        return attrs
+
+
+class TaskEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TaskEvent
+        fields = ["seq", "type", "data", "attempt", "created_at"]
+        read_only_fields = fields
+
+
+class TaskEventPageSerializer(serializers.Serializer):
+    events = TaskEventSerializer(many=True)
+    next_after = serializers.IntegerField(
+        allow_null=True, help_text="Pass as ?after= for the next page; null at the end."
     )

@@ -8,14 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.permissions import AUTHENTICATED
+from accounts.access import has_project_perm, projects_with
+from accounts.permissions import AUTHENTICATED, ObjectFirstMixin, required_permission
 from agents import filters, selectors, services
 from agents.exceptions import AgentKeyRequired
 from agents.models import Agent, Orchestra, Task
@@ -23,7 +25,11 @@ from agents.serializers import (
     AgentCreatedSerializer,
     AgentSerializer,
     AgentWriteSerializer,
+    BatchCompleteResponseSerializer,
+    BatchCompleteSerializer,
     CancelSerializer,
+    ChildrenCreatedSerializer,
+    ChildrenCreateSerializer,
     ClaimResponseSerializer,
     ClaimSerializer,
     CompleteSerializer,
@@ -35,6 +41,9 @@ from agents.serializers import (
     MembershipSerializer,
     OrchestraSerializer,
     OrchestraWriteSerializer,
+    TaskEventPageSerializer,
+    TaskEventPostSerializer,
+    TaskEventSerializer,
     TaskExecuteSerializer,
     TaskSerializer,
     TaskSubmitSerializer,
@@ -49,12 +58,51 @@ def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[
     return serializer.validated_data
 
 
+EVENT_PAGE_MAX = 1000
+
+
+def _query_int(request: Request, name: str, *, default: int, maximum: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ValidationError({name: ["A non-negative integer is required."]})
+    return min(value, maximum)
+
+
 def _calling_agent(request: Request) -> Agent:
     """The agent bound to the request's API key. Raises ``AgentKeyRequired`` (403) for any other caller."""
     agent = selectors.agent_for_key(request.auth)
     if agent is None:
         raise AgentKeyRequired()
     return agent
+
+
+def _creation_project(request: Request, data: dict[str, Any], code: str) -> Any:
+    """The project a new object goes to: the one asked for, else the key's, else ``default``; refused
+    (400 on ``project``, the same answer as for an unknown slug) where the caller lacks ``code``."""
+    from accounts.models import DEFAULT_PROJECT_SLUG, Project
+
+    project = data.pop("project", None)
+    if project is None:
+        key_project = getattr(request.user, "_api_key_project_id", None)
+        lookup = {"pk": key_project} if key_project else {"slug": DEFAULT_PROJECT_SLUG}
+        project = Project.objects.filter(**lookup).first()
+    if project is None or not has_project_perm(request.user, code, project):
+        raise ValidationError({"project": ["No such project, or you may not create objects in it."]})
+    return project
+
+
+def _require_visible(request: Request, field: str, objects: list[Any], code: str) -> None:
+    """Refuse (400 on ``field``) objects of projects where the caller lacks ``code``."""
+    allowed = projects_with(request.user, code)
+    hidden = [obj.pk for obj in objects if obj is not None and obj.project_id not in allowed]
+    if hidden:
+        raise ValidationError({field: [f'Invalid pk "{hidden[0]}" - object does not exist.']})
 
 
 def _submit(request: Request, data: dict[str, Any], **destination: Any) -> Response:
@@ -68,12 +116,29 @@ def _submit(request: Request, data: dict[str, Any], **destination: Any) -> Respo
     return Response(TaskSerializer(task).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class AgentViewSet(viewsets.ModelViewSet):
+class ProjectScoped(ObjectFirstMixin):
+    """Querysets limited to the projects where the caller may read: objects of other projects answer
+    404 and lists never show them; the action's own code is then checked in the object's project
+    (``HasRequiredPermission.has_object_permission``: 403 where the caller reads but may not act)."""
+
+    project_scoped = True
+    read_code = "agent:read"
+
+    def _code(self) -> str:
+        code = required_permission(self.request, self)
+        if self.action in ("list", "retrieve") and code and ":" in code:
+            return code
+        return self.read_code
+
+
+class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
     """Agents. Creating one issues its agent-bound API key, shown once in the answer."""
 
     queryset = Agent.objects.none()
     serializer_class = AgentSerializer
     filterset_class = filters.AgentFilter
+    search_fields = ["name", "type", "version"]
+    ordering_fields = ["id", "name", "status", "created_at", "last_heartbeat_at"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "agent:read",
@@ -86,7 +151,7 @@ class AgentViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self):
-        return selectors.agent_list(for_listing=self.action == "list")
+        return selectors.agent_list(viewer=self.request.user, code=self._code(), for_listing=self.action == "list")
 
     def paginate_queryset(self, queryset: Any) -> list[Agent] | None:
         page = super().paginate_queryset(queryset)
@@ -96,7 +161,8 @@ class AgentViewSet(viewsets.ModelViewSet):
     @extend_schema(request=AgentWriteSerializer, responses={201: AgentCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = _validated(AgentWriteSerializer, request)
-        agent, raw_key = services.agent_create(owner=request.user, actor=request.user, **data)
+        project = _creation_project(request, data, "agent:create")
+        agent, raw_key = services.agent_create(owner=request.user, actor=request.user, project=project, **data)
         agent.api_key_raw = raw_key  # shown this once; never stored
         return Response(AgentCreatedSerializer(agent).data, status=status.HTTP_201_CREATED)
 
@@ -125,12 +191,15 @@ class AgentViewSet(viewsets.ModelViewSet):
         return _submit(request, _validated(TaskExecuteSerializer, request), target_agent=agent)
 
 
-class OrchestraViewSet(viewsets.ModelViewSet):
+class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
     """Orchestras: named ensembles of agents; only running ones dispatch tasks."""
 
+    read_code = "orchestra:read"
     queryset = Orchestra.objects.none()
     serializer_class = OrchestraSerializer
     filterset_class = filters.OrchestraFilter
+    search_fields = ["name", "description"]
+    ordering_fields = ["id", "name", "state", "created_at"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "orchestra:read",
@@ -148,7 +217,7 @@ class OrchestraViewSet(viewsets.ModelViewSet):
     }
 
     def get_queryset(self):
-        return selectors.orchestra_list(for_listing=self.action == "list")
+        return selectors.orchestra_list(viewer=self.request.user, code=self._code(), for_listing=self.action == "list")
 
     def _answer(self, orchestra: Orchestra, code: int = status.HTTP_200_OK) -> Response:
         return Response(OrchestraSerializer(selectors.orchestra_list().get(pk=orchestra.pk)).data, status=code)
@@ -156,13 +225,18 @@ class OrchestraViewSet(viewsets.ModelViewSet):
     @extend_schema(request=OrchestraWriteSerializer, responses={201: OrchestraSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         data = _validated(OrchestraWriteSerializer, request)
-        orchestra = services.orchestra_create(actor=request.user, **data)
+        project = _creation_project(request, data, "orchestra:create")
+        _require_visible(request, "agents", data.get("agents") or [], "agent:read")
+        orchestra = services.orchestra_create(actor=request.user, project=project, **data)
         return self._answer(orchestra, status.HTTP_201_CREATED)
 
     @extend_schema(request=OrchestraWriteSerializer, responses=OrchestraSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         orchestra = self.get_object()
         data = _validated(OrchestraWriteSerializer, request, partial=kwargs.get("partial", False))
+        if data.pop("project", orchestra.project) != orchestra.project:
+            raise ValidationError({"project": ["An orchestra's project cannot be changed."]})
+        _require_visible(request, "agents", data.get("agents") or [], "agent:read")
         data = {field: value for field, value in data.items() if field in request.data}
         orchestra = services.orchestra_update(orchestra=orchestra, actor=request.user, **data)
         return self._answer(orchestra)
@@ -209,25 +283,30 @@ class OrchestraViewSet(viewsets.ModelViewSet):
     @action(detail=True, methods=["post"], url_path="add-agents")
     def add_agents(self, request: Request, pk: str | None = None) -> Response:
         """Add member agents by id."""
+        orchestra = self.get_object()  # first: another project's orchestra is a 404, whatever the body
         agents = _validated(MembershipSerializer, request)["agents"]
-        orchestra = services.orchestra_add_agents(orchestra=self.get_object(), actor=request.user, agents=agents)
+        _require_visible(request, "agents", agents, "agent:read")
+        orchestra = services.orchestra_add_agents(orchestra=orchestra, actor=request.user, agents=agents)
         return self._answer(orchestra)
 
     @extend_schema(request=MembershipSerializer, responses=OrchestraSerializer)
     @action(detail=True, methods=["post"], url_path="remove-agents")
     def remove_agents(self, request: Request, pk: str | None = None) -> Response:
         """Remove member agents by id."""
+        orchestra = self.get_object()
         agents = _validated(MembershipSerializer, request)["agents"]
-        orchestra = services.orchestra_remove_agents(orchestra=self.get_object(), actor=request.user, agents=agents)
+        orchestra = services.orchestra_remove_agents(orchestra=orchestra, actor=request.user, agents=agents)
         return self._answer(orchestra)
 
 
-class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     """Tasks: submit into an orchestra, watch, cancel and retry; agents extend, complete and fail them."""
 
     queryset = Task.objects.none()
     serializer_class = TaskSerializer
     filterset_class = filters.TaskFilter
+    search_fields = ["kind", "idempotency_key", "concurrency_key"]
+    ordering_fields = ["id", "created_at", "updated_at", "finished_at", "priority", "status"]
     lookup_value_regex = r"\d+"
     required_perms = {
         "list": "agent:read",
@@ -239,16 +318,20 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         "extend": AUTHENTICATED,
         "complete": AUTHENTICATED,
         "fail": AUTHENTICATED,
+        "events": "agent:read",
+        "post_events": AUTHENTICATED,
+        "children": AUTHENTICATED,  # POST: the holder's agent key; GET: checked in the action (agent:read)
     }
 
     def get_queryset(self):
-        return selectors.task_list(for_listing=self.action == "list")
+        return selectors.task_list(viewer=self.request.user, code=self._code(), for_listing=self.action == "list")
 
     @extend_schema(request=TaskSubmitSerializer, responses={201: TaskSerializer, 200: TaskSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Submit a task. A repeated ``idempotency_key`` from the same submitter answers 200 with the
         existing task; the ``traceparent`` header (W3C) is kept with the task."""
         data = _validated(TaskSubmitSerializer, request)
+        _require_visible(request, "orchestra", [data.get("orchestra")], "agent:execute")
         return _submit(request, data)
 
     @extend_schema(request=CancelSerializer, responses=TaskSerializer)
@@ -285,6 +368,33 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         record_task_step("symphony.task.complete", task, **{"symphony.agent": agent.name})
         return Response(TaskSerializer(task).data)
 
+    @extend_schema(
+        request=None,
+        responses=TaskEventPageSerializer,
+        parameters=[
+            OpenApiParameter("after", int, description="Only events with a larger seq (default 0)."),
+            OpenApiParameter("limit", int, description=f"At most this many (default 100, at most {EVENT_PAGE_MAX})."),
+        ],
+    )
+    @action(detail=True, methods=["get"], filter_backends=[], pagination_class=None)
+    def events(self, request: Request, pk: str | None = None) -> Response:
+        """The task's events in seq order, after ``?after=``; ``next_after`` is the cursor of the next page."""
+        task = self.get_object()
+        after = _query_int(request, "after", default=0, maximum=2**31 - 1)
+        limit = max(1, _query_int(request, "limit", default=100, maximum=EVENT_PAGE_MAX))
+        rows = list(selectors.task_events(task_id=task.pk, after=after, limit=limit))
+        next_after = rows[-1].seq if len(rows) == limit else None
+        return Response({"events": TaskEventSerializer(rows, many=True).data, "next_after": next_after})
+
+    @extend_schema(request=TaskEventPostSerializer, responses={201: TaskEventSerializer(many=True)})
+    @events.mapping.post
+    def post_events(self, request: Request, pk: str) -> Response:
+        """Holder only: append one event or a list (``events``); 413 names the limit that was passed."""
+        agent = _calling_agent(request)
+        data = _validated(TaskEventPostSerializer, request)
+        rows = services.task_event_append(task_id=int(pk), agent=agent, **data)
+        return Response(TaskEventSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
+
     @extend_schema(request=FailSerializer, responses=TaskSerializer)
     @action(detail=True, methods=["post"], filter_backends=[])
     def fail(self, request: Request, pk: str) -> Response:
@@ -296,6 +406,24 @@ class TaskViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         )
         return Response(TaskSerializer(task).data)
 
+    @extend_schema(methods=["POST"], request=ChildrenCreateSerializer, responses={201: ChildrenCreatedSerializer})
+    @extend_schema(methods=["GET"], request=None, responses=TaskSerializer(many=True))
+    @action(detail=True, methods=["get", "post"], filter_backends=[], pagination_class=None)
+    def children(self, request: Request, pk: str) -> Response:
+        """GET: the task's children (agent:read). POST (holder only): create child tasks in the same
+        orchestra and workflow; they are cancelled with the parent."""
+        if request.method == "GET":
+            if not request.user.has_perm("agent:read"):
+                from rest_framework.exceptions import PermissionDenied
+
+                raise PermissionDenied("Listing child tasks needs the agent:read permission.")
+            parent = self.get_object()
+            return Response(TaskSerializer(parent.children.order_by("id"), many=True).data)
+        agent = _calling_agent(request)
+        data = _validated(ChildrenCreateSerializer, request)
+        created = services.task_children_create(task_id=int(pk), agent=agent, **data)
+        return Response({"children": TaskSerializer(created, many=True).data}, status=status.HTTP_201_CREATED)
+
 
 class AgentProtocolViewSet(viewsets.GenericViewSet):
     """The agent protocol. Agent-bound keys only; the agent is the one the key is bound to."""
@@ -304,7 +432,7 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
     serializer_class = HeartbeatSerializer
     filter_backends: list[Any] = []
     pagination_class = None
-    required_perms = {"heartbeat": AUTHENTICATED, "claim": AUTHENTICATED}
+    required_perms = {"heartbeat": AUTHENTICATED, "claim": AUTHENTICATED, "complete": AUTHENTICATED}
 
     @extend_schema(request=HeartbeatSerializer, responses=HeartbeatResponseSerializer)
     @action(detail=False, methods=["post"])
@@ -338,3 +466,27 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
                 **{"symphony.agent": agent.name, "symphony.task.attempt": task.last_attempt},
             )
         return Response(ClaimResponseSerializer({"tasks": tasks}).data)
+
+    @extend_schema(request=BatchCompleteSerializer, responses=BatchCompleteResponseSerializer)
+    @action(detail=False, methods=["post"])
+    def complete(self, request: Request) -> Response:
+        """Complete several held tasks in one request, each fenced by its attempt and answered on its own:
+        a stale entry gets its own 409 in ``results`` and does not stop the others (always 200 once
+        the body is valid; 400 names a bad entry's field, e.g. ``results[2].attempt``)."""
+        agent = _calling_agent(request)
+        entries = _validated(BatchCompleteSerializer, request)["results"]
+        answers = []
+        for outcome in services.task_complete_batch(agent=agent, results=entries):
+            answer: dict[str, Any] = {"task": outcome.task_id, "attempt": outcome.attempt}
+            if outcome.task is not None:
+                record_task_step("symphony.task.complete", outcome.task, **{"symphony.agent": agent.name})
+                answer |= {"ok": True, "status_code": 200, "task_status": outcome.task.status}
+            else:
+                error = outcome.error
+                if isinstance(error.detail, dict | list):  # a ValidationError: the one error shape's details
+                    failure = {"code": "validation_error", "message": "Invalid input.", "details": error.detail}
+                else:
+                    failure = {"code": error.get_codes(), "message": str(error.detail)}
+                answer |= {"ok": False, "status_code": error.status_code, "error": failure}
+            answers.append(answer)
+        return Response({"results": answers, "completed": sum(1 for a in answers if a["ok"])})

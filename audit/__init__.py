@@ -8,3 +8,10 @@ def record(event_type: str, **kwargs: Any) -> Any:
     from audit.services import record as _record  # imported late: apps are not ready at import time
 
     return _record(event_type, **kwargs)
+
+
+def record_many(event_type: str, events: list[dict[str, Any]]) -> list[Any]:
+    """Record several events of one type in one INSERT. See ``audit.services.record_many``."""
+    from audit.services import record_many as _record_many
+
+    return _record_many(event_type, events)

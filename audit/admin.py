@@ -13,8 +13,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from audit import export, services
-from audit.chain import HASHED_FIELDS
+from audit import export, selectors, services
+from audit.chain import HASHED_FIELDS, OPTIONAL_HASHED_FIELDS
 from audit.events import EVENT_TYPES
 from audit.models import AuditEvent
 
@@ -59,7 +59,13 @@ class AuditEventAdmin(admin.ModelAdmin):
     list_per_page = 100
     actions = ["export_selected_csv"]
     # The hashed content (details pretty-printed), then the chain links.
-    fields = (*("pretty_details" if f == "details" else f for f in HASHED_FIELDS), "chain_seq", "prev_hash", "hash")
+    fields = (
+        *("pretty_details" if f == "details" else f for f in HASHED_FIELDS),
+        *OPTIONAL_HASHED_FIELDS,
+        "chain_seq",
+        "prev_hash",
+        "hash",
+    )
     readonly_fields = fields
 
     # Read-only: events are only ever added by audit.record() and removed by audit_purge.
@@ -71,6 +77,10 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: AuditEvent | None = None) -> bool:
         return False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The same scope as the API: a viewer bound in projects sees those projects' events only.
+        return selectors.audit_event_list(viewer=request.user, code="audit:read")
 
     def has_export_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("audit.export_auditevent")

@@ -32,8 +32,13 @@ HASHED_FIELDS = (
     "trace_id",
 )
 
+#: Fields added after the first chains were written. Each is hashed only when it is not empty, so an
+#: event written before the field existed (empty there) keeps its hash, while a value set on a new
+#: event, or set later on an old one, is covered like any other field.
+OPTIONAL_HASHED_FIELDS = ("project",)
+
 #: What a ``values()`` query must select to verify a row: the hashed fields plus the links.
-CHAIN_VALUES = ("id", "prev_hash", "hash", *HASHED_FIELDS)
+CHAIN_VALUES = ("id", "prev_hash", "hash", *HASHED_FIELDS, *OPTIONAL_HASHED_FIELDS)
 
 
 def _get(event: Any, field: str) -> Any:
@@ -48,6 +53,10 @@ def canonical_content(event: Any) -> str:
         if field == "occurred_at":
             value = value.isoformat(timespec="microseconds")
         values[field] = value
+    for field in OPTIONAL_HASHED_FIELDS:
+        value = _get(event, field)
+        if value:
+            values[field] = value
     return json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 

@@ -18,10 +18,10 @@ from typing import Any
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 
-from audit.chain import HASHED_FIELDS
+from audit.chain import HASHED_FIELDS, OPTIONAL_HASHED_FIELDS
 
 #: The exported columns, in order: the event, plus its chain links so a copy can be checked offline.
-FIELDS = ("id", *HASHED_FIELDS, "chain_seq", "prev_hash", "hash")
+FIELDS = ("id", *HASHED_FIELDS, *OPTIONAL_HASHED_FIELDS, "chain_seq", "prev_hash", "hash")
 
 #: format -> (Content-Type, file extension)
 FORMATS = {

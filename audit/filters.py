@@ -31,6 +31,7 @@ class AuditEventFilter(django_filters.FilterSet):
     actor = django_filters.CharFilter(field_name="actor_name", help_text="The actor's username.")
     resource_type = django_filters.CharFilter(help_text="e.g. agents.task")
     resource_id = django_filters.CharFilter()
+    project = django_filters.CharFilter(help_text="A project's slug: only that project's events.")
     request_id = django_filters.CharFilter()
     since = django_filters.IsoDateTimeFilter(
         field_name="occurred_at", lookup_expr="gte", help_text="ISO-8601; events at or after this time."

@@ -45,6 +45,14 @@ class AuditEvent(models.Model):
     )
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
+    project = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        db_default="",
+        db_index=True,
+        help_text="Slug of the project the event belongs to; empty for events outside any project.",
+    )
     resource_type = models.CharField(max_length=64, blank=True, help_text="e.g. agents.task")
     resource_id = models.CharField(max_length=64, blank=True)
     action = models.CharField(max_length=64, blank=True)

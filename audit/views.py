@@ -29,13 +29,21 @@ _EXPORT_DESCRIPTION = (
 
 
 class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
+    """The audit trail, newest first: who did what, to what, with which outcome. A caller bound to
+    projects sees only their events. Reading it is not audited; exporting it is."""
+
     serializer_class = AuditEventSerializer
     filterset_class = AuditEventFilter
+    # No ordering: the cursor needs the trail's own order (newest id first).
+    search_fields = ["event_type", "actor_name", "resource_type", "resource_id", "action"]
     pagination_class = AuditCursorPagination
     required_perms = {"list": "audit:read", "retrieve": "audit:read", "export": "audit:export"}
+    # Held in some project is enough to ask: the queryset then holds only those projects' events.
+    project_scoped = True
 
     def get_queryset(self):
-        return selectors.audit_event_list()
+        code = self.required_perms.get(self.action, "audit:read")
+        return selectors.audit_event_list(viewer=self.request.user, code=code)
 
     def perform_content_negotiation(self, request: Request, force: bool = False) -> Any:
         # ?format= is the export's own parameter, not DRF's renderer override: left to DRF, an
@@ -52,7 +60,6 @@ class AuditEventViewSet(viewsets.ReadOnlyModelViewSet):
         parameters=[
             OpenApiParameter("format", OpenApiTypes.STR, enum=sorted(export.FORMATS), default="csv"),
         ],
-        operation_id="v1_audit_events_export",
         responses={
             (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description=_EXPORT_DESCRIPTION),
             (200, "application/json"): OpenApiResponse(

@@ -145,13 +145,63 @@ def capacity(report: dict) -> list[str]:
         "| --- | ---: | ---: |",
     ]
     rows = [(r["scenario"], r["stats"]) for r in report["results"] if r["available"]]
-    rows += [(f"claim + complete, {r['agents']} agents (per task)", r) for r in report["dispatch"].get("rows", [])
-             if "server_cpu_ms" in r]  # fmt: skip
+    for r in report["dispatch"].get("rows", []):
+        if "server_cpu_ms" in r:
+            rows.append((f"claim + complete, {r['agents']} agents, {r.get('batch', 1)} per claim (per task)", r))
     for name, stats in rows:
         cpu = stats.get("server_cpu_ms")
         if cpu:
             lines.append(f"| {name} | {cpu:.2f} | {cores * 1000 / cpu:,.0f} |")
     return lines
+
+
+SECTION_START, SECTION_END = "<!-- dispatch: bench/run.py -->", "<!-- /dispatch -->"
+
+
+def dispatch_section(report: dict) -> list[str]:
+    """The claim-and-complete loops, as a fraction of the bare view and of the SQL floor of the same run."""
+    baseline = _baseline(report["results"])
+    dispatch = report["dispatch"]
+    out = [SECTION_START, "### Claim-and-complete loop", ""]
+    if not dispatch["available"]:
+        return [*out, f"{NA}: {dispatch['note']}.", SECTION_END]
+    floor = dispatch.get("sql_floor") or {}
+    floor_rate = floor.get("claims_per_s")
+    load = report["machine"]["load_at_start"]
+    out += [
+        f"Measured {report['started']}, load average at the start {' / '.join(f'{x:.2f}' for x in load)}; "
+        f"bare view {baseline or 0:,.0f} req/s in the same run"
+        + (f"; SQL floor {floor_rate:,.0f} claims/s ({floor['clients']} psycopg clients, bench/sql_floor.py, "
+           f"load {floor['load_1m']:.1f})." if floor_rate else f"; SQL floor not measured ({floor.get('error', '')}).")
+        + " A batched row claims up to 10 tasks (`max_tasks`) and completes them with one `POST agent/complete/`;"
+        " its latencies are per cycle (claim + completion of the whole batch). CPU columns are per task.",
+        "",
+        "| agents | per claim | tasks/s | p50 ms | p95 ms | p99 ms | errors | of bare | of SQL floor"
+        " | server CPU ms | PostgreSQL CPU ms | load |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]  # fmt: skip
+    for row in dispatch["rows"]:
+        batch = row.get("batch", 1)
+        if "error" in row:
+            out.append(f"| {row['agents']} | {batch} | failed: {row['error'][:200]} | | | | | | | | | |")
+            continue
+        errors = row["status_errors"] + row["connect_errors"] + row["read_errors"] + row["timeouts"]
+        of_bare = f"{row['rps'] / baseline:.3f}" if baseline else "-"
+        of_floor = f"{row['rps'] / floor_rate:.3f}" if floor_rate else "-"
+        pg = f"{row['pg_cpu_ms']:.2f}" if "pg_cpu_ms" in row else "-"
+        out.append(f"| {row['agents']} | {batch} | {row['rps']:,.0f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} "
+                   f"| {row['p99_ms']:.1f} | {errors} | {of_bare} | {of_floor} | {row['server_cpu_ms']:.2f} | {pg} "
+                   f"| {row['load_1m']:.1f} |")  # fmt: skip
+    return [*out, SECTION_END]
+
+
+def replace_section(text: str, section: list[str]) -> str:
+    """``text`` with its dispatch section replaced by ``section`` (appended when it has none)."""
+    body = "\n".join(section)
+    if SECTION_START in text and SECTION_END in text:
+        head, rest = text.split(SECTION_START, 1)
+        return head + body + rest.split(SECTION_END, 1)[1]
+    return text.rstrip("\n") + "\n\n" + body + "\n"
 
 
 def render(report: dict) -> str:
@@ -198,18 +248,7 @@ def render(report: dict) -> str:
             out.append(_row(result["scenario"], result["stats"], baseline))
         else:
             out.append(f"| {result['scenario']} | {NA}: {result['note']} | | | | | |")
-    out += ["", "### Claim-and-complete loop", ""]
-    dispatch = report["dispatch"]
-    if not dispatch["available"]:
-        out.append(f"{NA}: {dispatch['note']}.")
-    else:
-        out += ["| agents | tasks/s | p50 ms | p95 ms | p99 ms | errors | ratio to bare | server CPU ms/req | load |",
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-        for row in dispatch["rows"]:
-            if "error" in row:
-                out.append(f"| {row['agents']} | failed: {row['error']} | | | | | |")
-            else:
-                out.append(_row(str(row["agents"]), row, baseline))
+    out += ["", *dispatch_section(report)]
     out += ["", "### Audit export", ""]
     out += audit_section(report["audit_export"])
     rss = report["rss"]

@@ -2,8 +2,11 @@
 """`make bench`: Symphony under gunicorn with production settings on PostgreSQL and Redis, loaded by
 wrk on loopback; writes docs/BENCHMARKS.md.
 
-Uses the PostgreSQL database ``symphony_bench`` (created when missing) and Redis database 6, ports
-18550-18599. Scenarios whose endpoints are not there are reported as "not available". gunicorn is
+Uses the PostgreSQL database ``symphony_bench`` (``BENCH_DB``; dropped and created each run) and Redis
+database 6 (``BENCH_REDIS_URL``), ports 18550-18599 (``BENCH_PORT_BASE``). ``--only dispatch`` runs the
+bare baseline and the dispatch loops alone (single and batched claims, and the SQL floor of
+bench/sql_floor.py) and rewrites only the dispatch section of docs/BENCHMARKS.md. Scenarios whose
+endpoints are not there are reported as "not available". gunicorn is
 always stopped, whatever fails.
 """
 
@@ -29,9 +32,11 @@ from bench import harness
 
 ROOT = harness.ROOT
 PG_SERVER = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB_NAME = "symphony_bench"
+# Overridable so that several people sharing a machine do not bench into each other's database.
+DB_NAME = os.environ.get("BENCH_DB", "symphony_bench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
-PORTS = iter(range(18550, 18600))
+_PORT_BASE = int(os.environ.get("BENCH_PORT_BASE", "18550"))
+PORTS = iter(range(_PORT_BASE, _PORT_BASE + 50))
 LUA = ROOT / "bench" / "wrk_report.lua"
 
 # Targets of issue 7, for this 2-core machine with the load generator on it.
@@ -208,6 +213,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000, help="audit events for the export scenario")
     parser.add_argument("--skip-audit", action="store_true")
     parser.add_argument("--output", type=Path, default=ROOT / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--only", choices=["all", "dispatch"], default="all")
     args = parser.parse_args()
     for tool in ["wrk", "psql", "redis-cli"]:
         if not shutil.which(tool):
@@ -228,6 +234,8 @@ def main() -> int:
             ready_path = "/health/live"
         report["ready_path"] = ready_path
 
+        if args.only == "dispatch":
+            return dispatch_only(env, seed, args, log, ready_path, report)
         results: list[Result] = []
         print(f"bench: gunicorn sync x{args.workers}", flush=True)
         with harness.gunicorn(env, next(PORTS), workers=args.workers, log=log, ready_path=ready_path) as server:
@@ -258,6 +266,23 @@ def _has_path(env: dict[str, str], path: str) -> bool:
     return "no" not in out
 
 
+def dispatch_only(env, seed, args, log, ready_path, report) -> int:
+    """The bare baseline, then the dispatch loops; rewrite the dispatch section of the report only."""
+    with harness.gunicorn(env, next(PORTS), workers=args.workers, log=log, ready_path=ready_path) as server:
+        report["results"] = [vars(run_scenario(server, SCENARIOS[0], seed, args))]
+    report["dispatch"] = dispatch(env, seed, args, log, ready_path)
+    report["finished"] = _now()
+    (ROOT / "bench" / "results").mkdir(exist_ok=True)
+    (ROOT / "bench" / "results" / "dispatch-latest.json").write_text(json.dumps(report, indent=2))
+    from bench import report as markdown
+
+    section = markdown.dispatch_section(report)
+    text = args.output.read_text() if args.output.exists() else ""
+    args.output.write_text(markdown.replace_section(text, section))
+    print("\n".join(section), flush=True)
+    return 0
+
+
 def compare_worker_classes(env, seed, args, log, ready_path) -> list[dict]:
     """sync vs gthread on the authenticated API (and the baseline, for the ratio)."""
     rows = []
@@ -284,19 +309,27 @@ def dispatch(env, seed, args, log, ready_path) -> dict:
     env = env | {"BENCH_AGENT_KEYS": ",".join(seed["agent_keys"])}
     rows = []
     with harness.gunicorn(env, next(PORTS), workers=args.workers, log=log, ready_path=ready_path) as server:
-        for agents in (8, 32):
-            print(f"bench: claim-and-complete with {agents} agents", flush=True)
+        for agents, batch in ((8, 1), (32, 1), (8, 10)):
+            print(f"bench: claim-and-complete with {agents} agents, {batch} per claim", flush=True)
             try:
-                extra = ["--url", server.base, "--agents", str(agents), "--seconds", str(args.duration)]
+                extra = ["--url", server.base, "--agents", str(agents), "--seconds", str(args.duration),
+                         "--batch", str(batch)]  # fmt: skip
                 processes = [server.process.pid, *harness.children(server.process.pid)]
                 cpu_before = harness.cpu_seconds(processes)
                 row = run_script(script, env, extra, timeout=args.duration + 300)
                 # Includes the client's task seeding through Django in its own process: not counted here.
-                row["server_cpu_ms"] = (harness.cpu_seconds(processes) - cpu_before) * 1000 / max(row["requests"], 1)
+                tasks = row.get("tasks", row["requests"])
+                row["server_cpu_ms"] = (harness.cpu_seconds(processes) - cpu_before) * 1000 / max(tasks, 1)
                 rows.append(row)
             except Exception as exc:  # noqa: BLE001 - one failed scenario must not lose the others
-                rows.append({"agents": agents, "error": str(exc)[-500:]})
-    return {"available": True, "rows": rows, "client": script.name}
+                rows.append({"agents": agents, "batch": batch, "error": str(exc)[-500:]})
+    floor = None
+    try:
+        print("bench: SQL floor (bench/sql_floor.py, 16 psycopg clients)", flush=True)
+        floor = run_script(ROOT / "bench" / "sql_floor.py", env, ["--database-url", env["DATABASE_URL"]], 300)
+    except Exception as exc:  # noqa: BLE001
+        floor = {"error": str(exc)[-500:]}
+    return {"available": True, "rows": rows, "client": script.name, "sql_floor": floor}
 
 
 def audit_export(env, args) -> dict:

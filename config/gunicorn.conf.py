@@ -10,6 +10,7 @@ Every knob comes from the environment (README settings table, docs/observability
   ``GUNICORN_MAX_REQUESTS`` (0 = never recycle; jittered by 10%).
 - ``GUNICORN_ACCESSLOG``: gunicorn's own access log (off by default: the Django middleware already
   writes one richer JSON line per request, with request id, user and key prefix).
+- ``GUNICORN_CONTROL_SOCKET``: path of gunicorn's control socket for ``gunicornc`` (off by default).
 
 Prometheus: counters are summed across workers in ``PROMETHEUS_MULTIPROC_DIR``. When it is unset, this
 config makes a private folder for the master and its workers (under /dev/shm when there is one) and
@@ -61,6 +62,14 @@ workers = _int("WEB_CONCURRENCY", multiprocessing.cpu_count())
 threads = _int("GUNICORN_THREADS", 1)
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - heartbeat files in RAM
+# gunicorn's control socket (for `gunicornc`) defaults to $HOME/.gunicorn/gunicorn.ctl: read-only in the
+# image ("Control server error: Read-only file system"), and one path for every gunicorn a user runs on a
+# machine, so a second server takes the first one's socket. Off unless GUNICORN_CONTROL_SOCKET names a
+# path of this server's own (in the image, on the /app/var tmpfs: /app/var/gunicorn.ctl).
+_control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET", "").strip()
+control_socket_disable = not _control_socket
+if _control_socket:
+    control_socket = _control_socket
 timeout = _int("GUNICORN_TIMEOUT", 30)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30)
 keepalive = _int("GUNICORN_KEEPALIVE", 5)

@@ -56,6 +56,14 @@ def _json(body: dict, status: int = 200) -> JsonResponse:
     return response
 
 
+def _probe_failed(body: dict) -> JsonResponse:
+    response = _json(body, status=503)
+    # A failing probe is an answer, not a server error: Django would log an ERROR line for each 503 that
+    # kubelets and load balancers read during every start and outage (the view logs its own warning).
+    response._has_been_logged = True
+    return response
+
+
 def live(request: HttpRequest) -> HttpResponse:
     """The process is up. Touches nothing external."""
     return _json({"status": "ok"})
@@ -65,7 +73,7 @@ def startup(request: HttpRequest) -> HttpResponse:
     """200 once the WSGI application finished loading, 503 before."""
     if health.is_boot_completed():
         return _json({"status": "ok"})
-    return _json({"status": "starting"}, status=503)
+    return _probe_failed({"status": "starting"})
 
 
 def ready(request: HttpRequest) -> HttpResponse:
@@ -77,7 +85,7 @@ def ready(request: HttpRequest) -> HttpResponse:
         body = {"status": "unavailable", "failing": failing}
         if is_private_client(request):  # error texts may name hosts and ports: not for the internet
             body["checks"] = {r.name: r.message for r in results if r.status == UNHEALTHY}
-        return _json(body, status=503)
+        return _probe_failed(body)
     degraded = [r.name for r in results if r.status == DEGRADED]
     if degraded:  # still serving (e.g. from the database while the cache is down): stay in service
         body = {"status": "degraded", "degraded": degraded}

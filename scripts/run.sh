@@ -4,8 +4,8 @@
 # with the production configuration (config/gunicorn.conf.py).
 # The audit trail signs checkpoints of its hash chain with var/audit_signing_key.pem (generated once)
 # into var/audit-checkpoints (docs/audit.md); SYMPHONY_AUDIT_* override both.
-# SYMPHONY_DEMO_WORKERS demo agent workers (default 2, one per demo agent; 0: none) run beside gunicorn
-# and stop with it.
+# The scheduler (run_scheduler), the webhook sender (run_webhooks) and SYMPHONY_DEMO_WORKERS demo agent
+# workers (default 2, one per demo agent; 0: none) run beside gunicorn and stop with it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -44,11 +44,22 @@ mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 "$PY" manage.py ensure_admin
 # The demo fleet (created once; keys in $VAR_DIR/demo_agents.json, mode 0600) and a few tasks for it to run.
 "$PY" manage.py seed_demo --submit "${SYMPHONY_DEMO_TASKS:-3}"
+"$PY" manage.py seed_demo_workflow
 echo "Symphony: http://127.0.0.1:${PORT}/admin/  (API docs: http://127.0.0.1:${PORT}/api/docs/)"
 echo "Audit checkpoints: $SYMPHONY_AUDIT_CHECKPOINT_DIR (verify: SYMPHONY_AUDIT_SIGNING_KEY_FILE=$SYMPHONY_AUDIT_SIGNING_KEY_FILE SYMPHONY_AUDIT_CHECKPOINT_DIR=$SYMPHONY_AUDIT_CHECKPOINT_DIR $PY manage.py audit_verify)"
 
 "$PY" -m gunicorn -c config/gunicorn.conf.py symphony.wsgi &
 pids=("$!")
+# The webhook sender (docs/webhooks.md): its own process, so no request ever waits on a receiver.
+"$PY" manage.py run_webhooks &
+pids+=("$!")
+# The ASGI stream process: server-sent events (GET /api/v1/tasks/{id}/stream/) without a sync worker
+# each (docs/agents.md, "Live output"). In production nginx routes the /stream/ paths to it.
+STREAM_PORT="${STREAM_PORT:-8001}"
+env -u PROMETHEUS_MULTIPROC_DIR "$PY" -m uvicorn symphony.asgi:application --host 127.0.0.1 --port "$STREAM_PORT" \
+  --no-access-log --timeout-graceful-shutdown 5 &
+pids+=("$!")
+echo "Task streams: http://127.0.0.1:${STREAM_PORT}/api/v1/tasks/{id}/stream/"
 # However this script ends (Ctrl-C, SIGTERM, gunicorn exiting): stop the workers first, so they can hand
 # back unfinished tasks while the server still answers, then the server.
 stop_all() {
@@ -58,6 +69,10 @@ stop_all() {
 }
 trap stop_all EXIT
 trap 'exit 0' INT TERM
+
+# Fires schedules (and approval timeouts) every SYMPHONY_SCHEDULER_TICK_SECONDS.
+env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_scheduler &
+pids+=("$!")
 
 demo() { "$PY" -c "import json; d = json.load(open('$VAR_DIR/demo_agents.json')); print($1)"; }
 

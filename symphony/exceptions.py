@@ -33,6 +33,11 @@ from symphony import db
 log = structlog.get_logger(__name__)
 
 
+#: The details of a 403 raised without an explanation (Django's PermissionDenied, a plain DRF one):
+#: the same keys as an explained denial (accounts.permissions.PermissionRequired), nothing named.
+UNEXPLAINED_DENIAL = {"required": [], "project": None, "limited_by": "roles"}
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details, "request_id": get_request_id()}}
 
@@ -153,6 +158,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         code = codes if isinstance(codes, str) else getattr(exc, "default_code", "error")
         message = str(detail) if detail is not None else str(exc)
         details = getattr(exc, "extra_details", None)
+        if code == "permission_denied" and details is None:
+            details = UNEXPLAINED_DENIAL
     response.data = error_body(code, message, details)
     return response
 
@@ -174,7 +181,7 @@ def handler400(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 def handler403(request: HttpRequest, exception: Exception) -> HttpResponse:
     if is_api_path(request):
-        body = error_body("permission_denied", "You do not have permission to perform this action.")
+        body = error_body("permission_denied", "You do not have permission to perform this action.", UNEXPLAINED_DENIAL)
         return JsonResponse(body, status=status.HTTP_403_FORBIDDEN)
     return defaults.permission_denied(request, exception)
 

@@ -16,6 +16,7 @@ from django import forms
 from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions
+from rest_framework import filters as drf_filters
 from rest_framework.filters import BaseFilterBackend
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
@@ -49,9 +50,10 @@ def known_query_params(view: Any, queryset: QuerySet | None = None) -> set[str]:
         backend = backend_class()
         if isinstance(backend, DjangoFilterBackend):
             known.update(_filterset_params(backend, view, queryset))
-        for attr in ("search_param", "ordering_param"):
-            if getattr(backend, attr, None):
-                known.add(getattr(backend, attr))
+        if isinstance(backend, drf_filters.SearchFilter) and getattr(view, "search_fields", None):
+            known.add(backend.search_param)
+        if isinstance(backend, drf_filters.OrderingFilter) and getattr(view, "ordering_fields", None):
+            known.add(backend.ordering_param)
     paginator = getattr(view, "paginator", None)
     if paginator is not None:
         for attr in (
@@ -99,6 +101,7 @@ class FilterBackend(DjangoFilterBackend):
         if filterset is None:
             return queryset
         _refuse_out_of_range(filterset)
+        _refuse_bad_booleans(filterset)
         if not filterset.is_valid() and self.raise_exception:
             # Not django-filter's translate_validation: it %-formats each message again, so a message
             # quoting the input ("'50%j' is not a known event type") raised TypeError, a 500.
@@ -125,9 +128,113 @@ def _refuse_out_of_range(filterset: Any) -> None:
         raise exceptions.ValidationError(errors)
 
 
+_BOOLEANS = {"true", "false", "1", "0", ""}
+
+
+def _refuse_bad_booleans(filterset: Any) -> None:
+    """A boolean filter given anything but true/false/1/0 is a 400 naming it (django-filter's widget turns
+    it into "no filter", answering every row as if filtered). Empty stays "no filter": HTML forms send it."""
+    errors = {}
+    for name, filter_ in filterset.filters.items():
+        if not issubclass(filter_.field_class, forms.NullBooleanField):
+            continue
+        for raw in filterset.data.getlist(name) if hasattr(filterset.data, "getlist") else []:
+            if str(raw).strip().lower() not in _BOOLEANS:
+                errors[name] = ["Must be true or false."]
+    if errors:
+        raise exceptions.ValidationError(errors)
+
+
 def _to_utc(value: Any) -> Any:
     if isinstance(value, dt.datetime) and value.tzinfo is not None:
         return value.astimezone(dt.UTC)
     if isinstance(value, slice):  # range filters clean to slice(start, stop)
         return slice(_to_utc(value.start), _to_utc(value.stop))
     return value
+
+
+class InvalidOrdering(exceptions.ValidationError):
+    default_code = "invalid_ordering"
+
+
+class OrderingFilter(drf_filters.OrderingFilter):
+    """``?ordering=field,-other`` over the view's ``ordering_fields`` only; a view without them has none.
+
+    DRF's own filter drops a field it does not know and answers in the default order, which a caller
+    takes for the order asked; here it is a 400 naming ``ordering`` and listing the allowed terms, as
+    an unknown query parameter is. ``id`` breaks ties, so pages never repeat or skip a row.
+    """
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        if getattr(view, "action", None) != "list":
+            return queryset  # an object's URL is not a list: ?ordering= there is ignored, never a 400
+        return super().filter_queryset(request, queryset, view)
+
+    def get_ordering(self, request: Request, queryset: QuerySet, view: Any) -> Any:
+        fields = getattr(view, "ordering_fields", None)
+        raw = request.query_params.get(self.ordering_param)
+        if not fields or raw is None or getattr(view, "action", None) != "list":
+            # Cursor pagination asks here too: without an ordering of the view's, keep the paginator's.
+            default = self.get_default_ordering(view)
+            paginator_ordering = getattr(getattr(view, "paginator", None), "ordering", None)
+            return default or ((paginator_ordering,) if isinstance(paginator_ordering, str) else paginator_ordering)
+        terms = [term.strip() for term in raw.split(",")]
+        bad = [term for term in terms if term.lstrip("-") not in fields]
+        if bad or not raw.strip():
+            allowed = ", ".join(allowed_ordering(view))
+            raise InvalidOrdering(
+                {
+                    self.ordering_param: [
+                        f"Unknown ordering {', '.join(repr(t) for t in bad) or repr(raw)}; allowed: {allowed}."
+                    ]
+                }
+            )
+        if not any(term.lstrip("-") == "id" for term in terms):
+            terms.append("-id" if terms[0].startswith("-") else "id")
+        return terms
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        fields = getattr(view, "ordering_fields", None)
+        if not fields or getattr(view, "action", "list") != "list":
+            return []
+        alternatives = "|".join(sorted(fields))
+        return [
+            {
+                "name": self.ordering_param,
+                "required": False,
+                "in": "query",
+                "description": "Sort by these fields, comma-separated; a leading '-' sorts descending "
+                f"(ties broken by id). Allowed: {', '.join(allowed_ordering(view))}.",
+                "schema": {"type": "string", "pattern": f"^-?({alternatives})(,-?({alternatives}))*$"},
+            }
+        ]
+
+
+def allowed_ordering(view: Any) -> list[str]:
+    """Every accepted ordering term of the view: each field ascending and descending."""
+    return [term for field in sorted(getattr(view, "ordering_fields", None) or ()) for term in (field, f"-{field}")]
+
+
+class SearchFilter(drf_filters.SearchFilter):
+    """``?search=words`` over the view's ``search_fields`` (case-insensitive, every word must match one of
+    them); documented, and accepted as a parameter, only where the view declares ``search_fields``."""
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        if getattr(view, "action", None) != "list":
+            return queryset  # an object's URL is looked up by its id alone
+        return super().filter_queryset(request, queryset, view)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        fields = getattr(view, "search_fields", None)
+        if not fields or getattr(view, "action", "list") != "list":
+            return []
+        names = ", ".join(field.lstrip("^=@$").replace("__", ".") for field in fields)
+        return [
+            {
+                "name": self.search_param,
+                "required": False,
+                "in": "query",
+                "description": f"Words that must each appear (case-insensitive) in one of: {names}.",
+                "schema": {"type": "string"},
+            }
+        ]

@@ -1,8 +1,66 @@
-"""Default pagination: bounded page sizes, so ``?page_size=<huge>`` cannot ask for the whole table."""
+"""Default pagination: bounded page sizes, and a bad page or cursor is a 400 naming the parameter.
+
+DRF answers an invalid or out-of-range ``?page=`` and an undecodable ``?cursor=`` with 404, which
+reads as "this list does not exist"; the list is there, the parameter is wrong, so it is a 400
+``validation_error`` naming ``page`` or ``cursor``, like every other bad query parameter.
+"""
+
+from typing import Any
 
 from rest_framework import pagination
+from rest_framework.exceptions import NotFound, ValidationError
+
+
+def positive_page_size(request: Any, param: str, default: int, maximum: int) -> int:
+    """``?<param>=`` as a page size: absent or empty is ``default``, above ``maximum`` is capped, anything
+    but a positive integer is a 400 naming the parameter (DRF would silently use the default)."""
+    raw = request.query_params.get(param)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValidationError({param: ["A positive integer is required."]})
+    return min(int(raw), maximum)
+
+
+def _at_least_one(parameters: list[dict[str, Any]], names: set[str], maximum: int) -> list[dict[str, Any]]:
+    for parameter in parameters:
+        if parameter["name"] in names:
+            parameter["schema"] = {**parameter["schema"], "minimum": 1}
+            if parameter["name"] != "page":
+                parameter["description"] = f"Results per page (default per list; larger than {maximum} is capped)."
+    return parameters
 
 
 class PageNumberPagination(pagination.PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 200
+
+    def get_page_size(self, request: Any) -> int:
+        return positive_page_size(request, self.page_size_query_param, self.page_size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        return _at_least_one(parameters, {self.page_query_param, self.page_size_query_param}, self.max_page_size)
+
+    def paginate_queryset(self, queryset: Any, request: Any, view: Any = None) -> Any:
+        try:
+            return super().paginate_queryset(queryset, request, view)
+        except NotFound as exc:
+            raise ValidationError({self.page_query_param: [str(exc.detail)]}) from None
+
+
+class CursorPagination(pagination.CursorPagination):
+    """Cursor pagination whose bad cursor is a 400 naming ``cursor`` (see the module docstring)."""
+
+    def get_page_size(self, request: Any) -> int:
+        return positive_page_size(request, self.page_size_query_param, self.page_size, self.max_page_size)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        return _at_least_one(parameters, {self.page_size_query_param}, self.max_page_size)
+
+    def decode_cursor(self, request: Any) -> Any:
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            raise ValidationError({self.cursor_query_param: ["Invalid cursor."]}) from None

@@ -67,6 +67,9 @@ INSTALLED_APPS = [
     "ratelimit",
     "accounts",
     "agents",
+    "workflows",
+    "webhooks",
+    "console",  # the operator console: reads all of the above
 ]
 
 MIDDLEWARE = [
@@ -210,7 +213,7 @@ REST_FRAMEWORK = {
     ],
     # One default permission class maps view.action to a catalog code; lower apps never import it.
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.HasRequiredPermission"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "symphony.schema.AutoSchema",  # names, security, error responses
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "symphony.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
@@ -234,6 +237,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Group operations by resource (agents, tasks, roles, ...) rather than one "v1" tag.
     "SCHEMA_PATH_PREFIX": r"/api/v1",
+    # Delivery.status shares its field name with tasks' and agents' status choices.
+    "ENUM_NAME_OVERRIDES": {
+        "WebhookDeliveryStatusEnum": "webhooks.models.Delivery.Status",
+        "AgentTypeEnum": "agents.models.Agent.Type",
+        "TaskEventTypeEnum": "agents.models.TaskEvent.Type",
+        "WorkflowRunStatusEnum": "workflows.models.WorkflowRun.Status",
+    },
 }
 
 # --- Symphony -----------------------------------------------------------------------------------
@@ -306,11 +316,13 @@ REST_FRAMEWORK["DEFAULT_PARSER_CLASSES"] = ["symphony.parsers.BoundedJSONParser"
 REST_FRAMEWORK["DEFAULT_FILTER_BACKENDS"] = [
     # django-filter, refusing numbers past 64 bits and normalising datetimes to UTC (no 500s from the DB)
     "symphony.filters.FilterBackend",
+    "symphony.filters.SearchFilter",  # ?search= over the view's search_fields (only where it has some)
+    "symphony.filters.OrderingFilter",  # ?ordering= over the view's ordering_fields; unknown: 400
     "symphony.filters.StrictQueryParamsFilter",  # unknown query parameters on lists: 400 naming them
 ]
 SPECTACULAR_SETTINGS["POSTPROCESSING_HOOKS"] = [
     "drf_spectacular.hooks.postprocess_schema_enums",
-    "symphony.schema.add_error_responses",
+    "symphony.schema.postprocess",
 ]
 
 # HTTPS: SYMPHONY_HTTPS=true when clients reach Symphony over TLS (directly or through a proxy).
@@ -346,6 +358,11 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
+# --- Operator console (docs/console.md) -----------------------------------------------------------
+# A task's trace link: "{trace_id}" is replaced by the trace id of its traceparent (empty: no link).
+SYMPHONY_TRACE_URL_TEMPLATE = env_str("SYMPHONY_TRACE_URL_TEMPLATE", "")
+# The dashboard's throughput charts (a scan of the day's finished tasks) are cached this long per scope.
+SYMPHONY_CONSOLE_CHART_CACHE_SECONDS = env_int("SYMPHONY_CONSOLE_CHART_CACHE_SECONDS", 10, minimum=0)
 # --- Agents and dispatch ------------------------------------------------------------------------
 # An agent whose last heartbeat is older than this shows as offline.
 SYMPHONY_AGENT_HEARTBEAT_TIMEOUT = env_int("SYMPHONY_AGENT_HEARTBEAT_TIMEOUT", 90, minimum=1)
@@ -354,9 +371,42 @@ SYMPHONY_TASK_MAX_RESULT_BYTES = env_int("SYMPHONY_TASK_MAX_RESULT_BYTES", 10485
 SYMPHONY_TASK_LEASE_SECONDS = env_int("SYMPHONY_TASK_LEASE_SECONDS", 60, minimum=1)
 SYMPHONY_TASK_MAX_LEASE_SECONDS = env_int("SYMPHONY_TASK_MAX_LEASE_SECONDS", 3600, minimum=1)
 SYMPHONY_TASK_MAX_CLAIM = env_int("SYMPHONY_TASK_MAX_CLAIM", 100, minimum=1)
+# Most steps one workflow run may have (a run is created in one transaction).
+SYMPHONY_WORKFLOW_MAX_STEPS = env_int("SYMPHONY_WORKFLOW_MAX_STEPS", 1000, minimum=1)
+# Seconds between two ticks of manage.py run_scheduler (the finest time a schedule can keep).
+SYMPHONY_SCHEDULER_TICK_SECONDS = env_int("SYMPHONY_SCHEDULER_TICK_SECONDS", 1, minimum=1)
+# Round robin between fairness keys within a priority (off: strictly oldest first within a priority).
+SYMPHONY_TASK_FAIRNESS = env_bool("SYMPHONY_TASK_FAIRNESS", True)
+# LLM usage metrics: at most this many (project, model) series per process (then model="other"), and
+# the currencies that get their own series.
+SYMPHONY_USAGE_METRIC_SERIES = env_int("SYMPHONY_USAGE_METRIC_SERIES", 200, minimum=1)
+SYMPHONY_USAGE_CURRENCIES = env_list("SYMPHONY_USAGE_CURRENCIES", ["USD", "EUR", "GBP"])
 # The agent_orchestra health check turns degraded when the oldest pending task waits longer than this.
 SYMPHONY_TASK_MAX_PENDING_AGE = env_int("SYMPHONY_TASK_MAX_PENDING_AGE", 300, minimum=1)
 SYMPHONY_AGENT_METRICS_CACHE_SECONDS = env_int("SYMPHONY_AGENT_METRICS_CACHE_SECONDS", 5, minimum=0)
+# Task events and live streams (docs/agents.md "Live output").
+SYMPHONY_TASK_EVENT_MAX_BYTES = env_int("SYMPHONY_TASK_EVENT_MAX_BYTES", 65536, minimum=2)
+SYMPHONY_TASK_EVENT_MAX_BATCH = env_int("SYMPHONY_TASK_EVENT_MAX_BATCH", 100, minimum=1)
+SYMPHONY_TASK_EVENT_MAX_PER_TASK = env_int("SYMPHONY_TASK_EVENT_MAX_PER_TASK", 100000, minimum=1)
+SYMPHONY_TASK_EVENT_RETENTION_DAYS = env_int("SYMPHONY_TASK_EVENT_RETENTION_DAYS", 30, minimum=1)
+SYMPHONY_STREAM_HEARTBEAT_SECONDS = env_float("SYMPHONY_STREAM_HEARTBEAT_SECONDS", 15.0)
+# SQLite has no LISTEN/NOTIFY: streams look at the database this often instead.
+SYMPHONY_STREAM_POLL_SECONDS = env_float("SYMPHONY_STREAM_POLL_SECONDS", 0.5)
+# PostgreSQL streams re-check the database this often even without a notification (a lost LISTEN
+# connection, a change made outside the services).
+SYMPHONY_STREAM_RECHECK_SECONDS = env_float("SYMPHONY_STREAM_RECHECK_SECONDS", 5.0)
+
+# --- webhooks (docs/webhooks.md) ---
+# Refuse URLs resolving to loopback, private, link-local or metadata addresses (creation and delivery).
+SYMPHONY_WEBHOOK_ALLOW_PRIVATE = env_bool("SYMPHONY_WEBHOOK_ALLOW_PRIVATE", False)
+# Key material for the signing secrets' encryption at rest; SECRET_KEY when empty.
+SYMPHONY_WEBHOOK_ENCRYPTION_KEY = env_str("SYMPHONY_WEBHOOK_ENCRYPTION_KEY", "")
+SYMPHONY_WEBHOOK_RETRY_FOR_SECONDS = env_int("SYMPHONY_WEBHOOK_RETRY_FOR_SECONDS", 86400, minimum=0)
+SYMPHONY_WEBHOOK_BACKOFF_BASE_SECONDS = env_int("SYMPHONY_WEBHOOK_BACKOFF_BASE_SECONDS", 5, minimum=0)
+SYMPHONY_WEBHOOK_BACKOFF_MAX_SECONDS = env_int("SYMPHONY_WEBHOOK_BACKOFF_MAX_SECONDS", 3600, minimum=0)
+SYMPHONY_WEBHOOK_TIMEOUT_SECONDS = env_int("SYMPHONY_WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+SYMPHONY_WEBHOOK_DISABLE_AFTER_FAILURES = env_int("SYMPHONY_WEBHOOK_DISABLE_AFTER_FAILURES", 20, minimum=1)
+SYMPHONY_WEBHOOK_SECRET_OVERLAP_SECONDS = env_int("SYMPHONY_WEBHOOK_SECRET_OVERLAP_SECONDS", 86400, minimum=0)
 
 # --- Audit trail (docs/audit.md) ---------------------------------------------------------------
 # Signed checkpoints of the hash chain: an Ed25519 private key (PEM) and a folder outside the

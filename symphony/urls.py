@@ -7,6 +7,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.sso.views import logout_then
+from symphony.views import ApiRootView
 
 admin.site.site_header = "Symphony operator console"
 admin.site.site_title = "Symphony"
@@ -15,15 +16,19 @@ admin.site.index_title = "Fleet administration"
 _drf_logout = LogoutView.as_view()
 
 api_v1 = [
+    path("", ApiRootView.as_view(), name="api-root"),
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
+    path("", include("workflows.urls")),  # before agents: tasks/{id}/approval/ is served here
     path("", include("agents.urls")),
+    path("", include("webhooks.urls")),
 ]
 
 urlpatterns = [
     # Before the admin's and DRF's own logout: after an SSO login, also end the provider's session.
     path("admin/logout/", logout_then(admin.site.admin_view(admin.site.logout))),
     path("api-auth/logout/", logout_then(_drf_logout)),
+    path("admin/console/", include("console.urls")),  # before the admin: its catch-all would 404
     path("admin/", admin.site.urls),
     path("api/v1/", include(api_v1)),
     # Log in/out links of the browsable API (session auth; the same login signals are audited).

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 GUNICORN_CONF = ROOT / "config" / "gunicorn.conf.py"
@@ -620,3 +621,57 @@ class Load:
 
     def between(self, start: float, end: float) -> list[tuple[float, int, str | None]]:
         return [answer for answer in list(self.answers) if start <= answer[0] < end]
+
+
+class WebhookReceiver:
+    """A real HTTP receiver on 127.0.0.1 (its own thread) that records every request.
+
+    ``script`` is a list of answers used in turn, then the last one forever: an int (status), or
+    ``("sleep", seconds, status)`` to answer late (a timeout for the sender), or ``("redirect", url)``.
+    """
+
+    def __init__(self, script: list[Any] | None = None) -> None:
+        import http.server
+        import threading
+
+        self.script: list[Any] = list(script or [200])
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                with receiver._lock:
+                    receiver.requests.append({"path": self.path, "headers": dict(self.headers.items()), "body": body})
+                    answer = receiver.script.pop(0) if len(receiver.script) > 1 else receiver.script[0]
+                if isinstance(answer, tuple) and answer[0] == "sleep":
+                    time.sleep(answer[1])
+                    answer = answer[2]
+                if isinstance(answer, tuple) and answer[0] == "redirect":
+                    self.send_response(307)
+                    self.send_header("Location", answer[1])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                payload = f"status {answer}".encode()
+                try:
+                    self.send_response(answer)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except OSError:
+                    pass  # the sender gave up (timeout) and closed the connection
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

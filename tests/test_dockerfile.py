@@ -1,4 +1,4 @@
-"""Dockerfile.production, read as text: `docker build` cannot run here (no Docker engine)."""
+"""Dockerfile.production, read as text. `make image-test` (scripts/image_smoke.py) builds and runs it."""
 
 from __future__ import annotations
 
@@ -117,3 +117,53 @@ def test_it_runs_production_settings(final):
     env = " ".join(i.args for i in final.all("ENV"))
     assert "DEBUG=false" in env
     assert "PROMETHEUS_MULTIPROC_DIR=" in env
+
+
+def test_it_declares_in_each_stage_every_build_argument_the_stage_uses(parsed):
+    # A global ARG is in scope for FROM only: a LABEL using it without `ARG NAME` in its stage is empty
+    # (the built image's base.name label was, before the runtime stage declared PYTHON_IMAGE).
+    global_args, stages = parsed
+    for stage in stages:
+        declared = {i.args.partition("=")[0] for i in stage.all("ARG")}
+        declared |= {m for i in stage.all("ENV") for m in re.findall(r"(?:^|\s)([A-Z_][A-Z0-9_]*)=", i.args)}
+        for instruction in stage.instructions:
+            if instruction.keyword in ("LABEL", "COPY", "WORKDIR", "USER"):
+                for name in re.findall(r"\$\{?([A-Z_][A-Z0-9_]*)", instruction.args):
+                    assert name in declared, f"stage {stage.name}: {instruction.args} needs ARG {name}"
+    assert "PYTHON_IMAGE" in global_args
+
+
+def test_it_labels_after_the_slow_steps_so_a_new_commit_reuses_the_cache(final):
+    keywords = [i.keyword for i in final.instructions]
+    revision = next(n for n, i in enumerate(final.instructions) if i.keyword == "ARG" and "VCS_REF" in i.args)
+    assert revision > max(n for n, keyword in enumerate(keywords) if keyword in ("RUN", "COPY"))
+
+
+def test_it_makes_the_writable_mount_points_writable_by_the_app_user(final):
+    # podman gives a tmpfs the mode of the folder it covers, root-owned: the folder must be world-writable.
+    env = dict(re.findall(r"([A-Z_]+)=(\S+)", " ".join(i.args for i in final.all("ENV"))))
+    [install] = [i.args for i in final.all("RUN") if "install -d" in i.args]
+    assert "-m 1777" in install
+    for folder in (env["SYMPHONY_VAR_DIR"], env["PROMETHEUS_MULTIPROC_DIR"]):
+        assert folder in install.split(), folder
+
+
+def test_it_keeps_the_image_tooling_and_its_storage_out_of_the_build_context():
+    patterns = dockerfile.ignore_patterns(ROOT / ".dockerignore")
+    for path in [".cache/image/storage/overlay/x", "scripts/image.sh", "scripts/image_smoke.py"]:
+        assert dockerfile.is_ignored(path, patterns), path
+    assert not dockerfile.is_ignored("scripts/run.sh", patterns)
+
+
+def test_it_copies_from_a_stage_before_running_with_a_mount_of_it(parsed):
+    # buildah keys a RUN's cache on its text, not on a --mount from another stage: without a COPY of that
+    # stage's output first, podman reinstalled the old wheels after requirements.txt changed.
+    _, stages = parsed
+    for stage in stages:
+        copied: set[str] = set()
+        for instruction in stage.instructions:
+            if instruction.keyword == "COPY":
+                flags, _ = dockerfile.copy_sources(instruction)
+                copied |= {flags["from"]} if "from" in flags else set()
+            for source in re.findall(r"--mount=\S*from=([\w-]+)", instruction.args):
+                assert source in copied, f"stage {stage.name}: RUN mounts {source} before any COPY --from={source}"

@@ -144,7 +144,15 @@ def test_it_renders_every_resource_the_issue_asks_for():
     for kind in ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "NetworkPolicy",
                  "Ingress", "ServiceMonitor", "ConfigMap", "Secret", "Job", "CronJob", "ServiceAccount"]:  # fmt: skip
         assert kind in kinds, kind
-    assert len(kinds["Deployment"]) == 2  # web + agent worker
+    assert len(kinds["Deployment"]) == 5  # web + streams + agent worker + scheduler + webhook sender
+    streams = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-streams"))
+    assert streams["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
+        "python", "-m", "uvicorn", "symphony.asgi:application"]  # fmt: skip
+    stream_ingress = next(i for i in kinds["Ingress"] if i["metadata"]["name"].endswith("-streams"))
+    [path] = stream_ingress["spec"]["rules"][0]["http"]["paths"]
+    assert path["backend"]["service"]["name"].endswith("-streams") and "stream/" in path["path"]
+    scheduler = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-scheduler"))
+    assert scheduler["spec"]["template"]["spec"]["containers"][0]["args"] == ["python", "manage.py", "run_scheduler"]
     worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("agent-worker"))
     container = worker["spec"]["template"]["spec"]["containers"][0]
     assert "--key" not in container["args"]  # the key is in the environment, not on the command line
@@ -215,7 +223,7 @@ def test_it_runs_only_management_commands_that_exist():
             commands |= references.manage_commands_in(json.dumps(manifest["spec"]["template"]["spec"]["containers"]))
     for cron in kinds["CronJob"]:
         commands |= references.manage_commands_in(json.dumps(cron["spec"]["jobTemplate"]["spec"]["template"]))
-    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint"}
+    assert commands == {"migrate", "run_agent", "reap_tasks", "audit_checkpoint", "run_scheduler", "run_webhooks"}
     assert commands <= references.management_commands()
 
 
@@ -229,7 +237,8 @@ def test_it_shares_one_checkpoint_volume_and_the_signing_key_with_the_pods_that_
     (claim,) = kinds["PersistentVolumeClaim"]
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"  # outlives the release
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
-    recorders = [_web(kinds), *kinds["CronJob"]]
+    scheduler = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-scheduler"))
+    recorders = [_web(kinds), scheduler, *kinds["CronJob"]]
     assert {m["metadata"]["name"] for m in kinds["CronJob"]} == {"symphony-reap-tasks", "symphony-audit-checkpoint"}
     for manifest in recorders:
         pod = _pod(manifest)
@@ -242,7 +251,7 @@ def test_it_shares_one_checkpoint_volume_and_the_signing_key_with_the_pods_that_
         key = volumes[mounts[key_dir]]["secret"]
         assert key["secretName"] == "symphony-audit-key" and key["items"] == [{"key": key_name, "path": key_name}]
     # The migration and the agent worker record nothing themselves: no key there.
-    for manifest in [*kinds["Job"], *(d for d in kinds["Deployment"] if d is not _web(kinds))]:
+    for manifest in [*kinds["Job"], *(d for d in kinds["Deployment"] if d not in (_web(kinds), scheduler))]:
         assert "SYMPHONY_AUDIT_SIGNING_KEY_FILE" not in json.dumps(_pod(manifest))
     mine = render({**SECRETS, **EVERYTHING_ON, "auditCheckpoints.persistence.existingClaim": "audit-worm"})
     assert "PersistentVolumeClaim" not in _by_kind(mine)
@@ -254,3 +263,38 @@ def test_it_needs_the_signing_key_secret_to_turn_checkpoints_on(schema, values):
     bad["auditCheckpoints"]["enabled"] = True
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.Draft7Validator(schema).validate(bad)
+
+
+def test_it_runs_every_container_with_the_settings_of_the_compose_file():
+    # `make image-test` runs the image with the Compose file's settings; the chart must not differ.
+    from tests.test_compose import COMPOSE, SYMPHONY_SERVICES, tmpfs_mounts
+
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    web = compose["symphony"]
+    kinds = _by_kind(render({**SECRETS, **EVERYTHING_ON}))
+    pods = [d["spec"]["template"]["spec"] for d in kinds["Deployment"] + kinds["Job"]]
+    pods += [c["spec"]["jobTemplate"]["spec"]["template"]["spec"] for c in kinds["CronJob"]]
+    for pod in pods:
+        [container] = pod["containers"]
+        security = container["securityContext"]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+        scratch = {path for path, volume in mounts.items() if "emptyDir" in volume}
+        assert scratch == set(tmpfs_mounts(web)), container["name"]
+        assert security["readOnlyRootFilesystem"] is (web["read_only"] is True)
+        assert security["capabilities"]["drop"] == web["cap_drop"]
+        assert security["allowPrivilegeEscalation"] is False and "no-new-privileges:true" in web["security_opt"]
+        # emptyDirs are root's: fsGroup makes them the app's group's, as the tmpfs mode does under Compose.
+        assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"] == 10001
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {env["PROMETHEUS_MULTIPROC_DIR"], env["SYMPHONY_VAR_DIR"]} <= scratch
+        if env.get("SYMPHONY_AUDIT_CHECKPOINT_DIR"):  # a volume at the same place as Compose's
+            assert f"audit-checkpoints:{env['SYMPHONY_AUDIT_CHECKPOINT_DIR']}" in web["volumes"]
+        assert "GUNICORN_CONTROL_SOCKET" not in env  # off, as under Compose
+    for name in SYMPHONY_SERVICES:
+        assert tmpfs_mounts(compose[name]) == tmpfs_mounts(web), name
+        assert compose[name]["stop_grace_period"] == web["stop_grace_period"]
+    grace = {d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] for d in kinds["Deployment"]}
+    assert grace == {int(web["stop_grace_period"].rstrip("s"))}
+    config = kinds["ConfigMap"][0]["data"]
+    assert int(config["GUNICORN_GRACEFUL_TIMEOUT"]) + 5 < min(grace)  # the preStop pause, then gunicorn's own

@@ -35,6 +35,7 @@ def render(tmp: Path, *, https_port: int, http_port: int, upstream: str) -> Path
         "pid /var/run/nginx.pid;": f"pid {tmp}/nginx.pid;",
         "/etc/nginx/tls/": f"{tmp}/tls/",
         "server symphony:8000": f"server {upstream}",
+        "server streams:8001": f"server {upstream}",
         "listen 443 ssl http2;": f"listen 127.0.0.1:{https_port} ssl http2;",
         "listen [::]:443 ssl http2;": "",
         "listen 80;": f"listen 127.0.0.1:{http_port};",
@@ -153,3 +154,12 @@ def test_it_serves_health_over_tls_and_round_trips_the_request_id(tmp_path, tls_
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def test_it_routes_task_and_workflow_streams_unbuffered_to_the_asgi_process():
+    text = CONF.read_text()
+    start = text.index("location ~ ^/api/v1/(tasks|workflows)/[0-9]+/stream/$ {")
+    block = text[start : text.index("}", start)]
+    assert "proxy_pass http://symphony_streams;" in block
+    assert "proxy_buffering off;" in block
+    assert "upstream symphony_streams {" in text

@@ -29,7 +29,11 @@ def _scenarios(install: Install) -> dict[str, dict]:
 
     def check(name: str, path: str, headers: dict[str, str], change, before: int, after: int) -> None:
         headers = {k: v for k, v in headers.items() if not k.startswith("_")}
-        warm = install.burst(path, headers, count=6 * WORKERS, phase=f"{name}-warm")
+        warm: list[int] = []
+        for _ in range(5):  # the kernel, not us, picks the worker: a loaded machine may skew a burst
+            warm += install.burst(path, headers, count=6 * WORKERS, phase=f"{name}-warm")
+            if len(install.workers_of(f"{name}-warm")) == WORKERS:
+                break
         assert set(warm) == {before}, (name, warm)
         assert len(install.workers_of(f"{name}-warm")) == WORKERS, "every worker cached the old answer"
         response = change()

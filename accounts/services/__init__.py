@@ -11,6 +11,7 @@ from accounts.exceptions import EscalationRefused
 from accounts.services.api_keys import api_key_create, api_key_revoke, api_key_rotate
 from accounts.services.common import held_codes, role_effective_codes, user_require_manageable
 from accounts.services.grants import permission_grant, permission_revoke, role_grant, role_revoke
+from accounts.services.projects import project_create, project_delete, project_update
 from accounts.services.roles import role_create, role_delete, role_update
 from accounts.services.sso import sso_login, sso_role_bindings_sync
 from accounts.services.users import user_create, user_delete, user_set_password, user_update
@@ -23,6 +24,9 @@ __all__ = [
     "held_codes",
     "permission_grant",
     "permission_revoke",
+    "project_create",
+    "project_delete",
+    "project_update",
     "role_create",
     "role_delete",
     "role_effective_codes",

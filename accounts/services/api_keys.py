@@ -26,6 +26,7 @@ from accounts.exceptions import ApiKeyStateConflict, EscalationRefused
 from accounts.models import ApiKey, User
 from accounts.services.common import (
     held_codes,
+    held_codes_anywhere,
     invalidate_on_commit,
     lock_row,
     require_held,
@@ -148,8 +149,12 @@ def api_key_create(
     rate_limit: str | None = None,
     actor: User | None = None,
     acting_key: ApiKey | None = None,
+    project: Any = None,
 ) -> tuple[ApiKey, str]:
     """Create an API key for ``owner``; return ``(key, raw_key)``. The raw key exists only here.
+
+    ``project`` (a ``Project``) restricts the key to that project; a key made through an
+    ``acting_key`` restricted to a project is restricted to it too.
 
     ``scopes`` are catalog codes; None means every permission the owner holds (through
     ``acting_key``, the key the request came with: only those the acting key may use).
@@ -161,7 +166,7 @@ def api_key_create(
     """
     actor = actor or owner
     if scopes is None:
-        scopes = sorted(user_codes(owner))
+        scopes = sorted(held_codes_anywhere(owner) if acting_key is None else user_codes(owner))
         if acting_key is not None:
             scopes = sorted(set(scopes) & key_codes(acting_key))
     if rate_limit is None:
@@ -169,11 +174,23 @@ def api_key_create(
     found = {p.code: p for p in resolve_permissions(scopes, field="scopes")}
     rate_limit = _validate_fields(name=name, rate_limit=rate_limit, expires_at=expires_at)
     require_key_covers(actor=actor, acting_key=acting_key, scopes=found, rate_limit=rate_limit, verb="create")
-    require_held(actor, found, field="scopes", what="scope(s)")
+    require_held(actor, found, field="scopes", what="scope(s)", anywhere=True)
     _require_owner_manageable(actor, owner)
+    if acting_key is not None and acting_key.project_id is not None:
+        if project is not None and project.pk != acting_key.project_id:
+            raise EscalationRefused(
+                "A key restricted to a project can only create keys for that project.", field="project"
+            )
+        project = acting_key.project
     prefix, raw = keys.generate()
     key = _save_key(
-        owner=owner, name=name, prefix=prefix, key_hash=keys.hash_key(raw), expires_at=expires_at, rate_limit=rate_limit
+        owner=owner,
+        name=name,
+        prefix=prefix,
+        key_hash=keys.hash_key(raw),
+        expires_at=expires_at,
+        rate_limit=rate_limit,
+        project=project,
     )
     key.scopes.set(found.values())
     audit.record(
@@ -218,6 +235,7 @@ def api_key_rotate(*, actor: User | None, key: ApiKey, acting_key: ApiKey | None
         key_hash=keys.hash_key(raw),
         expires_at=key.expires_at,
         rate_limit=key.rate_limit,
+        project_id=key.project_id,
     )
     new.scopes.set(scopes)
     key.rotated_to = new

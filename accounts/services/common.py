@@ -46,35 +46,89 @@ def held_codes(actor: User | None) -> frozenset[str]:
     return codes & scopes if scopes is not None else codes
 
 
+def held_codes_in(actor: User | None, project: Any) -> frozenset[str]:
+    """What ``actor`` may grant in ``project`` (a Project, an id, or None for globally): codes held
+    there (global ones included), narrowed to the key's scopes; a key restricted to a project holds
+    nothing elsewhere, and nothing globally."""
+    if project is None:
+        if actor is not None and getattr(actor, "_api_key_project_id", None) is not None:
+            return frozenset()
+        return held_codes(actor)
+    if actor is None:
+        return frozenset(catalog.ALL)
+    from accounts.backends import codes_in_project
+
+    project_id = getattr(project, "pk", project)
+    key_project = getattr(actor, "_api_key_project_id", None)
+    if key_project is not None and key_project != project_id:
+        return frozenset()
+    codes = codes_in_project(actor, project_id)
+    scopes = getattr(actor, "_api_key_scopes", None)
+    return codes & scopes if scopes is not None else codes
+
+
+def held_codes_anywhere(actor: User | None) -> frozenset[str]:
+    """``held_codes`` plus what ``actor`` holds in any project: what a key's scopes may name (the key
+    still acts only where the owner holds each code). Never use it for granting roles."""
+    if actor is None:
+        return frozenset(catalog.ALL)
+    from accounts.backends import user_project_codes
+
+    codes = set(user_codes(actor))
+    for project_codes in user_project_codes(actor).values():
+        codes |= project_codes
+    scopes = getattr(actor, "_api_key_scopes", None)
+    return frozenset(codes & scopes if scopes is not None else codes)
+
+
 def role_effective_codes(role_ids: Iterable[int]) -> set[str]:
     """Catalog codes of the given roles and all their ancestors."""
     closure = role_closure(set(role_ids))
     return set(Permission.objects.filter(roles__id__in=closure).values_list("code", flat=True).distinct())
 
 
-def _potential_codes(user: User) -> set[str]:
-    """What ``user`` would hold if active: a deactivated superuser still outranks an admin."""
+def _potential_codes(user: User) -> dict[int | None, set[str]]:
+    """What ``user`` would hold if active, globally (key None) and in each project of its bindings:
+    a deactivated superuser still outranks an admin."""
+    from accounts.models import RoleBinding
+
     if user.is_superuser:
-        return set(catalog.ALL)
-    codes = role_effective_codes(user.roles.values_list("id", flat=True))
-    return codes | set(user.extra_permissions.values_list("code", flat=True))
+        return {None: set(catalog.ALL)}
+    by_project: dict[int | None, set[int]] = {None: set()}
+    for project_id, role_id in RoleBinding.objects.filter(user=user).values_list("project_id", "role_id"):
+        by_project.setdefault(project_id, set()).add(role_id)
+    codes = {project_id: role_effective_codes(ids) for project_id, ids in by_project.items()}
+    codes[None] |= set(user.extra_permissions.values_list("code", flat=True))
+    return codes
 
 
-def require_held(actor: User | None, codes: Iterable[str], *, field: str, what: str) -> None:
+def require_held(
+    actor: User | None,
+    codes: Iterable[str],
+    *,
+    field: str,
+    what: str,
+    anywhere: bool = False,
+) -> None:
     """Raise ``EscalationRefused`` on ``field`` naming every one of ``codes`` that ``actor`` does
-    not hold (``held_codes``); ``what`` says what was asked for ("scope(s)", "permissions")."""
-    beyond = sorted(set(codes) - held_codes(actor))
+    not hold (``held_codes``; with ``anywhere``, ``held_codes_anywhere``); ``what`` says what was
+    asked for ("scope(s)", "permissions")."""
+    held = held_codes_anywhere(actor) if anywhere else held_codes(actor)
+    beyond = sorted(set(codes) - held)
     if beyond:
         raise EscalationRefused(f"You cannot grant {what} you do not hold: {', '.join(beyond)}.", field=field)
 
 
 def user_require_manageable(*, actor: User | None, user: User) -> None:
-    """Raise ``EscalationRefused`` when ``user`` holds permissions ``actor`` does not (so the actor
-    may not change, delete or set a password for them). Users may always manage themselves, and the
-    system (``None``) anyone."""
+    """Raise ``EscalationRefused`` when ``user`` holds permissions ``actor`` does not, globally or in
+    one of the user's projects (so the actor may not change, delete or set a password for them).
+    Users may always manage themselves, and the system (``None``) anyone."""
     if actor is None or actor.pk == user.pk:
         return
-    beyond = sorted(_potential_codes(user) - held_codes(actor))
+    beyond: set[str] = set()
+    for project_id, codes in _potential_codes(user).items():
+        beyond |= codes - (held_codes(actor) if project_id is None else held_codes_in(actor, project_id))
+    beyond = sorted(beyond)
     if beyond:
         raise EscalationRefused(
             f"You cannot change user '{user.get_username()}', who holds permissions you do not: {', '.join(beyond)}."
@@ -107,6 +161,30 @@ def resolve_roles(values: Iterable[Role | str], *, field: str) -> list[Role]:
     """Roles for ``values`` (instances or names), sorted by name. Raises ``ValidationError`` on
     ``field`` naming every unknown role."""
     return _resolve(Role, "name", values, field=field, what="role(s)")
+
+
+def resolve_bindings(values: Iterable[Any], *, field: str) -> list[tuple[Role, Any]]:
+    """(role, project) pairs for ``values``: roles, (role, project) pairs, or names spelled ``role``
+    (global) or ``role@project`` (in the project of that slug). Raises ``ValidationError`` on
+    ``field`` naming every unknown role and project."""
+    from accounts.models import Project
+
+    parsed: list[tuple[Any, Any]] = []
+    for value in values:
+        if isinstance(value, tuple):
+            parsed.append(value)
+        elif isinstance(value, str) and "@" in value:
+            role, _, slug = value.partition("@")
+            parsed.append((role, slug))
+        else:
+            parsed.append((value, None))
+    roles = {r.name: r for r in resolve_roles([r for r, _ in parsed], field=field)}
+    slugs = {p for _, p in parsed if isinstance(p, str)}
+    projects = {p.slug: p for p in Project.objects.filter(slug__in=slugs)}
+    unknown = sorted(slugs - projects.keys())
+    if unknown:
+        raise ValidationError({field: [f"Unknown project(s): {', '.join(unknown)}."]})
+    return [(roles[getattr(r, "name", r)], projects[p] if isinstance(p, str) else p) for r, p in parsed]
 
 
 # --- partial updates ------------------------------------------------------------------------------
@@ -164,7 +242,7 @@ def super_admin_ids() -> set[int]:
     role_ids = walk_roles({super_role.pk}, upward=False) if super_role else set()
     return set(
         User.objects.filter(is_active=True)
-        .filter(Q(is_superuser=True) | Q(roles__id__in=role_ids))
+        .filter(Q(is_superuser=True) | Q(role_bindings__role_id__in=role_ids, role_bindings__project__isnull=True))
         .values_list("pk", flat=True)
         .distinct()
     )

@@ -19,8 +19,9 @@ from django.utils import timezone
 
 import audit
 from accounts.exceptions import LastSuperAdmin
-from accounts.models import Role, RoleBinding, SsoIdentity, User
+from accounts.models import Project, Role, RoleBinding, SsoIdentity, User
 from accounts.services.common import guard_super_admins, invalidate_on_commit, super_admin_ids
+from accounts.services.grants import binding_label
 from accounts.sso.provider import SsoFailure
 from accounts.sso.rolemap import claim_groups, mapped, parse_role_map
 
@@ -82,37 +83,53 @@ def sso_login(*, issuer: str, claims: dict[str, Any]) -> User:
 
 
 def sso_role_bindings_sync(*, user: User, groups: set[str]) -> SsoRoleSync:
-    """Make ``user``'s SSO bindings exactly the global roles the map gives ``groups``; manual
-    bindings are never touched, and nothing beyond the map is granted. A ``role@project`` item
-    is skipped (with a warning) until projects exist; so is a role that does not exist. A
-    revocation that would leave no active super admin is kept. Call inside a transaction."""
+    """Make ``user``'s SSO bindings exactly the bindings the map gives ``groups``: ``role`` binds
+    globally, ``role@project`` in that project. Manual bindings are never touched, and nothing
+    beyond the map is granted. An item naming a role that does not exist is skipped (its name listed
+    under ``skipped`` in the login's audit event, and logged), so is one naming a project that does
+    not exist (the whole ``group=role@project`` item listed). A revocation that would
+    leave no active super admin is kept. Names in ``SsoRoleSync`` are ``role`` or ``role@project``.
+    Call inside a transaction."""
     sync = SsoRoleSync()
-    wanted: set[str] = set()
-    for mapping in mapped(parse_role_map(settings.SYMPHONY_OIDC_ROLE_MAP), groups):
-        if mapping.project is not None:
-            log.warning("sso_project_mapping_skipped", mapping=str(mapping), username=user.get_username())
+    mappings = mapped(parse_role_map(settings.SYMPHONY_OIDC_ROLE_MAP), groups)
+    roles = {role.name: role for role in Role.objects.filter(name__in={m.role for m in mappings})}
+    projects = {p.slug: p for p in Project.objects.filter(slug__in={m.project for m in mappings if m.project})}
+    resolved: dict[str, tuple[Role, Project | None]] = {}
+    for mapping in mappings:
+        if mapping.role not in roles:
+            if mapping.role not in sync.skipped:
+                log.warning("sso_mapped_role_unknown", role=mapping.role, username=user.get_username())
+                sync.skipped.append(mapping.role)
+        elif mapping.project is not None and mapping.project not in projects:
+            log.warning("sso_mapped_project_unknown", mapping=str(mapping), username=user.get_username())
             sync.skipped.append(str(mapping))
         else:
-            wanted.add(mapping.role)
-    roles = {role.name: role for role in Role.objects.filter(name__in=wanted)}
-    for name in sorted(wanted - roles.keys()):
-        log.warning("sso_mapped_role_unknown", role=name, username=user.get_username())
-        sync.skipped.append(name)
-    current = {b.role.name: b for b in user.role_bindings.filter(source=RoleBinding.Source.SSO).select_related("role")}
-    sync.granted = sorted(roles.keys() - current.keys())
+            project = projects[mapping.project] if mapping.project else None
+            resolved[binding_label(mapping.role, mapping.project)] = (roles[mapping.role], project)
+    current = {
+        binding_label(b.role.name, b.project.slug if b.project_id else None): b
+        for b in user.role_bindings.filter(source=RoleBinding.Source.SSO).select_related("role", "project")
+    }
+    sync.granted = sorted(resolved.keys() - current.keys())
     RoleBinding.objects.bulk_create(
-        [RoleBinding(user=user, role=roles[name], source=RoleBinding.Source.SSO) for name in sync.granted]
+        [
+            RoleBinding(user=user, role=resolved[label][0], project=resolved[label][1], source=RoleBinding.Source.SSO)
+            for label in sync.granted
+        ]
     )
-    for name in sorted(current.keys() - roles.keys()):
-        if _revoke_unless_last_super_admin(current[name]):
-            sync.revoked.append(name)
+    for label in sorted(current.keys() - resolved.keys()):
+        if _revoke_unless_last_super_admin(current[label]):
+            sync.revoked.append(label)
         else:
-            log.warning("sso_revocation_kept_last_super_admin", role=name, username=user.get_username())
-            sync.kept.append(name)
-    for event, names in (("authz.role.assigned", sync.granted), ("authz.role.revoked", sync.revoked)):
-        for name in names:
+            log.warning("sso_revocation_kept_last_super_admin", role=label, username=user.get_username())
+            sync.kept.append(label)
+    for event, labels in (("authz.role.assigned", sync.granted), ("authz.role.revoked", sync.revoked)):
+        for label in labels:
+            name, _, slug = label.partition("@")
             details = {"user": user.get_username(), "role": name, "source": RoleBinding.Source.SSO.value}
-            audit.record(event, actor=user, resource=user, details=details)
+            if slug:
+                details["project"] = slug
+            audit.record(event, actor=user, resource=user, project=slug or None, details=details)
     if sync.granted or sync.revoked:
         invalidate_on_commit()
     return sync

@@ -20,8 +20,8 @@ from accounts.services.common import (
     invalidate_on_commit,
     lock_row,
     require_held,
+    resolve_bindings,
     resolve_permissions,
-    resolve_roles,
     save_fields,
     super_admin_ids,
     user_require_manageable,
@@ -86,7 +86,7 @@ def user_create(
 ) -> User:
     """Create a user; ``password`` None or "" leaves it unusable. Raises ``ValidationError``
     (username, email, password, roles, extra_permissions) and ``EscalationRefused``."""
-    role_objs = resolve_roles(roles, field="roles")
+    role_objs = resolve_bindings(roles, field="roles")
     perm_objs = resolve_permissions(extra_permissions, field="extra_permissions")
     if is_superuser:
         _require_superuser_grant(actor)
@@ -160,7 +160,7 @@ def user_update(
     if changed:
         _save_user(user, update_fields=list(changed))
     if roles is not UNSET:
-        user_set_roles(actor=actor, user=user, roles=resolve_roles(roles, field="roles"))
+        user_set_roles(actor=actor, user=user, roles=resolve_bindings(roles, field="roles"))
     if extra_permissions is not UNSET:
         user_set_extra_permissions(
             actor=actor, user=user, permissions=resolve_permissions(extra_permissions, field="extra_permissions")

@@ -1,4 +1,4 @@
-"""``SYMPHONY_OIDC_ROLE_MAP``: which provider group grants which role (and, later, in which project).
+"""``SYMPHONY_OIDC_ROLE_MAP``: which provider group grants which role, globally or in a project.
 
 Syntax: comma-separated ``group=role`` or ``group=role@project`` items, for example
 ``platform-admins=admin,ml-team=developer@alpha,ml-team=viewer``. A group may appear several times.

@@ -5,9 +5,18 @@ from __future__ import annotations
 import factory
 
 from accounts import keys
-from accounts.models import ApiKey, Permission, Role, User
+from accounts.models import ApiKey, Permission, Project, Role, User
 
 PASSWORD = "correct-horse-battery-staple-42"
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Project
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"project-{n}")
+    name = factory.LazyAttribute(lambda p: p.slug.replace("-", " ").title())
 
 
 class UserFactory(factory.django.DjangoModelFactory):

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def keyed(make_user):
+def keyed(user_with_role):
     """An operator with a key, both cached while the cache still works."""
-    user = make_user("op", role="operator", is_staff=True)
+    user = user_with_role("op", role="operator", is_staff=True)
     _key, raw = api_key_create(owner=user, name="op")
     return user, {"Authorization": f"Bearer {raw}"}
 
@@ -89,8 +89,8 @@ def test_it_refuses_identity_changes_with_503_and_writes_nothing(api, keyed, cac
     assert api.get("/api/v1/me/", headers=headers).status_code == 200  # nothing changed, so still valid
 
 
-def test_it_refuses_changes_that_bypass_the_services_too(make_user, cache_down):
-    user = User.objects.get(pk=make_user("bob", role="viewer").pk)  # as another request loads it
+def test_it_refuses_changes_that_bypass_the_services_too(user_with_role, cache_down):
+    user = User.objects.get(pk=user_with_role("bob", role="viewer").pk)  # as another request loads it
     cache_down()
 
     admin = Role.objects.get(name="admin")
@@ -114,10 +114,10 @@ def test_it_keeps_the_admin_working_from_the_database(client, keyed, cache_down)
     assert page.status_code == 200
 
 
-def test_it_answers_503_not_500_when_the_admin_changes_a_role_during_the_outage(client, make_user, cache_down):
-    make_user("root", role="super_admin", is_staff=True, is_superuser=True)
+def test_it_answers_503_not_500_when_the_admin_changes_a_role_during_the_outage(client, user_with_role, cache_down):
+    user_with_role("root", role="super_admin", is_staff=True, is_superuser=True)
     client.login(username="root", password="correct horse battery")
-    viewer = make_user("vic", role="viewer")
+    viewer = user_with_role("vic", role="viewer")
     cache_down()
 
     answer = client.post(
@@ -174,9 +174,9 @@ def test_it_invalidates_everything_cached_before_an_outage_once_the_cache_answer
     assert backends.permissions_generation() > before
 
 
-def test_it_takes_a_key_created_by_an_agent_registration_during_the_outage(api, make_user, cache_down):
+def test_it_takes_a_key_created_by_an_agent_registration_during_the_outage(api, user_with_role, cache_down):
     """Creating rows needs no invalidation (nothing is cached about them): agents can still register."""
-    owner = make_user("fleet", role="operator")
+    owner = user_with_role("fleet", role="operator")
     cache_down()
 
     _key, raw = api_key_create(owner=owner, name="new", scopes=["agent:read"])

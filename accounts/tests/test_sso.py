@@ -60,7 +60,7 @@ def test_it_creates_the_user_on_first_login_with_the_mapped_roles(client, sso):
     assert login.actor == carol
     assert login.details["created"] is True
     assert login.details["granted"] == ["admin", "developer"]
-    assert login.details["skipped"] == ["ml-team=viewer@alpha"]  # projects do not exist yet
+    assert login.details["skipped"] == ["ml-team=viewer@alpha"]  # no project alpha
     assigned = AuditEvent.objects.filter(event_type="authz.role.assigned").order_by("id")
     assert [e.details for e in assigned] == [
         {"user": "carol", "role": "admin", "source": "sso"},

@@ -38,7 +38,9 @@ def _check_trust_change(*, actor: Any, old: str, new: str) -> None:
 
 def _save_agent(agent: Agent) -> None:
     agent.capabilities = normalize_capabilities(agent.capabilities or [])
-    agent.full_clean(exclude=["owner", "api_key"])
+    # Name uniqueness is per project: the insert's IntegrityError names the field (full_clean's
+    # constraint check would report it under __all__).
+    agent.full_clean(exclude=["owner", "api_key"], validate_constraints=False)
     try:
         with transaction.atomic():
             agent.save()
@@ -57,8 +59,10 @@ def agent_create(
     version: str = "",
     metadata: dict[str, Any] | None = None,
     actor: Any = None,
+    project: Any = None,
 ) -> tuple[Agent, str]:
-    """Register an agent and issue its agent-bound API key; return ``(agent, raw_key)``.
+    """Register an agent in ``project`` (default: the ``default`` project) and issue its agent-bound
+    API key, restricted to that project; return ``(agent, raw_key)``.
 
     The raw key exists only in this return value. Raises ``ValidationError`` naming the field (name
     taken, bad capabilities) and ``TrustChangeDenied`` when ``actor`` may not set ``trust_level``.
@@ -74,8 +78,12 @@ def agent_create(
         metadata=metadata or {},
         owner=owner,
     )
+    if project is not None:
+        agent.project = project
     _save_agent(agent)
-    key, raw = api_key_create(owner=owner, name=f"agent:{name}"[:100], scopes=AGENT_KEY_SCOPES, actor=actor)
+    key, raw = api_key_create(
+        owner=owner, name=f"agent:{name}"[:100], scopes=AGENT_KEY_SCOPES, actor=actor, project=agent.project
+    )
     agent.api_key = key
     agent.save(update_fields=["api_key"])
     audit.record(
@@ -107,7 +115,9 @@ def agent_key_reissue(*, agent: Agent, actor: Any) -> str:
     The new key belongs to the agent's owner, like the first one.
     """
     _revoke_agent_key(agent)
-    key, raw = api_key_create(owner=agent.owner, name=f"agent:{agent.name}"[:100], scopes=AGENT_KEY_SCOPES)
+    key, raw = api_key_create(
+        owner=agent.owner, name=f"agent:{agent.name}"[:100], scopes=AGENT_KEY_SCOPES, project=agent.project
+    )
     agent.api_key = key
     agent.save(update_fields=["api_key", "updated_at"])
     audit.record("agent.updated", actor=actor, resource=agent, details={"changed": ["api_key"], "prefix": key.prefix})

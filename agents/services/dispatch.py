@@ -8,24 +8,33 @@ and a lease expiry racing on one task cannot both win. Claims lock candidate row
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, DateTimeField, F, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.serializers import as_serializer_error
 
 import audit
-from agents import metrics
+from agents import hooks, metrics
 from agents.exceptions import (
     LeaseLost,
     NotTaskHolder,
+    TaskCancelled,
 )
 from agents.models import Agent, Task, TaskAttempt
+from agents.services import flow
+from agents.services.notify import notifications_collected, task_notify, tasks_notify
 from agents.services.tasks import check_json_size
+from agents.services.usage import usage_record
+from audit import hooks as domain_events
 
 log = structlog.get_logger(__name__)
 
@@ -61,13 +70,15 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
 @transaction.atomic
 def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     now = timezone.now()
-    candidates = Task.objects.claimable(agent)
+    candidates = flow.claim_candidates(Task.objects.claimable(agent), project_id=agent.project_id)
+    if candidates is None:  # the project's budget is spent
+        return []
     if connection.features.has_select_for_update_skip_locked:
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
     # Whole rows, not just ids: they are locked (PostgreSQL) or under the write lock (SQLite) until we
     # commit, so they are still pending when updated and the UPDATE's changes can be applied to these
     # copies rather than read back with one more query (issue 7).
-    tasks = list(candidates[:max_tasks])
+    tasks = flow.claim_within_limits(list(candidates[:max_tasks]))
     if not tasks:
         return []
     ids = [task.pk for task in tasks]
@@ -91,7 +102,7 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     else:  # not expected under the lock; if it ever happens, trust the database, not the copies
         tasks = list(
             Task.objects.filter(pk__in=ids, status=Task.Status.RUNNING, agent=agent).order_by(
-                "-priority", "created_at", "id"
+                "-priority", "fair_seq", "created_at", "id"
             )
         )
     TaskAttempt.objects.bulk_create(
@@ -99,13 +110,18 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     )
     waits = []
     for task in tasks:
-        audit.record(
-            "task.claimed",
-            resource=task,
-            details={"agent": agent.name, "attempt": task.last_attempt, "lease_seconds": lease},
-        )
+        task.project = agent.project  # the claim never crosses projects (claimable)
         if task.last_attempt == 1:
             waits.append((now - task.created_at).total_seconds())
+    audit.record_many(  # one INSERT for the claim's events, not one per task
+        "task.claimed",
+        [
+            {"resource": task, "details": {"agent": agent.name, "attempt": task.last_attempt, "lease_seconds": lease}}
+            for task in tasks
+        ],
+    )
+    tasks_notify(task_ids=[task.pk for task in tasks])
+    hooks.run_claim_enrichers(tasks)
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
     log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
     return tasks
@@ -127,15 +143,16 @@ def _holder_filter(*, task_id: int, agent: Agent, attempt: int) -> Any:
 
 
 def _lease_error(*, task_id: int, agent: Agent) -> Exception:
-    """Explain why ``agent`` does not hold ``task_id``: 404 unknown, 409 it held it once, 403 it never did."""
+    """Explain why ``agent`` does not hold ``task_id``: 404 unknown (or of another project: the agent
+    may not know it exists), 409 it held it once, 403 it never did."""
     from rest_framework.exceptions import NotFound
 
-    task = Task.objects.filter(pk=task_id).first()
+    task = Task.objects.filter(pk=task_id, project_id=agent.project_id).first()
     if task is None:
         return NotFound("No such task.")
     if task.agent_id == agent.pk or TaskAttempt.objects.filter(task_id=task_id, agent=agent).exists():
         if task.status == Task.Status.CANCELLED:
-            return LeaseLost("The task was cancelled: stop working on it.")
+            return TaskCancelled()
         if task.status == Task.Status.RUNNING and task.agent_id == agent.pk:
             return LeaseLost(f"This attempt is over: the task is on attempt {task.last_attempt}.")
         return LeaseLost(f"The lease moved on: the task is now {task.status}.")
@@ -165,9 +182,20 @@ def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) 
 
 
 @transaction.atomic
-def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = None) -> Task:
-    """Record the holder's result; the task succeeds. Raises ``PayloadTooLarge`` (413, naming result),
-    ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
+def task_complete(
+    *,
+    task_id: int,
+    agent: Agent,
+    attempt: int,
+    result: Any = None,
+    wait_for_children: bool = False,
+    usage: list[dict[str, Any]] | None = None,
+) -> Task:
+    """Record the holder's result and its LLM ``usage``; the task succeeds (or, with
+    ``wait_for_children`` and unfinished children, waits for them: see ``children.parent_complete``).
+    Transitions that follow (workflow steps unblocked, a waiting parent finished) happen in this same
+    transaction. Raises ``PayloadTooLarge`` (413, naming result), ``LeaseLost`` (409) or
+    ``NotTaskHolder`` (403)."""
     check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
     now = timezone.now()
     if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(
@@ -175,15 +203,71 @@ def task_complete(*, task_id: int, agent: Agent, attempt: int, result: Any = Non
     ):
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
-    task = Task.objects.select_related("submitter").get(pk=task_id)
+    task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
+    task_notify(task_id=task_id)
+    usage_record(task=task, agent=agent, items=usage or [], source="completion")
+    if wait_for_children:
+        from agents.services.children import parent_complete
+
+        parent_complete(task=task, now=now)
+    if task.status == Task.Status.SUCCEEDED:
+        hooks.run_task_finished(task)
+    if task.status == Task.Status.SUCCEEDED:
+        _emit_task_finished(task, "task.succeeded")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
     return task
 
 
+@dataclass
+class CompletionOutcome:
+    """One entry of ``task_complete_batch``: the task (completed) or the error that refused it."""
+
+    task_id: int
+    attempt: int
+    task: Task | None = None
+    error: APIException | None = None
+
+
 @transaction.atomic
-def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable: bool = False) -> Task:
+def task_complete_batch(*, agent: Agent, results: list[dict[str, Any]]) -> list[CompletionOutcome]:
+    """``task_complete`` for each entry of ``results`` (``task``, ``attempt``, ``result``, ...), in order.
+
+    Each entry is fenced by its own attempt and answered on its own: a refused one (stale attempt,
+    another agent's task, oversize result: an ``APIException``; a Django ``ValidationError`` is
+    reported as DRF's) is rolled back to its savepoint and reported, and the others still complete.
+    All of it is one transaction, so the audit chain is sealed once for the batch. Anything else (a
+    database error) raises and completes nothing.
+    """
+    outcomes = []
+    with notifications_collected() as notified:  # one pg_notify for the batch, not one per entry
+        for entry in results:
+            outcome = CompletionOutcome(task_id=entry["task"], attempt=entry["attempt"])
+            fields = {key: value for key, value in entry.items() if key != "task"}
+            mark = len(notified)
+            try:
+                outcome.task = task_complete(task_id=entry["task"], agent=agent, **fields)  # its own savepoint
+            except APIException as exc:
+                outcome.error = exc
+            except DjangoValidationError as exc:
+                outcome.error = ValidationError(as_serializer_error(exc))
+            if outcome.error is not None:
+                del notified[mark:]  # rolled back with the entry's savepoint
+            outcomes.append(outcome)
+    return outcomes
+
+
+@transaction.atomic
+def task_fail(
+    *,
+    task_id: int,
+    agent: Agent,
+    attempt: int,
+    error: str,
+    retryable: bool = False,
+    usage: list[dict[str, Any]] | None = None,
+) -> Task:
     """Record the holder's failure. A retryable failure with attempts left goes back to pending;
     otherwise the task fails. Raises ``LeaseLost`` (409) or ``NotTaskHolder`` (403)."""
     now = timezone.now()
@@ -202,16 +286,40 @@ def task_fail(*, task_id: int, agent: Agent, attempt: int, error: str, retryable
     if not updated:
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.FAILED, now=now)
-    task = Task.objects.select_related("submitter").get(pk=task_id)
+    task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     requeued = task.status == Task.Status.PENDING
     audit.record(
         "task.failed",
         resource=task,
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
+    task_notify(task_id=task_id)
+    usage_record(task=task, agent=agent, items=usage or [], source="failure")
+    if not requeued:
+        hooks.run_task_finished(task)
+        _emit_task_finished(task, "task.failed")
     duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
     transaction.on_commit(lambda: metrics.observe_outcome("requeued" if requeued else "failed", duration))
     return task
+
+
+def _emit_task_finished(task: Task, event_type: str) -> None:
+    """Domain event for listeners above agents (webhooks), in this transaction. The result is left
+    out (up to SYMPHONY_TASK_MAX_RESULT_BYTES): subscribers fetch it from the task's URL."""
+    domain_events.emit(
+        event_type,
+        project_id=getattr(task, "project_id", None),
+        data={
+            "task": {
+                "id": task.pk,
+                "kind": task.kind,
+                "status": task.status,
+                "attempt": task.attempts,
+                "error": task.error[:1000],
+                "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+            }
+        },
+    )
 
 
 def release_running(*, task_ids: list[int], now: datetime, reason: str) -> tuple[list[int], list[int]]:
@@ -243,8 +351,9 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     now = now or timezone.now()
     expired = Task.objects.expired_leases(now).order_by("lease_expires_at")
     if connection.features.has_select_for_update_skip_locked:
-        expired = expired.select_for_update(skip_locked=True)
-    ids = list(expired.values_list("id", flat=True)[:limit])
+        expired = expired.select_for_update(skip_locked=True, of=("self",))
+    projects = dict(expired.values_list("id", "project__slug")[:limit])
+    ids = list(projects)
     if not ids:
         return 0
     requeued, failed = release_running(task_ids=ids, now=now, reason="The lease expired and no attempts are left.")
@@ -253,9 +362,14 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             "task.expired",
             resource_type="agents.task",
             resource_id=task_id,
+            project=projects[task_id],
             details={"requeued": task_id in requeued},
         )
+        task_notify(task_id=task_id)
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
+    for task in Task.objects.filter(pk__in=failed) if failed else ():
+        _emit_task_finished(task, "task.failed")
+        hooks.run_task_finished(task)
 
     def observe() -> None:
         for _ in requeued:

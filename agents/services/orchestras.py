@@ -31,10 +31,18 @@ _TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
 
 
 @transaction.atomic
-def orchestra_create(*, actor: Any, name: str, description: str = "", agents: list[Agent] | None = None) -> Orchestra:
-    """Create an orchestra in the draft state. Raises ``ValidationError`` naming the field."""
+def orchestra_create(
+    *, actor: Any, name: str, description: str = "", agents: list[Agent] | None = None, project: Any = None
+) -> Orchestra:
+    """Create an orchestra in the draft state in ``project`` (default: the ``default`` project).
+
+    Raises ``ValidationError`` naming the field (an agent of another project included).
+    """
     orchestra = Orchestra(name=name, description=description, created_by=actor)
-    orchestra.full_clean(exclude=["created_by"])
+    if project is not None:
+        orchestra.project = project
+    _require_same_project(orchestra, agents or [])
+    orchestra.full_clean(exclude=["created_by"], validate_constraints=False)
     try:
         with transaction.atomic():
             orchestra.save()
@@ -57,13 +65,15 @@ def orchestra_update(
     agents: list[Agent] | None = None,
 ) -> Orchestra:  # fmt: skip
     """Change name, description or the whole membership. Raises ``ValidationError`` naming the field."""
+    if agents is not None:
+        _require_same_project(orchestra, agents)
     changed = []
     for field, value in (("name", name), ("description", description)):
         if value is not None and getattr(orchestra, field) != value:
             setattr(orchestra, field, value)
             changed.append(field)
     if changed:
-        orchestra.full_clean(exclude=["created_by"])
+        orchestra.full_clean(exclude=["created_by"], validate_constraints=False)
         try:
             with transaction.atomic():
                 orchestra.save(update_fields=[*changed, "updated_at"])
@@ -110,9 +120,20 @@ def orchestra_transition(*, orchestra: Orchestra, actor: Any, action: str) -> Or
     return orchestra
 
 
+def _require_same_project(orchestra: Orchestra, agents: list[Agent]) -> None:
+    """Members are agents of the orchestra's own project."""
+    foreign = sorted(agent.pk for agent in agents if agent.project_id != orchestra.project_id)
+    if foreign:
+        raise ValidationError({"agents": [f"Agents {foreign} do not belong to the orchestra's project."]})
+
+
 @transaction.atomic
 def orchestra_add_agents(*, orchestra: Orchestra, actor: Any, agents: list[Agent]) -> Orchestra:
-    """Add member agents (already-members are ignored), auditing each addition."""
+    """Add member agents (already-members are ignored), auditing each addition.
+
+    Raises ``ValidationError`` (agents) for an agent of another project, before adding any.
+    """
+    _require_same_project(orchestra, agents)
     current = set(orchestra.agents.values_list("id", flat=True))
     for agent in agents:
         if agent.pk in current:

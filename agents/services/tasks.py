@@ -12,13 +12,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 import audit
-from agents import metrics
+from agents import hooks, metrics
 from agents.exceptions import (
     OrchestraStateConflict,
     PayloadTooLarge,
     TaskStateConflict,
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
+from agents.services import flow
+from agents.services.notify import task_notify
+from agents.services.usage import budget_check
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +55,8 @@ def task_submit(
     max_attempts: int = 3,
     idempotency_key: str | None = None,
     traceparent: str = "",
+    concurrency_key: str = "",
+    fairness_key: str = "",
 ) -> tuple[Task, bool]:
     """Queue a task into ``orchestra`` or for ``target_agent``; return ``(task, created)``.
 
@@ -67,9 +72,15 @@ def task_submit(
     check_json_size("input", input if input is not None else {}, settings.SYMPHONY_TASK_MAX_INPUT_BYTES)
     if orchestra is None and target_agent is None:
         raise ValidationError({"orchestra": ["A task needs an orchestra (or use agents/{id}/execute/)."]})
+    if orchestra is not None and target_agent is not None and orchestra.project_id != target_agent.project_id:
+        raise ValidationError({"target_agent": ["The agent does not belong to the orchestra's project."]})
     if orchestra is not None and orchestra.state == Orchestra.State.STOPPED:
         raise OrchestraStateConflict(f"Orchestra {orchestra.name} is stopped; start it before submitting tasks.")
+    # A task's project is its destination's; never chosen by the submitter.
+    destination = orchestra if orchestra is not None else target_agent
+    budget_check(project_id=destination.project_id, orchestra=orchestra)
     task = Task(
+        project_id=destination.project_id,
         kind=kind,
         input=input if input is not None else {},
         orchestra=orchestra,
@@ -80,7 +91,10 @@ def task_submit(
         idempotency_key=idempotency_key or "",
         traceparent=traceparent,
         submitter=submitter,
+        concurrency_key=concurrency_key or "",
+        fairness_key=fairness_key or flow.default_fairness_key(submitter),
     )
+    task.fair_seq = flow.fair_seq_next(fairness_key=task.fairness_key, priority=task.priority)
     task.full_clean(exclude=["submitter", "orchestra", "target_agent", "agent"], validate_constraints=False)
     try:
         with transaction.atomic():
@@ -120,12 +134,14 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
     )
     if not changed:
         status = Task.objects.filter(pk=task_id).values_list("status", flat=True).first()
-        raise TaskStateConflict(f"Only pending or running tasks can be cancelled; this one is {status}.")
+        raise TaskStateConflict(f"Only unfinished tasks can be cancelled; this one is {status}.")
     TaskAttempt.objects.filter(task_id=task_id, outcome=TaskAttempt.Outcome.RUNNING).update(
         outcome=TaskAttempt.Outcome.CANCELLED, finished_at=now
     )
     task = Task.objects.get(pk=task_id)
     audit.record("task.cancelled", actor=actor, resource=task, details={"reason": reason})
+    task_notify(task_id=task_id)
+    hooks.run_task_finished(task)
     transaction.on_commit(lambda: metrics.observe_outcome("cancelled", None))
     return task
 
@@ -139,6 +155,8 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
     other status.
     """
     now = timezone.now()
+    if Task.objects.filter(pk=task_id, workflow__isnull=False).exists():
+        raise TaskStateConflict("This task is a workflow step: retry its workflow (workflows/{id}/retry/).")
     changed = Task.objects.filter(pk=task_id, status__in=Task.RETRYABLE).update(
         status=Task.Status.PENDING,
         attempts=0,
@@ -154,6 +172,7 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
         raise TaskStateConflict(f"Only failed or cancelled tasks can be retried; this one is {status}.")
     task = Task.objects.get(pk=task_id)
     audit.record("task.retried", actor=actor, resource=task)
+    task_notify(task_id=task_id)
     return task
 
 

@@ -47,4 +47,6 @@ class TaskFactory(factory.django.DjangoModelFactory):
     kind = "echo"
     input = factory.LazyFunction(lambda: {"text": "hello"})
     orchestra = factory.SubFactory(OrchestraFactory)
+    # A task's project is its orchestra's (or its target agent's), as task_submit makes it.
+    project = factory.LazyAttribute(lambda t: (t.orchestra or t.target_agent).project)
     submitter = factory.SubFactory(UserFactory)

@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 
 import pytest
-from django.db import connection
+from django.db import connection, models
 
 from agents import services
 from agents.models import Task, TaskAttempt
@@ -74,3 +74,47 @@ def test_it_completes_every_task_exactly_once_with_8_concurrent_claimers():
     assert all(t.result == t.input for t in Task.objects.all())
     # The work was spread over the claimers (each took some).
     assert TaskAttempt.objects.values("agent").distinct().count() > 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_concurrent_claimers_in_two_projects_never_cross_projects():
+    from accounts.tests.factories import ProjectFactory
+
+    owner = UserFactory(roles=["operator"])
+    apis, per_project = [], 150
+    for slug in ("alpha", "beta"):
+        project = ProjectFactory(slug=slug)
+        orchestra = OrchestraFactory(state="running", project=project, name=f"{slug}-orchestra")
+        for i in range(3):
+            agent, raw = services.agent_create(
+                owner=owner, name=f"{slug}-claimer-{i}", capabilities=["echo"], project=project
+            )
+            orchestra.agents.add(agent)
+            apis.append(Api(raw))
+        Task.objects.bulk_create(
+            [
+                Task(
+                    orchestra=orchestra,
+                    project=project,
+                    kind="echo",
+                    input={"n": n},
+                    required_capabilities=["echo"],
+                    submitter=owner,
+                )
+                for n in range(per_project)
+            ]
+        )
+    completed: list[int] = []
+    errors: list[str] = []
+    threads = [threading.Thread(target=_drain, args=(api, completed, errors)) for api in apis]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+
+    assert errors == []
+    assert sorted(Counter(completed).values()) == [1] * (2 * per_project)
+    crossed = TaskAttempt.objects.exclude(agent__project=models.F("task__project"))
+    assert not crossed.exists()
+    assert TaskAttempt.objects.count() == 2 * per_project

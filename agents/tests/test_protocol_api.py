@@ -118,7 +118,7 @@ def test_it_lists_held_cancelled_tasks_in_the_heartbeat(make_agent, operator_api
     # Completing a cancelled task is refused: the lease is gone.
     r = worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"result": "late", "attempt": 1})
     assert r.status_code == 409
-    assert r.json()["error"]["code"] == "lease_lost"
+    assert r.json()["error"]["code"] == "task_cancelled"
 
 
 def test_it_completes_once_with_the_result(make_agent, orchestra):
@@ -304,11 +304,13 @@ def test_it_claims_and_completes_a_task_in_a_fixed_number_of_queries(
     # committed meanwhile, and its own transaction: a savepoint inside the test's).
     seal = 2 if connection.vendor == "sqlite" else 6
     savepoint = 2  # the service's transaction, inside the test's
-    # the agent, the reap check, the locking select, the update, the attempt, the event
-    with django_assert_num_queries(6 + savepoint + seal), django_capture_on_commit_callbacks(execute=True):
+    notify = 1 if connection.vendor == "postgresql" else 0  # pg_notify for the live streams
+    # the agent, the reap check, the spent budgets, the full concurrency keys, the locking select, the
+    # update, the attempt, the event
+    with django_assert_num_queries(8 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
         (task,) = claim(worker)
-    # the agent, the update, the attempt, the task read back, the event
-    with django_assert_num_queries(5 + savepoint + seal), django_capture_on_commit_callbacks(execute=True):
+    # the agent, the update, the attempt, the task read back, the event, the webhooks outbox lookup
+    with django_assert_num_queries(6 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
         r = worker.api.post(f"/api/v1/tasks/{task['id']}/complete/", {"result": {"ok": True}, "attempt": 1})
     assert r.status_code == 200
     assert AuditEvent.objects.filter(chain_seq__isnull=True).count() == 0

@@ -309,3 +309,65 @@ def test_a_worker_without_demo_fails_a_demo_task_instead_of_echoing_it(live_serv
         thread.join(timeout=30)
     assert (task.status, task.result) == ("failed", None)
     assert "no handler for kind 'echo'" in task.error
+
+
+class CountingClient(ProtocolClient):
+    """The real client; counts the event requests it sends (to see that events go in batches)."""
+
+    event_posts = 0
+
+    def task_post(self, task_id, action, **kwargs):
+        if action == "events":
+            type(self).event_posts += 1
+        return super().task_post(task_id, action, **kwargs)
+
+
+def test_handlers_stream_progress_logs_and_output_in_batches_all_sent_before_the_end(
+    live_server, make_agent, orchestra
+):
+    from agents.models import TaskEvent
+
+    registry = HandlerRegistry()
+    seen_live = threading.Event()
+
+    @registry("chatty")
+    def chatty(ctx):
+        ctx.progress(0, "starting")
+        for i in range(250):
+            ctx.log(f"line {i}", level="debug", i=i)
+        ctx.output("Hello, ")
+        ctx.output("world")
+        ctx.progress(100)
+        return {"lines": 250}
+
+    @registry("slow")
+    async def slow(ctx):
+        ctx.progress(50, "half way")  # not enough for a full batch: sent after the interval, task still running
+        await asyncio.to_thread(seen_live.wait, 20)
+        return {"seen": seen_live.is_set()}
+
+    worker = make_agent(orchestra=orchestra)
+    chatty_task = TaskFactory(orchestra=orchestra, kind="chatty")
+    slow_task = TaskFactory(orchestra=orchestra, kind="slow")
+    runner = Worker(CountingClient(live_server.url, worker.key), registry=registry, concurrency=2, poll_interval=0.05)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    try:
+        wait_for(lambda: TaskEvent.objects.filter(task=slow_task).exists())
+        assert status_of(slow_task) == "running"
+        seen_live.set()
+        wait_for(lambda: status_of(chatty_task) in Task.FINISHED and status_of(slow_task) in Task.FINISHED)
+    finally:
+        runner.stop()
+        thread.join(timeout=30)
+    assert (chatty_task.status, slow_task.status) == ("succeeded", "succeeded")
+    assert slow_task.result == {"seen": True}
+    events = list(TaskEvent.objects.filter(task=chatty_task).order_by("seq"))
+    assert [e.seq for e in events] == list(range(1, 255))
+    assert events[0].type == "progress" and events[0].data == {"percent": 0, "message": "starting"}
+    assert [e.data["i"] for e in events[1:251]] == list(range(250))
+    assert events[1].data == {"level": "debug", "message": "line 0", "i": 0}
+    assert [e.data for e in events[251:]] == [{"text": "Hello, "}, {"text": "world"}, {"percent": 100}]
+    assert all(e.created_at <= chatty_task.finished_at for e in events)
+    # 254 + 1 events, batches of at most 100: a handful of requests, not one per call.
+    assert 3 <= CountingClient.event_posts <= 8

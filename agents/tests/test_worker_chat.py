@@ -9,7 +9,8 @@ from symphony_agent import HandlerRegistry, PermanentError, ProtocolClient, Retr
 from symphony_agent.examples.openai_chat import ChatSettings, chat_handler
 from symphony_agent.handlers import TaskContext
 
-from agents.models import Task
+from agents.flow_models import UsageRecord
+from agents.models import Task, TaskEvent
 from tests.servers import ChatCompletionsStub, free_port
 from tests.workers import wait_for
 
@@ -29,7 +30,7 @@ def test_it_streams_the_answer_and_returns_it_with_the_usage():
         result = chat(context({"prompt": "Say hello", "system": "Be brief.", "max_tokens": 16, "temperature": 0}))
     assert result == {"content": "Hello, world!", "model": "tiny-llm", "finish_reason": "stop", "usage": stub.usage}
     assert pieces == list(stub.tokens)
-    assert usages == [stub.usage]
+    assert usages == [{"model": "tiny-llm", **stub.usage}]
     [request] = stub.requests
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == "Bearer sk-local"
@@ -153,3 +154,13 @@ def test_a_worker_runs_a_chat_task_end_to_end(live_server, make_agent, operator_
         "finish_reason": "stop",
         "usage": stub.usage,
     }
+    # The tokens went out as output events while streaming, and the usage into the server's accounting.
+    outputs = TaskEvent.objects.filter(task=task, type="output").order_by("seq").values_list("data", flat=True)
+    assert "".join(data["text"] for data in outputs) == "Hello, world!"
+    (record,) = UsageRecord.objects.filter(task=task)
+    assert (record.model, record.input_tokens, record.output_tokens, record.source) == (
+        "tiny-llm",
+        stub.usage["prompt_tokens"],
+        stub.usage["completion_tokens"],
+        "completion",
+    )

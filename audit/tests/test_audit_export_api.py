@@ -127,7 +127,13 @@ def test_it_requires_audit_export_and_audits_the_denial(auditor_client, events):
     assert "audit:export" in r.json()["error"]["message"]
     denial = AuditEvent.objects.get(event_type="authz.permission.denied")
     assert denial.actor_name == "auditor"
-    assert denial.details == {"permission": "audit:export", "path": URL, "method": "GET"}
+    assert denial.details == {
+        "permission": "audit:export",
+        "path": URL,
+        "method": "GET",
+        "project": None,
+        "limited_by": "roles",
+    }
     assert denial.action == "export"
     assert not AuditEvent.objects.filter(event_type="audit.exported").exists()
 

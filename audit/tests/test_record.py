@@ -200,3 +200,67 @@ def test_it_keeps_the_chain_correct_under_concurrent_writers():
     assert result.unsealed == 0  # every commit's own seal ran
     assert result.checked == threads * per_thread
     assert connection.vendor == "postgresql"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.parametrize("first_in_savepoint", [False, True])
+def test_it_seals_once_per_transaction_and_survives_a_later_savepoint_rollback(first_in_savepoint):
+    """Several events of one transaction share one seal; a savepoint rolled back after the first
+    event (which took over the seal from it) must not take the seal away from the first."""
+    with transaction.atomic():
+        if first_in_savepoint:
+            with transaction.atomic():
+                audit.record("role.created", details={"name": "kept"})
+        else:
+            audit.record("role.created", details={"name": "kept"})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            audit.record("role.created", details={"name": "doomed"})
+            raise RuntimeError
+        audit.record("role.updated", details={"name": "kept too"})
+        seals = [f for _, f, _ in connection.run_on_commit if f.__name__ == "_seal_after_commit"]
+        assert len(seals) == 1
+    assert sorted(AuditEvent.objects.values_list("details__name", flat=True)) == ["kept", "kept too"]
+    result = verify_chain(seal=False)
+    assert result.ok and result.checked == 2 and result.unsealed == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_it_keeps_the_seal_of_an_earlier_event_when_the_only_later_one_rolls_back():
+    with transaction.atomic():
+        audit.record("role.created", details={"name": "kept"})
+        with pytest.raises(RuntimeError), transaction.atomic():
+            audit.record("role.created", details={"name": "doomed"})  # takes over the seal callback
+            raise RuntimeError
+    result = verify_chain(seal=False)
+    assert result.ok and result.checked == 1 and result.unsealed == 0
+
+
+@pytest.mark.django_db
+def test_it_records_many_events_in_one_insert_chained_in_order(django_capture_on_commit_callbacks):
+    user = UserFactory(username="claimer")
+    with django_capture_on_commit_callbacks(execute=True):
+        events = audit.record_many(
+            "task.claimed",
+            [
+                {"actor": user, "resource_type": "agents.task", "resource_id": n, "details": {"n": n}}
+                for n in range(1, 4)
+            ],
+        )
+    stored = list(AuditEvent.objects.order_by("chain_seq"))
+    assert [e.pk for e in stored] == [e.pk for e in events]
+    assert [(e.resource_id, e.details, e.actor_name) for e in stored] == [
+        (str(n), {"n": n}, "claimer") for n in range(1, 4)
+    ]
+    assert stored[1].prev_hash == stored[0].hash and stored[2].prev_hash == stored[1].hash
+    assert verify_chain(seal=False).checked == 3
+
+
+@pytest.mark.django_db
+def test_it_records_none_of_many_when_one_is_invalid():
+    with pytest.raises(ValueError, match="outcome"):
+        audit.record_many("task.claimed", [{"resource_id": 1}, {"resource_id": 2, "outcome": "bogus"}])
+    with pytest.raises(UnknownEventType):
+        audit.record_many("task.nonsense", [{"resource_id": 1}])
+    assert not AuditEvent.objects.exists()

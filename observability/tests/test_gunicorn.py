@@ -3,6 +3,7 @@ with an unreachable database, and tracing set up after fork in each worker."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -201,3 +202,22 @@ def test_management_commands_run_when_the_multiprocess_folder_is_gone(tmp_path):
 
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "gone").exists()
+
+
+def test_it_opens_a_control_socket_only_where_it_is_told(tmp_path):
+    # A HOME where nothing can be created, as in the read-only image: gunicorn's default would fail there.
+    (tmp_path / "home").write_text("not a directory")
+    home = {"HOME": str(tmp_path / "home" / "nowhere"), "XDG_RUNTIME_DIR": ""}
+    with Gunicorn(BASE_PORT + 3, tmp_path, workers=1, LOG_LEVEL="INFO", **home) as server:
+        assert server.get("/health/live").status_code == 200
+    assert "Control" not in server.log_path.read_text()
+
+    socket_path = tmp_path / "var" / "gunicorn.ctl"
+    with Gunicorn(BASE_PORT + 3, tmp_path, workers=1, GUNICORN_CONTROL_SOCKET=str(socket_path), **home):
+        shown = subprocess.run(
+            [str(Path(sys.executable).parent / "gunicornc"), "-s", str(socket_path), "-c", "show workers", "-j"],
+            capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert len(json.loads(shown.stdout)["workers"]) == 1
+    assert not socket_path.exists()  # removed when gunicorn stopped

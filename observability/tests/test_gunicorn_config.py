@@ -18,6 +18,7 @@ KNOBS = (
     "WEB_CONCURRENCY",
     "GUNICORN_THREADS",
     "GUNICORN_ACCESSLOG",
+    "GUNICORN_CONTROL_SOCKET",
     "PROMETHEUS_MULTIPROC_DIR",
     "SYMPHONY_OWNED_PROMETHEUS_DIR",
 )
@@ -123,3 +124,24 @@ def test_it_leaves_a_folder_the_operator_named_in_place(load_config, tmp_path):
 
     assert tmp_path.is_dir()
     assert "SYMPHONY_OWNED_PROMETHEUS_DIR" not in os.environ
+
+
+def _as_gunicorn_reads_it(config: dict):
+    """The settings gunicorn takes from the module, through its own validators."""
+    from gunicorn.config import Config
+
+    cfg = Config()
+    for name, value in config.items():
+        if name in cfg.settings:
+            cfg.set(name, value)
+    return cfg
+
+
+def test_it_turns_the_control_socket_off_unless_given_a_path(load_config, tmp_path):
+    # gunicorn's default, $HOME/.gunicorn/, is read-only in the image and shared by every server of a user.
+    assert _as_gunicorn_reads_it(load_config()).control_socket_disable is True
+
+    cfg = _as_gunicorn_reads_it(load_config(GUNICORN_CONTROL_SOCKET=str(tmp_path / "gunicorn.ctl")))
+
+    assert cfg.control_socket_disable is False
+    assert cfg.control_socket == str(tmp_path / "gunicorn.ctl")

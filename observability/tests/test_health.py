@@ -1,3 +1,4 @@
+import logging
 import threading
 
 import pytest
@@ -209,3 +210,25 @@ def test_it_reports_pending_migrations_as_not_ready(monkeypatch):
 class _Migration:
     app_label = "agents"
     name = "0002_future"
+
+
+@pytest.mark.django_db
+def test_it_logs_a_failing_probe_as_a_warning_not_as_a_server_error(client, monkeypatch, log_output):
+    # Kubelets and load balancers read 503s from probes during every start and outage: one warning each
+    # (not_ready), not also an ERROR line from django.request.
+    monkeypatch.setattr(health, "READY_CHECKS", (registry.HealthCheck("cache", lambda: 1 / 0),))
+    server_errors = []
+    handler = logging.Handler(level=logging.ERROR)
+    handler.emit = server_errors.append
+    django_request = logging.getLogger("django.request")
+    django_request.addHandler(handler)
+    try:
+        assert client.get("/health/ready").status_code == 503
+        monkeypatch.setattr(health, "_boot_completed", False)
+        assert client.get("/health/startup").status_code == 503
+    finally:
+        django_request.removeHandler(handler)
+
+    assert [record.getMessage() for record in server_errors] == []
+    [warning] = log_output.events("not_ready")
+    assert warning["level"] == "warning" and warning["failing"] == ["cache"]

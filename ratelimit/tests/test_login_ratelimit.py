@@ -19,8 +19,8 @@ def _attempt(client, username, ip="192.0.2.1", password="wrong"):  # noqa: S107
     return client.post("/admin/login/", {"username": username, "password": password}, REMOTE_ADDR=ip)
 
 
-def test_it_refuses_the_fourth_attempt_on_one_username_from_anywhere(client, make_user):
-    make_user("victim", role="super_admin", is_staff=True)
+def test_it_refuses_the_fourth_attempt_on_one_username_from_anywhere(client, user_with_role):
+    user_with_role("victim", role="super_admin", is_staff=True)
     answers = [_attempt(client, "victim", ip=f"192.0.2.{i}") for i in range(1, 5)]
 
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
@@ -35,8 +35,8 @@ def test_it_refuses_one_address_trying_many_usernames(client):
     assert _attempt(client, "someone", ip="192.0.2.99").status_code == 200
 
 
-def test_it_refuses_even_the_right_password_once_limited(client, make_user):
-    make_user("dave", role="super_admin", is_staff=True)
+def test_it_refuses_even_the_right_password_once_limited(client, user_with_role):
+    user_with_role("dave", role="super_admin", is_staff=True)
     for _ in range(3):
         _attempt(client, "dave")
 

@@ -80,8 +80,8 @@ def test_it_applies_a_keys_own_rate_limit(api, make_key):
     assert answers[0]["X-RateLimit-Limit"] == "5"
 
 
-def test_it_counts_session_users_per_user(api, make_user):
-    api.force_login(make_user("carol"))
+def test_it_counts_session_users_per_user(api, user_with_role):
+    api.force_login(user_with_role("carol"))
     for _ in range(3):
         assert _get(api, "/api/test/whoami/").status_code == 200
 

@@ -63,8 +63,8 @@ def test_the_settings_accept_the_same_grammar():
 
 
 @pytest.fixture
-def root(make_user):
-    return make_user("root", role="super_admin", is_staff=True)
+def root(user_with_role):
+    return user_with_role("root", role="super_admin", is_staff=True)
 
 
 def _create_through_api(client, owner, value):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True), pytest.mark.urls("symphony.tests.urls")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.urls("symphony.tests.urls"),
+]
 
 
 def _watch_csp(page) -> list[str]:
@@ -32,8 +36,8 @@ def test_it_renders_swagger_ui_without_csp_violations(live_server, page):
     assert problems == []
 
 
-def test_it_lets_an_operator_log_in_to_the_admin_under_the_csp(live_server, page, make_user):
-    make_user("grace", role=None, is_staff=True, is_superuser=True)
+def test_it_lets_an_operator_log_in_to_the_admin_under_the_csp(live_server, page, user_with_role):
+    user_with_role("grace", role=None, is_staff=True, is_superuser=True)
     problems = _watch_csp(page)
     page.goto(f"{live_server.url}/admin/login/")
     page.fill("#id_username", "grace")

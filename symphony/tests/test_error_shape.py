@@ -163,8 +163,11 @@ def test_it_bounds_the_page_size(api):
     assert len(response.json()["results"]) <= 200
 
 
-def test_it_answers_an_out_of_range_page_with_404(api):
-    _error(api.get("/api/test/catalog/?page=99999999999999999999"), 404, "not_found")
+def test_it_answers_an_out_of_range_page_with_a_400_naming_it(api):
+    # The list exists; its page parameter is wrong (DRF's own answer is a 404).
+    error = _error(api.get("/api/test/catalog/?page=99999999999999999999"), 400, "validation_error")
+
+    assert list(error["details"]) == ["page"]
 
 
 def test_it_answers_a_crash_with_a_bare_500_that_leaks_nothing(api, settings):

@@ -96,12 +96,12 @@ def test_it_sends_hsts_on_secure_requests(client, settings):
     )
 
 
-def test_it_logs_in_through_a_tls_terminating_proxy(settings, make_user):
+def test_it_logs_in_through_a_tls_terminating_proxy(settings, user_with_role):
     """Secure cookies, HTTPS redirect and CSRF's strict Referer check, with X-Forwarded-Proto: https."""
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     settings.SECURE_SSL_REDIRECT = True
     settings.SESSION_COOKIE_SECURE = settings.CSRF_COOKIE_SECURE = True
-    make_user("erin", role="super_admin", is_staff=True)
+    user_with_role("erin", role="super_admin", is_staff=True)
     browser = Client(enforce_csrf_checks=True)
     # What nginx sends: the original Host, and X-Forwarded-Proto set by the proxy itself.
     proxied = {
@@ -128,9 +128,9 @@ def test_it_logs_in_through_a_tls_terminating_proxy(settings, make_user):
     assert browser.get("/admin/", **proxied).status_code == 200
 
 
-def test_it_refuses_a_login_post_whose_referer_is_another_site(settings, make_user):
+def test_it_refuses_a_login_post_whose_referer_is_another_site(settings, user_with_role):
     settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-    make_user("frank", role="super_admin", is_staff=True)
+    user_with_role("frank", role="super_admin", is_staff=True)
     browser = Client(enforce_csrf_checks=True)
     proxied = {"HTTP_HOST": "testserver", "HTTP_X_FORWARDED_PROTO": "https"}
     token = browser.get("/admin/login/", **proxied).cookies["csrftoken"].value

@@ -21,10 +21,13 @@ from accounts.services import api_key_create
 from agents import services as agent_services
 from agents.models import Agent, Task
 from agents.tests.factories import OrchestraFactory, TaskFactory, UserFactory
+from tests.worlds import project_objects
 
 pytestmark = pytest.mark.django_db
 
 WRITE_METHODS = ("post", "put", "patch")
+#: Writes only the holder of a task's lease makes.
+AGENT_WRITES = ("extend", "complete", "fail", "approval", "children", "events")
 #: Rows a refused request may still write: its audit trail, sessions, the key's last-use time.
 UNWATCHED_TABLES = {"audit_auditevent", "django_session"}
 UNWATCHED_COLUMNS = {"last_used_at", "last_login"}
@@ -53,11 +56,8 @@ class World:
         return path
 
     def key_for(self, path: str) -> str:
-        agent_call = path.startswith("/api/v1/agent/") or path.rstrip("/").rsplit("/", 1)[-1] in (
-            "extend",
-            "complete",
-            "fail",
-        )
+        """The lease holder's calls go with the agent's key; the operations sent here are all writes."""
+        agent_call = path.startswith("/api/v1/agent/") or path.rstrip("/").rsplit("/", 1)[-1] in AGENT_WRITES
         return self.agent_key if agent_call else self.admin_key
 
 
@@ -74,9 +74,8 @@ def world() -> World:
     user = UserFactory(username="probe-user")
     spare, _ = api_key_create(owner=admin, name="spare")
     ids = {
+        **project_objects(project=orchestra.project, owner=admin, orchestra=orchestra, running=task),
         "agents": {"id": agent.pk},
-        "orchestras": {"id": orchestra.pk},
-        "tasks": {"id": task.pk},
         "roles": {"name": role.name},
         "users": {"username": user.username},
         "api-keys": {"prefix": spare.prefix},
@@ -157,7 +156,7 @@ def test_it_names_the_field_holding_a_lone_surrogate(world, path, method, body, 
     assert list(response.json()["error"]["details"]) == [field]
     assert response.json()["error"]["message"].startswith(f"{field}: ")
     assert _fingerprint() == before
-    assert Task.objects.get().status == "running"
+    assert Task.objects.get(pk=world.ids["tasks"]["id"]).status == "running"
 
 
 def test_it_accepts_a_valid_surrogate_pair(world):
@@ -169,27 +168,29 @@ def test_it_accepts_a_valid_surrogate_pair(world):
 
 def test_it_names_a_mistyped_field_and_the_known_ones(world):
     body = {"orchestra": world.ids["orchestras"]["id"], "kind": "echo", "required_capability": ["gpu"]}
+    tasks = Task.objects.count()
     response = _send(world, "/api/v1/tasks/", "post", json.dumps(body))
 
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["details"] == {
         "required_capability": [
-            "Unknown field. Known fields: idempotency_key, input, kind, max_attempts, orchestra, priority, "
-            "required_capabilities."
+            "Unknown field. Known fields: concurrency_key, fairness_key, idempotency_key, input, kind, "
+            "max_attempts, orchestra, priority, required_capabilities."
         ]
     }
-    assert Task.objects.count() == 1
+    assert Task.objects.count() == tasks
 
 
 @pytest.mark.parametrize("value", ["a string", ["a", "list"], 3, None])
 def test_it_requires_task_input_to_be_a_json_object(world, value):
     body = {"orchestra": world.ids["orchestras"]["id"], "kind": "echo", "input": value}
+    tasks = Task.objects.count()
     response = _send(world, "/api/v1/tasks/", "post", json.dumps(body))
 
     assert response.status_code == 400
     assert list(response.json()["error"]["details"]) == ["input"]
-    assert Task.objects.count() == 1
+    assert Task.objects.count() == tasks
 
 
 def test_it_still_accepts_an_empty_body_on_an_action_that_reads_none(world):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from agents import services
+from agents import hooks, services
 
 
 class Command(BaseCommand):
@@ -20,4 +20,7 @@ class Command(BaseCommand):
             if reaped < 500:
                 break
         offline = services.agent_mark_offline()
-        self.stdout.write(f"Reaped {total} expired lease(s); marked {offline} agent(s) offline.")
+        swept = hooks.run_periodic()  # e.g. approvals past their timeout (workflows)
+        self.stdout.write(
+            f"Reaped {total} expired lease(s); marked {offline} agent(s) offline; {swept} periodic item(s) handled."
+        )

@@ -23,8 +23,10 @@ from symphony_agent.client import (
     ProtocolError,
     ServerUnavailableError,
 )
+from symphony_agent.events import EventBatcher
 from symphony_agent.handlers import (
     DEFAULT_REGISTRY,
+    AwaitingApproval,
     HandlerRegistry,
     PermanentError,
     RetryableError,
@@ -36,7 +38,9 @@ from symphony_agent.worker import Worker
 
 __all__ = [
     "DEFAULT_REGISTRY",
+    "AwaitingApproval",
     "Backoff",
+    "EventBatcher",
     "HandlerRegistry",
     "KeyRejectedError",
     "LeaseLostError",

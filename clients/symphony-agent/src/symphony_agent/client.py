@@ -188,11 +188,26 @@ class ProtocolClient:
         body = {} if lease_seconds is None else {"lease_seconds": lease_seconds}
         return self.task_post(task_id, "extend", attempt=attempt, **body)
 
-    def complete(self, task_id: int, *, attempt: int, result: Any) -> dict[str, Any]:
-        return self.task_post(task_id, "complete", attempt=attempt, result=result)
+    def complete(
+        self, task_id: int, *, attempt: int, result: Any, wait_for_children: bool = False,
+        usage: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        body: dict[str, Any] = {"wait_for_children": True} if wait_for_children else {}
+        if usage:
+            body["usage"] = usage
+        return self.task_post(task_id, "complete", attempt=attempt, result=result, **body)
 
-    def fail(self, task_id: int, *, attempt: int, error: str, retryable: bool) -> dict[str, Any]:
-        return self.task_post(task_id, "fail", attempt=attempt, error=error[:10000], retryable=retryable)
+    def complete_many(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Complete several held tasks in one request: each of ``results`` is ``{"task", "attempt", "result"}``
+        (plus ``wait_for_children``/``usage``). Returns one answer per entry, in order, each with ``ok``
+        and ``status_code`` (409 for an attempt that is over): one stale entry does not stop the others."""
+        return self._post("agent/complete/", {"results": results})["results"]
+
+    def fail(
+        self, task_id: int, *, attempt: int, error: str, retryable: bool, usage: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"usage": usage} if usage else {}
+        return self.task_post(task_id, "fail", attempt=attempt, error=error[:10000], retryable=retryable, **body)
 
     def task_post(self, task_id: int, action: str, *, attempt: int, **body: Any) -> dict[str, Any]:
         """``POST tasks/{id}/{action}/`` for one attempt of a task this agent holds.

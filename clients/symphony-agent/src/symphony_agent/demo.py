@@ -1,4 +1,6 @@
-"""Demo handlers (``echo``, ``word_count``, ``sleep``), registered only when asked: ``--demo``.
+"""Demo handlers (``echo``, ``word_count``, ``sleep``, and the workflow examples ``split_words`` (fan-out
+to child tasks), ``sum_words`` (fan-in over ``upstream``) and ``guarded_delete`` (mid-task approval)),
+registered only when asked: ``--demo``.
 
 A production worker runs only the handlers it was given, so a stray ``echo`` task can never make it
 hand a task's input back as its result.
@@ -36,7 +38,42 @@ def sleep(ctx: TaskContext) -> dict[str, float]:
     return {"slept": seconds}
 
 
-HANDLERS = {"echo": echo, "word_count": word_count, "sleep": sleep}
+def split_words(ctx: TaskContext) -> dict[str, int]:
+    """Fan out: one ``word_count`` child task per line of ``input.text``, then wait for them all."""
+    text = ctx.input.get("text") if isinstance(ctx.input, dict) else None
+    if not isinstance(text, str):
+        raise PermanentError("split_words needs input.text, a string")
+    lines = [line for line in text.splitlines() if line.strip()][:100]
+    ctx.create_children([{"kind": "word_count", "input": {"text": line}} for line in lines])
+    ctx.wait_for_children()
+    return {"parts": len(lines)}
+
+
+def sum_words(ctx: TaskContext) -> dict[str, int]:
+    """Fan in: add up the ``words`` of every upstream step's result (and of their children's results)."""
+    total = 0
+    for result in ctx.upstream.values():
+        if isinstance(result, dict):
+            total += int(result.get("words", 0))
+            for child in result.get("children_results", []):
+                total += int((child.get("result") or {}).get("words", 0))
+    return {"words": total}
+
+
+def guarded_delete(ctx: TaskContext) -> dict[str, Any]:
+    """Ask a human before a destructive step (the mid-task approval pattern); act on the decision."""
+    ctx.ask_approval("Delete the files listed in input.paths?", {"paths": (ctx.input or {}).get("paths", [])})
+    return {"deleted": ctx.approval["decision"] == "approved", "decided_by": ctx.approval["decided_by"]}
+
+
+HANDLERS = {
+    "echo": echo,
+    "word_count": word_count,
+    "sleep": sleep,
+    "split_words": split_words,
+    "sum_words": sum_words,
+    "guarded_delete": guarded_delete,
+}
 
 
 def register(registry: HandlerRegistry) -> HandlerRegistry:

@@ -31,6 +31,7 @@ from symphony_agent.client import (
 )
 from symphony_agent.handlers import (
     DEFAULT_REGISTRY,
+    AwaitingApproval,
     Handler,
     HandlerRegistry,
     PermanentError,
@@ -103,7 +104,7 @@ class Worker:
         self.name: str | None = None
         #: Set when the server refused the key (or, at start-up, the call): ``run()`` raises it.
         self.fatal: ProtocolError | None = None
-        self.counts = {"succeeded": 0, "failed": 0, "handed_back": 0, "lost": 0}
+        self.counts = {"succeeded": 0, "failed": 0, "handed_back": 0, "lost": 0, "parked": 0}
         self._running: dict[int, _Running] = {}
         self._stop_requested = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -365,9 +366,14 @@ class Worker:
                     )
                 return
             outcome, value = await self._call(func, running)
+            # The events first: whoever watches the task's stream sees them all before its end.
+            await asyncio.to_thread(ctx.close_events)
             if not running.settle():
                 return  # cancelled, lease lost, or handed back: the result is not ours to report
-            if outcome == "ok":
+            if outcome == "parked":
+                self.counts["parked"] += 1
+                log.info("task %s (%s) parked until a human decides", ctx.id, ctx.kind)
+            elif outcome == "ok":
                 await self._report_complete(running, value)
             else:
                 await self._report_fail(running, value, retryable=outcome == "retry")
@@ -390,6 +396,8 @@ class Worker:
                     running.is_async = True
                     value = await value
                 return "ok", value
+        except AwaitingApproval:
+            return "parked", None
         except RetryableError as exc:
             return "retry", f"{exc.__class__.__name__}: {exc}"
         except (PermanentError, TaskCancelled) as exc:
@@ -401,7 +409,10 @@ class Worker:
     async def _report_complete(self, running: _Running, result: Any) -> None:
         ctx = running.ctx
         try:
-            await self._report(self.client.complete, running, result=result)
+            extra: dict[str, Any] = {"wait_for_children": True} if ctx.waits_for_children else {}
+            if ctx.usage:
+                extra["usage"] = ctx.usage
+            await self._report(self.client.complete, running, result=result, **extra)
         except (TypeError, ValueError) as exc:  # raised while encoding: nothing was sent
             error = f"the handler's result is not JSON: {exc.__class__.__name__}: {exc}"
             await self._report_fail(running, error, retryable=False)
@@ -420,7 +431,10 @@ class Worker:
     ) -> None:
         ctx = running.ctx
         try:
-            await self._report(self.client.fail, running, retry_for=retry_for, error=error, retryable=retryable)
+            extra: dict[str, Any] = {"usage": ctx.usage} if ctx.usage else {}
+            await self._report(
+                self.client.fail, running, retry_for=retry_for, error=error, retryable=retryable, **extra
+            )
         except ProtocolError as exc:
             self._report_error(running, "the failure", exc)
             return

@@ -60,14 +60,19 @@ class ChatSettings:
 
 
 def publish_delta(ctx: TaskContext, text: str) -> None:
-    """Where each streamed piece of the answer goes as it arrives: the place to send it on as the task's
-    ``output`` event. The server's task API has no events yet, so the pieces stay here and the whole
-    answer is the task's result."""
+    """Each streamed piece of the answer, as it arrives, becomes an ``output`` event of the task (batched
+    by the worker), so a watcher of ``GET /api/v1/tasks/{id}/stream/`` sees the tokens come."""
+    ctx.output(text)
 
 
 def report_usage(ctx: TaskContext, usage: dict[str, Any]) -> None:
-    """Where the token counts of the answer go: the place to report them to the server's usage
-    accounting. Until it has one, they are part of the task's result."""
+    """The answer's token counts, reported to the server's usage accounting with the task's completion
+    (``GET /api/v1/usage/``, budgets). A local model has no price: the cost is 0."""
+    ctx.report_usage(
+        str(usage.get("model") or "unknown"),
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
+    )
 
 
 def chat_handler(
@@ -103,7 +108,7 @@ def chat_handler(
             _check_status(response)
             result = _read_stream(ctx, response, on_delta)
         if result["usage"] is not None:
-            on_usage(ctx, result["usage"])
+            on_usage(ctx, {"model": result.get("model") or settings.model, **result["usage"]})
         return result
 
     return chat

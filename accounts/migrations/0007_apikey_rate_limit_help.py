@@ -7,7 +7,7 @@ import accounts.validators
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0005_rolebinding_ssoidentity"),
+        ("accounts", "0006_projects"),
     ]
 
     operations = [

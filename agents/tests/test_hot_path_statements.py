@@ -1,0 +1,112 @@
+"""SQL statements per agent-protocol call and per submission, pinned exactly on PostgreSQL.
+
+These are the hot paths of dispatch (claim, complete, heartbeat, submit): one more statement on any
+of them is a cost every task pays, so a change that adds one must change the count here on purpose.
+The counts are as the test client sees them: the service's transaction is a savepoint inside the
+test's (SAVEPOINT + RELEASE: two statements that are BEGIN/COMMIT in production, where the driver
+does not count them), and the audit seal that follows each commit runs inside the count
+(``django_capture_on_commit_callbacks``). ``_production`` subtracts those savepoints, for the figures
+quoted in docs/SCALING.md (where a service nests savepoints of its own, the test says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from agents.tests.factories import TaskFactory
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+@contextmanager
+def statements(expected: int, capture: Any) -> Iterator[CaptureQueriesContext]:
+    """Assert exactly ``expected`` statements (listing them all when the count differs)."""
+    with CaptureQueriesContext(connection) as context, capture(execute=True):
+        yield context
+    sql = [query["sql"] for query in context.captured_queries]
+    assert len(sql) == expected, "\n".join(f"{i}. {s[:200]}" for i, s in enumerate(sql, 1))
+
+
+def _production(context: CaptureQueriesContext) -> int:
+    return sum(1 for q in context.captured_queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT")))
+
+
+@pytest.fixture
+def warm(make_agent, orchestra, operator_api, django_capture_on_commit_callbacks):
+    """An agent with one claim, one heartbeat and one submission behind it: keys cached, chain started."""
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory.create_batch(12, orchestra=orchestra)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert worker.api.post("/api/v1/agent/claim/", {}).status_code == 200
+        assert worker.api.post("/api/v1/agent/heartbeat/", {"status": "busy"}).status_code == 200
+        body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}}
+        assert operator_api.post("/api/v1/tasks/", body).status_code == 201
+    return worker
+
+
+def _claim(worker: Any, **body: Any) -> list[dict[str, Any]]:
+    response = worker.api.post("/api/v1/agent/claim/", body)
+    assert response.status_code == 200, response.json()
+    return response.json()["tasks"]
+
+
+def test_it_claims_one_task_in_seventeen_statements(warm, django_capture_on_commit_callbacks):
+    # the agent, the reap check; [savepoint] the spent budgets, the full concurrency keys, the locking
+    # select, the update, the attempt, the event, pg_notify [release]; the seal: [savepoint] lock,
+    # head with pending events, update [release], the check for events committed meanwhile
+    with statements(17, django_capture_on_commit_callbacks) as context:
+        assert len(_claim(warm)) == 1
+    assert _production(context) == 13
+
+
+def test_it_completes_a_task_in_fifteen_statements(warm, django_capture_on_commit_callbacks):
+    [task] = _claim(warm)
+    # the agent; [savepoint] the fenced update, the attempt, the task read back, the event, pg_notify,
+    # the webhooks outbox lookup [release]; the seal (six, as for a claim)
+    with statements(15, django_capture_on_commit_callbacks) as context:
+        body = {"attempt": task["attempt"], "result": {"ok": True}}
+        assert warm.api.post(f"/api/v1/tasks/{task['id']}/complete/", body).status_code == 200
+    assert _production(context) == 11
+
+
+def test_it_heartbeats_in_three_statements(warm, django_capture_on_commit_callbacks):
+    # the agent, the update, the held tasks that were cancelled (not audited: nothing to seal)
+    with statements(3, django_capture_on_commit_callbacks):
+        assert warm.api.post("/api/v1/agent/heartbeat/", {"status": "busy"}).status_code == 200
+
+
+def test_it_submits_a_task_in_seventeen_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
+    # the orchestra; [savepoint] the budgets, the fair-queue position, the project check, [savepoint]
+    # the insert (idempotency) [release], the project, the event [release]; the seal (six)
+    with statements(17, django_capture_on_commit_callbacks) as context:
+        body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}}
+        assert operator_api.post("/api/v1/tasks/", body).status_code == 201
+    assert _production(context) == 11
+
+
+def test_it_claims_ten_tasks_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):
+    # the same seventeen: one update, one insert of the attempts, one of the events, one pg_notify, one seal
+    with statements(17, django_capture_on_commit_callbacks) as context:
+        assert len(_claim(warm, max_tasks=10)) == 10
+    assert _production(context) == 13
+
+
+def test_it_completes_ten_tasks_in_one_request_with_one_seal(warm, django_capture_on_commit_callbacks):
+    tasks = _claim(warm, max_tasks=10)
+    results = [{"task": t["id"], "attempt": t["attempt"], "result": {"ok": True}} for t in tasks]
+    # the agent; [savepoint] per entry: [savepoint] the five of a completion but pg_notify [release];
+    # one pg_notify for the ten [release]; one seal
+    with statements(1 + 2 + 10 * 7 + 1 + 6, django_capture_on_commit_callbacks) as context:
+        response = warm.api.post("/api/v1/agent/complete/", {"results": results})
+    assert response.json()["completed"] == 10
+    [notify] = [q["sql"] for q in context.captured_queries if "pg_notify" in q["sql"]]
+    assert all(str(t["id"]) in notify for t in tasks)
+    # In production the entries' savepoints stay (they are inside the batch's transaction); only the
+    # batch's and the seal's own savepoints are BEGIN/COMMIT there: 76 statements for ten tasks.
+    assert len(context.captured_queries) - 4 == 1 + 10 * 7 + 1 + 4

@@ -1,0 +1,221 @@
+"""Live task streams (server-sent events) under the real ASGI server, uvicorn, as production runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.db import connection
+
+from agents.tests.factories import TaskFactory
+from tests.servers import ROOT, app_env, free_port, running, wait_for
+
+# serialized_rollback: the flush after a transactional test would leave the next test without the seeded data.
+pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
+
+
+def parse_sse(lines: Any, until: str = "end") -> Iterator[tuple[str | None, str, str]]:
+    """(id, event, data) of each event as it arrives, until ``until`` (comments and ``retry:`` skipped)."""
+    current: dict[str, str] = {}
+    for raw in lines:
+        line = raw.decode() if isinstance(raw, bytes) else raw
+        if line == "":
+            if "data" in current:
+                yield current.get("id"), current.get("event", "message"), current["data"]
+                if current.get("event") == until:
+                    return
+            current = {}
+            continue
+        if line.startswith(":"):
+            current.setdefault("comment", line)
+            continue
+        field, _, value = line.partition(": ")
+        current[field] = value
+
+
+def uvicorn_env(tmp_path: Path) -> dict[str, str]:
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return app_env(tmp_path, DATABASE_URL=url, SYMPHONY_STREAM_HEARTBEAT_SECONDS="0.5")
+
+
+def uvicorn(tmp_path: Path, env: dict[str, str]):
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "symphony.asgi:application", "--host", "127.0.0.1",
+               "--port", str(port), "--no-access-log"]  # fmt: skip
+    return port, running(command, env=env, log=tmp_path / "uvicorn.log")
+
+
+@pytest.mark.postgres
+def test_a_stream_replays_then_follows_events_and_status_until_the_task_ends(make_agent, orchestra, tmp_path, make_api):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL)")
+    worker = make_agent(orchestra=orchestra)
+    reader = make_api("viewer")
+    task = TaskFactory(orchestra=orchestra)
+    [claimed] = worker.api.post("/api/v1/agent/claim/", {}).json()["tasks"]
+    url = f"/api/v1/tasks/{task.pk}/events/"
+    attempt = claimed["attempt"]
+    worker.api.post(url, {"attempt": attempt, "type": "progress", "data": {"percent": 10}})
+    worker.api.post(url, {"attempt": attempt, "type": "output", "data": {"text": "He"}})
+    port, server = uvicorn(tmp_path, uvicorn_env(tmp_path))
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(f"{base}/health/live", timeout=60, process=process) == 200
+        stream_url = f"{base}/api/v1/tasks/{task.pk}/stream/"
+        assert requests.get(stream_url, timeout=10).status_code == 401
+        nobody = make_api()
+        denied = requests.get(stream_url, headers=nobody._headers({}), timeout=10)
+        assert denied.status_code == 404  # bound to no project: the task is invisible, as on its detail
+        assert denied.json()["error"]["code"]
+        missing = requests.get(f"{base}/api/v1/tasks/999999/stream/", headers=reader._headers({}), timeout=10)
+        assert missing.status_code == 404
+        received: list[tuple[str | None, str, str]] = []
+        arrivals: dict[str, float] = {}
+
+        def consume() -> None:
+            headers = {**reader._headers({}), "Last-Event-ID": "1"}
+            with requests.get(stream_url, headers=headers, stream=True, timeout=30) as response:
+                assert response.headers["Content-Type"].startswith("text/event-stream")
+                for item in parse_sse(response.iter_lines()):
+                    arrivals[item[2]] = time.monotonic()
+                    received.append(item)
+
+        reader_thread = threading.Thread(target=consume)
+        reader_thread.start()
+        deadline = time.monotonic() + 20
+        while not any(event == "status" for _, event, _ in received) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        sent = time.monotonic()
+        worker.api.post(url, {"attempt": attempt, "type": "log", "data": {"message": "live"}})
+        while not any("live" in data for _, _, data in received) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", {"attempt": attempt, "result": {"ok": True}})
+        reader_thread.join(timeout=20)
+        assert not reader_thread.is_alive()
+    kinds = [(event_id, event) for event_id, event, _ in received]
+    # Replay starts after Last-Event-ID 1: the output (2), the status, then live the log (3), succeeded, end.
+    assert kinds[0] == ("2", "output")
+    assert ("3", "log") in kinds
+    statuses = [data for _, event, data in received if event == "status"]
+    assert '"status":"running"' in statuses[0] and '"status":"succeeded"' in statuses[-1]
+    assert kinds[-1] == (None, "end")
+    live = next(data for _, _, data in received if "live" in data)
+    assert arrivals[live] - sent < 5  # woken by NOTIFY, not by the 5 s recheck (a loose bound, not a benchmark)
+
+
+def test_the_stream_and_the_events_see_exactly_the_tasks_task_detail_shows(make_api, orchestra, project_factory):
+    from accounts.models import Role, RoleBinding
+    from agents.tests.factories import OrchestraFactory, UserFactory
+
+    member = UserFactory(username="project-member")
+    RoleBinding.objects.create(user=member, role=Role.objects.get(name="viewer"), project=orchestra.project)
+    in_project = make_api(user=member)
+    readers = {"in-project": in_project, "global": make_api("viewer"), "nobody": make_api()}
+    tasks = {"mine": TaskFactory(orchestra=orchestra),
+             "theirs": TaskFactory(orchestra=OrchestraFactory(project=project_factory()))}  # fmt: skip
+    answers = {}
+    for name, reader in readers.items():
+        for which, task in tasks.items():
+            detail = reader.get(f"/api/v1/tasks/{task.pk}/").status_code
+            events = reader.get(f"/api/v1/tasks/{task.pk}/events/").status_code
+            # An error is answered before the stream starts; a 200 stream is not read further here.
+            stream = reader.get(f"/api/v1/tasks/{task.pk}/stream/").status_code
+            assert events == stream == detail, (name, which, detail, events, stream)
+            answers[name, which] = detail
+    assert answers == {
+        ("in-project", "mine"): 200, ("in-project", "theirs"): 404,  # another project's task does not exist
+        ("global", "mine"): 200, ("global", "theirs"): 200,
+        ("nobody", "mine"): 404, ("nobody", "theirs"): 404,  # bound to no project, sees no task
+    }  # fmt: skip
+
+
+SETUP = """
+import json
+from accounts.models import Role, User
+from accounts.services import api_key_create
+from agents import services
+from agents.models import Orchestra
+owner = User.objects.create(username="owner", is_superuser=True)
+viewer = User.objects.create(username="viewer")
+viewer.roles.set(Role.objects.filter(name="viewer"))
+_, key = api_key_create(owner=viewer, name="watch")
+agent, _ = services.agent_create(owner=owner, name="worker", capabilities=[])
+orchestra = Orchestra.objects.create(name="main", state=Orchestra.State.RUNNING)
+orchestra.agents.add(agent)
+task, _ = services.task_submit(submitter=owner, kind="x", orchestra=orchestra)
+[claimed] = services.task_claim(agent=agent)
+print(json.dumps({"key": key, "task": task.pk, "attempt": claimed.last_attempt}))
+"""
+
+POST = """
+from agents import services
+from agents.models import Agent
+agent = Agent.objects.get(name="worker")
+task_id, attempt, what = {task_id}, {attempt}, {what!r}
+if what == "complete":
+    services.task_complete(task_id=task_id, agent=agent, attempt=attempt, result={{"ok": True}})
+else:
+    services.task_event_append(task_id=task_id, agent=agent, attempt=attempt,
+                               events=[{{"type": "log", "data": {{"message": what}}}}])
+"""
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run([sys.executable, "manage.py", *args], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_on_sqlite_a_stream_sees_what_another_process_writes_through_the_poller(tmp_path):
+    """The embedded default has no notifications: the stream process polls the shared database file."""
+    # Heartbeat and recheck far above the test's waits: only the poller can wake the stream in time.
+    env = app_env(tmp_path, SYMPHONY_STREAM_POLL_SECONDS="0.2", SYMPHONY_STREAM_HEARTBEAT_SECONDS="120",
+                  SYMPHONY_STREAM_RECHECK_SECONDS="120")  # fmt: skip
+    for name in ("DATABASE_URL", "REDIS_URL"):
+        env.pop(name, None)
+    manage(env, "migrate", "--noinput")
+    setup = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
+    task_id, attempt = setup["task"], setup["attempt"]
+    port, server = uvicorn(tmp_path, env)
+    received: list[tuple[str | None, str, str]] = []
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(f"{base}/health/live", timeout=60, process=process) == 200
+
+        def consume() -> None:
+            headers = {"Authorization": f"Bearer {setup['key']}"}
+            with requests.get(f"{base}/api/v1/tasks/{task_id}/stream/", headers=headers, stream=True,
+                              timeout=30) as response:  # fmt: skip
+                assert response.status_code == 200
+                for item in parse_sse(response.iter_lines()):
+                    received.append(item)
+
+        reader = threading.Thread(target=consume)
+        reader.start()
+        for what, shown in (("from another process", "status"), ("complete", "log")):
+            # Each write waits until the stream showed the step before: the log line is woken by the
+            # poller while the task runs, not replayed at the end.
+            deadline = time.monotonic() + 20
+            while not any(event == shown for _, event, _ in received) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if what == "complete":
+                log_shown_while_running = any(event == "log" for _, event, _ in received)
+            manage(env, "shell", "-c", POST.format(task_id=task_id, attempt=attempt, what=what))
+        reader.join(timeout=30)
+        assert not reader.is_alive()
+    kinds = [(event_id, event) for event_id, event, _ in received]
+    assert log_shown_while_running  # woken by the poller, not replayed once the task had ended
+    assert ("1", "log") in kinds
+    assert "from another process" in next(data for _, event, data in received if event == "log")
+    assert '"status":"succeeded"' in [data for _, event, data in received if event == "status"][-1]
+    assert kinds[-1] == (None, "end")

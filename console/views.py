@@ -1,0 +1,151 @@
+"""The console's own admin pages and the JSON its polling script reads.
+
+Every view is wrapped in ``admin.site.admin_view`` (staff login, CSRF, never cached) by ``urls.py``.
+Writes call the domain services and check the same permission codes as the API; a refusal is a
+message on the page (the service's own explanation), never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+from rest_framework.exceptions import APIException
+
+from accounts.access import projects_with, scope
+from agents import services as agent_services
+from agents.models import Task
+from console import approvals as inbox
+from console.dashboard import dashboard_numbers
+from console.timeline import can_execute, task_timeline
+from workflows import services as workflow_services
+from workflows.models import Approval
+
+
+def _dashboard_context(request: HttpRequest) -> dict[str, Any]:
+    from console.templatetags.console import dashboard_charts
+
+    numbers = dashboard_numbers(viewer=request.user)
+    return {"dash": numbers, "charts": dashboard_charts(numbers)}
+
+
+@require_GET
+def dashboard_json(request: HttpRequest) -> JsonResponse:
+    """The dashboard's numbers, and its fragment rendered, for the page's one-second poll."""
+    context = _dashboard_context(request)
+    html = render_to_string("console/_dashboard.html", context, request=request)
+    return JsonResponse({"numbers": context["dash"], "html": html})
+
+
+def _visible_task(request: HttpRequest, pk: int) -> Task:
+    tasks = scope(Task.objects.select_related("submitter", "agent", "orchestra", "parent"), request.user, "agent:read")
+    try:
+        return tasks.get(pk=pk)
+    except Task.DoesNotExist:
+        raise Http404("No such task.") from None
+
+
+@require_GET
+def task_json(request: HttpRequest, pk: int) -> JsonResponse:
+    """A task's status and its timeline fragment, for the task page's poll."""
+    task = _visible_task(request, pk)
+    timeline = task_timeline(task, viewer=request.user)
+    html = render_to_string("console/_task_timeline.html", {"tl": timeline}, request=request)
+    return JsonResponse({"id": task.pk, "status": task.status, "attempts": task.attempts, "html": html})
+
+
+MAX_STATUS_IDS = 500
+
+
+@require_GET
+def task_statuses(request: HttpRequest) -> JsonResponse:
+    """``?ids=1,2,3``: the status of each listed task the viewer may read (others are left out), for
+    the task list's poll. A malformed or too long list is a 400 naming ``ids``."""
+    raw = [part for part in request.GET.get("ids", "").split(",") if part]
+    if len(raw) > MAX_STATUS_IDS or not all(part.isdigit() and len(part) < 19 for part in raw):
+        message = f"ids: up to {MAX_STATUS_IDS} task ids, comma-separated"
+        return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
+    rows = scope(Task.objects.filter(pk__in=[int(part) for part in raw]), request.user, "agent:read")
+    return JsonResponse({"statuses": {str(pk): status for pk, status in rows.values_list("pk", "status")}})
+
+
+@require_POST
+def task_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Cancel or retry from the task's page: ``agent:execute`` in the task's project, else 403."""
+    task = _visible_task(request, pk)
+    if not can_execute(request.user, task):
+        raise PermissionDenied("Cancelling or retrying a task needs agent:execute in its project.")
+    try:
+        with transaction.atomic():
+            if action == "cancel":
+                agent_services.task_cancel(task_id=task.pk, actor=request.user, reason="admin")
+            else:
+                agent_services.task_retry(task_id=task.pk, actor=request.user)
+    except APIException as exc:
+        messages.warning(request, f"Task #{task.pk} was not changed: {exc.detail}")
+    else:
+        messages.success(request, f"Task #{task.pk} {'cancelled' if action == 'cancel' else 'queued again'}.")
+    return HttpResponseRedirect(reverse("admin:agents_task_change", args=[task.pk]))
+
+
+@require_POST
+def workflow_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Cancel or retry a workflow run from its page (``agent:execute`` in its project)."""
+    from workflows.models import WorkflowRun
+
+    run = scope(WorkflowRun.objects.all(), request.user, "agent:read").filter(pk=pk).first()
+    if run is None:
+        raise Http404("No such workflow run.")
+    if run.project_id not in projects_with(request.user, "agent:execute"):
+        raise PermissionDenied("Cancelling or retrying a workflow needs agent:execute in its project.")
+    call = workflow_services.workflow_cancel if action == "cancel" else workflow_services.workflow_retry
+    try:
+        with transaction.atomic():
+            call(run_id=run.pk, actor=request.user)
+    except APIException as exc:
+        messages.warning(request, f"Not done: {exc.detail}")
+    else:
+        messages.success(request, f"Workflow #{run.pk} {'cancelled' if action == 'cancel' else 'retried'}.")
+    return HttpResponseRedirect(reverse("admin:workflows_workflowrun_change", args=[run.pk]))
+
+
+@require_GET
+def approvals_inbox(request: HttpRequest) -> TemplateResponse:
+    """Pending approvals of the viewer's projects, each with whether and why it may decide."""
+    from django.contrib import admin
+
+    context = {
+        **admin.site.each_context(request),
+        "title": "Approvals inbox",
+        "approvals": inbox.pending_for(request.user),
+    }
+    return TemplateResponse(request, "console/approvals.html", context)
+
+
+@require_POST
+def approval_decide(request: HttpRequest, pk: int) -> HttpResponse:
+    """Approve or reject with a comment; the service's refusals (permission, four eyes, already
+    decided) come back as an explained message on the inbox."""
+    visible = scope(Approval.objects.all(), request.user, "agent:read")
+    if not visible.filter(pk=pk).exists():
+        raise Http404("No such approval.")
+    approve = request.POST.get("decision") == "approve"
+    if request.POST.get("decision") not in {"approve", "reject"}:
+        messages.error(request, "Choose approve or reject.")
+        return HttpResponseRedirect(reverse("console:approvals"))
+    comment = request.POST.get("comment", "")[:5000]
+    try:
+        with transaction.atomic():
+            workflow_services.approval_decide(approval_id=pk, actor=request.user, approve=approve, comment=comment)
+    except APIException as exc:
+        messages.error(request, f"Approval #{pk} was not decided: {exc.detail}")
+    else:
+        messages.success(request, f"Approval #{pk} {'approved' if approve else 'rejected'}.")
+    return HttpResponseRedirect(reverse("console:approvals"))

@@ -1,0 +1,89 @@
+"""The statements a transition costs do not grow with the run: pinned for a 10,000-step fan-out and a
+1,000-deep chain (issue 12)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+from agents import services as agent_services
+from agents.models import Task
+from workflows import services
+from workflows.models import WorkflowRun
+
+pytestmark = pytest.mark.django_db
+
+
+def _statements() -> int:
+    """savepoint, complete (holder UPDATE, attempt UPDATE, re-read, audit, and on PostgreSQL the NOTIFY
+    that wakes the task's stream subscribers), transition (lock the run,
+    one UPDATE of the dependents, audit, UPDATE of the run's counter), the project's webhook subscriptions,
+    release. An audit event is one INSERT on PostgreSQL (sealed after commit) and three on SQLite (sealed
+    at once)."""
+    return {"postgresql": 12, "sqlite": 15}[connection.vendor]
+
+
+def _run(orchestra, user, steps, settings):
+    settings.SYMPHONY_WORKFLOW_MAX_STEPS = max(len(steps), 1000)
+    run, _ = services.workflow_submit(submitter=user, orchestra=orchestra, name="big", steps=steps)
+    return run
+
+
+def _claim_one(agent, step_key, run):
+    Task.objects.filter(workflow=run.pk).exclude(step_key=step_key).filter(status="pending").update(priority=0)
+    Task.objects.filter(workflow=run.pk, step_key=step_key).update(priority=3)
+    (task,) = agent_services.task_claim(agent=agent)
+    assert task.step_key == step_key
+    return task
+
+
+def test_a_fan_out_of_10000_steps_unblocks_in_a_bounded_number_of_statements(
+    make_agent, make_user, orchestra, settings, django_assert_num_queries
+):
+    worker = make_agent(orchestra=orchestra).agent
+    steps = [{"key": "root", "kind": "x"}] + [
+        {"key": f"s{i}", "kind": "x", "depends_on": ["root"]} for i in range(10_000)
+    ]
+    run = _run(orchestra, make_user("operator"), steps, settings)
+    root = _claim_one(worker, "root", run)
+    with django_assert_num_queries(_statements()):
+        agent_services.task_complete(task_id=root.pk, agent=worker, attempt=root.last_attempt)
+    assert Task.objects.filter(workflow=run.pk, status="pending").count() == 10_000
+
+
+def test_each_link_of_a_1000_deep_chain_costs_the_same_statements(
+    make_agent, make_user, orchestra, settings, django_assert_num_queries
+):
+    worker = make_agent(orchestra=orchestra).agent
+    steps = [{"key": "s0", "kind": "x"}] + [
+        {"key": f"s{i}", "kind": "x", "depends_on": [f"s{i - 1}"]} for i in range(1, 1000)
+    ]
+    run = _run(orchestra, make_user("operator"), steps, settings)
+    for i in (0, 1, 500):
+        if i == 500:
+            Task.objects.filter(workflow=run.pk, step_key__in=[f"s{j}" for j in range(2, 500)]).update(
+                status="succeeded"
+            )
+            Task.objects.filter(workflow=run.pk, step_key="s500").update(status="pending", waiting_on=0)
+            WorkflowRun.objects.filter(pk=run.pk).update(steps_left=500)
+        task = _claim_one(worker, f"s{i}", run)
+        with django_assert_num_queries(_statements()):
+            agent_services.task_complete(task_id=task.pk, agent=worker, attempt=task.last_attempt)
+    assert Task.objects.get(workflow=run.pk, step_key="s501").status == "pending"
+
+
+def test_a_failure_cancels_a_1000_deep_chain_in_one_statement(
+    make_agent, make_user, orchestra, settings, django_assert_num_queries
+):
+    worker = make_agent(orchestra=orchestra).agent
+    steps = [{"key": "s0", "kind": "x"}] + [
+        {"key": f"s{i}", "kind": "x", "depends_on": [f"s{i - 1}"]} for i in range(1, 1000)
+    ]
+    steps.append({"key": "side", "kind": "x"})
+    run = _run(orchestra, make_user("operator"), steps, settings)
+    task = _claim_one(worker, "s0", run)
+    # fail (UPDATE, attempt, re-read, audit) + lock run, one recursive UPDATE, audit, run counter
+    with django_assert_num_queries(_statements()):
+        agent_services.task_fail(task_id=task.pk, agent=worker, attempt=task.last_attempt, error="x")
+    assert Task.objects.filter(workflow=run.pk, status="cancelled").count() == 999
+    assert WorkflowRun.objects.get(pk=run.pk).steps_left == 1
