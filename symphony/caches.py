@@ -331,8 +331,14 @@ class RedisCache(DjangoRedisCache):
         return bool(self.breaker.failing_since)
 
     def ping(self) -> None:
-        """``PING`` the server, bypassing the breaker (the probe). Raises when it does not answer."""
-        self.client.get_client(write=True).ping()
+        """``PING`` the server, bypassing the breaker (the probe). Raises when it does not answer.
+
+        Untraced: during an outage the probe runs every ``BREAKER_SECONDS`` on its own thread, and each
+        PING would be a root span in the tracing backend (and in whichever request's trace is open)."""
+        from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+        with suppress_instrumentation():
+            self.client.get_client(write=True).ping()
 
 
 for _name in (

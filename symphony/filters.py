@@ -83,7 +83,7 @@ def _filterset_params(backend: DjangoFilterBackend, view: Any, queryset: QuerySe
 
 
 #: The widest integer every supported database stores (PostgreSQL bigint, SQLite INTEGER).
-_INT_LIMIT = 2**63 - 1
+INT64 = 2**63 - 1
 _INTEGER_FIELDS = (forms.IntegerField, forms.DecimalField, forms.ModelChoiceField, forms.ModelMultipleChoiceField)
 
 
@@ -122,8 +122,8 @@ def _refuse_out_of_range(filterset: Any) -> None:
                     number = Decimal(part.strip())
                 except InvalidOperation:
                     continue  # not a number: the form reports it
-                if number.is_finite() and abs(number) > _INT_LIMIT:
-                    errors[name] = [f"Ensure this value is between {-_INT_LIMIT} and {_INT_LIMIT}."]
+                if number.is_finite() and abs(number) > INT64:
+                    errors[name] = [f"Ensure this value is between {-INT64} and {INT64}."]
     if errors:
         raise exceptions.ValidationError(errors)
 

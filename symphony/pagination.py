@@ -10,6 +10,8 @@ from typing import Any
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound, ValidationError
 
+from symphony.filters import INT64
+
 
 def positive_page_size(request: Any, param: str, default: int, maximum: int) -> int:
     """``?<param>=`` as a page size: absent or empty is ``default``, above ``maximum`` is capped, anything
@@ -19,6 +21,8 @@ def positive_page_size(request: Any, param: str, default: int, maximum: int) -> 
         return default
     if not raw.isdigit() or int(raw) < 1:
         raise ValidationError({param: ["A positive integer is required."]})
+    if int(raw) > INT64:  # the schema's bound for every integer parameter: beyond it is not a page size
+        raise ValidationError({param: [f"Ensure this value is less than or equal to {INT64}."]})
     return min(int(raw), maximum)
 
 

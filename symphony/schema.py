@@ -31,6 +31,8 @@ from drf_spectacular import openapi
 from rest_framework.generics import GenericAPIView
 from rest_framework.serializers import ListSerializer
 
+from symphony.filters import INT64  # beyond it a filter or a page size answers 400
+
 AGENT_TAG = "agent-protocol"
 ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _STANDARD_ACTIONS = {"list", "create", "retrieve", "update", "partial_update", "destroy"}
@@ -450,10 +452,6 @@ def _close_request_bodies(result: dict[str, Any]) -> None:
                 name = ref.rsplit("/", 1)[-1]
                 if name in schemas and schemas[name].get("type") == "object":
                     schemas[name]["additionalProperties"] = False
-
-
-#: The widest integer every supported database stores: beyond it a filter answers 400 (symphony.filters).
-INT64 = 2**63 - 1
 
 
 def _bound_integer(parameter: dict[str, Any]) -> None:

@@ -72,6 +72,16 @@ def test_it_traces_redis_commands(client, spans):
     assert any(s.attributes.get("db.system") == "redis" for s in spans.get_finished_spans())
 
 
+@pytest.mark.redis
+def test_the_cache_breakers_probe_is_not_traced(spans):
+    from django.core.cache import cache
+
+    with tracing.span("outage_probe"):
+        cache.ping()  # what the breaker's probe thread sends every second while Redis is down
+
+    assert [s.name for s in spans.get_finished_spans()] == ["outage_probe"]
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_it_traces_postgresql_queries(spans):

@@ -163,6 +163,12 @@ def test_it_bounds_the_page_size(api):
     assert len(response.json()["results"]) <= 200
 
 
+def test_a_page_size_beyond_any_integer_the_schema_admits_is_a_400_naming_it(api):
+    error = _error(api.get(f"/api/test/catalog/?page_size={2**63}"), 400, "validation_error")
+
+    assert list(error["details"]) == ["page_size"]
+
+
 def test_it_answers_an_out_of_range_page_with_a_400_naming_it(api):
     # The list exists; its page parameter is wrong (DRF's own answer is a 404).
     error = _error(api.get("/api/test/catalog/?page=99999999999999999999"), 400, "validation_error")
