@@ -75,6 +75,18 @@ def _clear_cache() -> None:
         cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_breakers():
+    """Redis circuit breakers are per process and server URL: one a test left open (an unreachable
+    Redis on a random port of our range) must not greet a later test that draws the same port."""
+    yield
+    from symphony import caches
+
+    for breaker in caches._breakers.values():
+        breaker.failing_since = 0.0  # also ends its probe thread's loop
+    caches._breakers.clear()
+
+
 _DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequences", "django_db_serialized_rollback"}
 
 
