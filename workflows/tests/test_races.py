@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
 from agents import services as agent_services
 from agents.models import Task
@@ -96,3 +96,61 @@ def test_cancel_racing_a_completion_ends_in_one_consistent_state():
         assert a.status == ("succeeded" if completed == 200 else "cancelled")
         assert b.status == "cancelled"  # never started after the run was cancelled
         assert WorkflowRun.objects.get(pk=run.pk).status == "cancelled"
+
+
+def _lock_waiters() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_a_child_finishing_while_its_parent_completes_is_counted_off():
+    """The last child's completion is still uncommitted when its parent's holder completes with
+    ``wait_for_children``: the parent must end succeeded, not wait for a child already counted."""
+    owner, orchestra, [(agent, _api)] = _fleet(1)
+    agent_services.task_submit(submitter=owner, orchestra=orchestra, kind="x")
+    (parent,) = agent_services.task_claim(agent=agent)
+    (child,) = agent_services.task_children_create(
+        task_id=parent.pk, agent=agent, attempt=parent.last_attempt, children=[{"kind": "x"}]
+    )
+    (claimed,) = agent_services.task_claim(agent=agent)
+    assert claimed.pk == child.pk
+    child_done, release = threading.Event(), threading.Event()
+
+    def finish_child() -> None:
+        try:
+            with transaction.atomic():
+                agent_services.task_complete(task_id=child.pk, agent=agent, attempt=claimed.last_attempt)
+                child_done.set()
+                release.wait(30)  # commit only once the parent's completion is under way
+        finally:
+            connection.close()
+
+    def complete_parent() -> None:
+        try:
+            agent_services.task_complete(
+                task_id=parent.pk, agent=agent, attempt=parent.last_attempt, wait_for_children=True
+            )
+        finally:
+            connection.close()
+
+    first = threading.Thread(target=finish_child)
+    first.start()
+    assert child_done.wait(30)
+    second = threading.Thread(target=complete_parent)
+    second.start()
+    for _ in range(600):  # until the parent's completion waits on the child's lock, or is done
+        if _lock_waiters() or not second.is_alive():
+            break
+        second.join(0.05)
+    release.set()
+    first.join(30)
+    second.join(30)
+
+    parent.refresh_from_db()
+    assert (parent.status, parent.waiting_on) == ("succeeded", 0)
+    assert [c["id"] for c in parent.result["children_results"]] == [child.pk]
