@@ -10,7 +10,7 @@ Runs gunicorn (``-k sync -w 2``) on PostgreSQL and Redis, then:
    transaction of the last parent's completion (``child.updated_at - parent.finished_at``, the
    "claimable" time), and is claimed ``child.started_at - parent.finished_at`` later (poll-bound).
 
-Statements per transition are pinned by workflows/tests/test_transition_counts.py (10 on PostgreSQL).
+Statements per transition are pinned by workflows/tests/test_transition_counts.py (12 on PostgreSQL).
 
 Usage::
 
