@@ -49,14 +49,7 @@ from agents.serializers import (
     TaskSubmitSerializer,
 )
 from agents.tracing import record_task_step, submission_span, submission_traceparent
-from symphony.serializers import validate_no_body
-
-
-def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
+from symphony.serializers import validate_no_body, validated_body
 
 EVENT_PAGE_MAX = 1000
 
@@ -160,7 +153,7 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
 
     @extend_schema(request=AgentWriteSerializer, responses={201: AgentCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(AgentWriteSerializer, request)
+        data = validated_body(AgentWriteSerializer, request)
         project = _creation_project(request, data, "agent:create")
         agent, raw_key = services.agent_create(owner=request.user, actor=request.user, project=project, **data)
         agent.api_key_raw = raw_key  # shown this once; never stored
@@ -170,7 +163,7 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         agent = self.get_object()
         partial = kwargs.get("partial", False)
-        data = _validated(AgentWriteSerializer, request, partial=partial)
+        data = validated_body(AgentWriteSerializer, request, partial=partial)
         if partial:
             data = {field: value for field, value in data.items() if field in request.data}
         agent = services.agent_update(agent=agent, actor=request.user, data=data)
@@ -188,7 +181,7 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
     def execute(self, request: Request, pk: str | None = None) -> Response:
         """Submit a task addressed to this one agent (claimable by it whatever its orchestras' states)."""
         agent = self.get_object()
-        return _submit(request, _validated(TaskExecuteSerializer, request), target_agent=agent)
+        return _submit(request, validated_body(TaskExecuteSerializer, request), target_agent=agent)
 
 
 class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
@@ -224,7 +217,7 @@ class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
 
     @extend_schema(request=OrchestraWriteSerializer, responses={201: OrchestraSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(OrchestraWriteSerializer, request)
+        data = validated_body(OrchestraWriteSerializer, request)
         project = _creation_project(request, data, "orchestra:create")
         _require_visible(request, "agents", data.get("agents") or [], "agent:read")
         orchestra = services.orchestra_create(actor=request.user, project=project, **data)
@@ -233,7 +226,7 @@ class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
     @extend_schema(request=OrchestraWriteSerializer, responses=OrchestraSerializer)
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         orchestra = self.get_object()
-        data = _validated(OrchestraWriteSerializer, request, partial=kwargs.get("partial", False))
+        data = validated_body(OrchestraWriteSerializer, request, partial=kwargs.get("partial", False))
         if data.pop("project", orchestra.project) != orchestra.project:
             raise ValidationError({"project": ["An orchestra's project cannot be changed."]})
         _require_visible(request, "agents", data.get("agents") or [], "agent:read")
@@ -284,7 +277,7 @@ class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
     def add_agents(self, request: Request, pk: str | None = None) -> Response:
         """Add member agents by id."""
         orchestra = self.get_object()  # first: another project's orchestra is a 404, whatever the body
-        agents = _validated(MembershipSerializer, request)["agents"]
+        agents = validated_body(MembershipSerializer, request)["agents"]
         _require_visible(request, "agents", agents, "agent:read")
         orchestra = services.orchestra_add_agents(orchestra=orchestra, actor=request.user, agents=agents)
         return self._answer(orchestra)
@@ -294,7 +287,7 @@ class OrchestraViewSet(ProjectScoped, viewsets.ModelViewSet):
     def remove_agents(self, request: Request, pk: str | None = None) -> Response:
         """Remove member agents by id."""
         orchestra = self.get_object()
-        agents = _validated(MembershipSerializer, request)["agents"]
+        agents = validated_body(MembershipSerializer, request)["agents"]
         orchestra = services.orchestra_remove_agents(orchestra=orchestra, actor=request.user, agents=agents)
         return self._answer(orchestra)
 
@@ -330,7 +323,7 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Submit a task. A repeated ``idempotency_key`` from the same submitter answers 200 with the
         existing task; the ``traceparent`` header (W3C) is kept with the task."""
-        data = _validated(TaskSubmitSerializer, request)
+        data = validated_body(TaskSubmitSerializer, request)
         _require_visible(request, "orchestra", [data.get("orchestra")], "agent:execute")
         return _submit(request, data)
 
@@ -338,7 +331,7 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
     @action(detail=True, methods=["post"])
     def cancel(self, request: Request, pk: str | None = None) -> Response:
         """Cancel a pending or running task (409 otherwise)."""
-        reason = _validated(CancelSerializer, request)["reason"]
+        reason = validated_body(CancelSerializer, request)["reason"]
         task = services.task_cancel(task_id=self.get_object().pk, actor=request.user, reason=reason)
         return Response(TaskSerializer(task).data)
 
@@ -355,7 +348,7 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def extend(self, request: Request, pk: str) -> Response:
         """Holder only: push the lease forward. 409 lease_lost when it moved on, 403 for other agents."""
         agent = _calling_agent(request)
-        data = _validated(ExtendSerializer, request)
+        data = validated_body(ExtendSerializer, request)
         task = services.task_extend(task_id=int(pk), agent=agent, **data)
         return Response({"id": task.pk, "attempt": task.last_attempt, "lease_expires_at": task.lease_expires_at})
 
@@ -364,7 +357,7 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def complete(self, request: Request, pk: str) -> Response:
         """Holder only: report the result; the task succeeds."""
         agent = _calling_agent(request)
-        task = services.task_complete(task_id=int(pk), agent=agent, **_validated(CompleteSerializer, request))
+        task = services.task_complete(task_id=int(pk), agent=agent, **validated_body(CompleteSerializer, request))
         record_task_step("symphony.task.complete", task, **{"symphony.agent": agent.name})
         return Response(TaskSerializer(task).data)
 
@@ -391,7 +384,7 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def post_events(self, request: Request, pk: str) -> Response:
         """Holder only: append one event or a list (``events``); 413 names the limit that was passed."""
         agent = _calling_agent(request)
-        data = _validated(TaskEventPostSerializer, request)
+        data = validated_body(TaskEventPostSerializer, request)
         rows = services.task_event_append(task_id=int(pk), agent=agent, **data)
         return Response(TaskEventSerializer(rows, many=True).data, status=status.HTTP_201_CREATED)
 
@@ -400,7 +393,7 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
     def fail(self, request: Request, pk: str) -> Response:
         """Holder only: report a failure; ``retryable`` puts it back in the queue while attempts are left."""
         agent = _calling_agent(request)
-        task = services.task_fail(task_id=int(pk), agent=agent, **_validated(FailSerializer, request))
+        task = services.task_fail(task_id=int(pk), agent=agent, **validated_body(FailSerializer, request))
         record_task_step(
             "symphony.task.fail", task, **{"symphony.agent": agent.name, "symphony.task.status": task.status}
         )
@@ -420,7 +413,7 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
             parent = self.get_object()
             return Response(TaskSerializer(parent.children.order_by("id"), many=True).data)
         agent = _calling_agent(request)
-        data = _validated(ChildrenCreateSerializer, request)
+        data = validated_body(ChildrenCreateSerializer, request)
         created = services.task_children_create(task_id=int(pk), agent=agent, **data)
         return Response({"children": TaskSerializer(created, many=True).data}, status=status.HTTP_201_CREATED)
 
@@ -439,7 +432,7 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
     def heartbeat(self, request: Request) -> Response:
         """Report liveness and status; the answer lists held tasks that were cancelled."""
         agent = _calling_agent(request)
-        data = _validated(HeartbeatSerializer, request)
+        data = validated_body(HeartbeatSerializer, request)
         cancelled = services.agent_heartbeat(agent=agent, **data)
         return Response(
             {
@@ -457,7 +450,7 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
     def claim(self, request: Request) -> Response:
         """Lease up to ``max_tasks`` pending tasks this agent can run: highest priority first, then oldest."""
         agent = _calling_agent(request)
-        data = _validated(ClaimSerializer, request)
+        data = validated_body(ClaimSerializer, request)
         tasks = services.task_claim(agent=agent, **data)
         for task in tasks:
             record_task_step(
@@ -474,7 +467,7 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
         a stale entry gets its own 409 in ``results`` and does not stop the others (always 200 once
         the body is valid; 400 names a bad entry's field, e.g. ``results[2].attempt``)."""
         agent = _calling_agent(request)
-        entries = _validated(BatchCompleteSerializer, request)["results"]
+        entries = validated_body(BatchCompleteSerializer, request)["results"]
         answers = []
         for outcome in services.task_complete_batch(agent=agent, results=entries):
             answer: dict[str, Any] = {"task": outcome.task_id, "attempt": outcome.attempt}

@@ -11,6 +11,7 @@ operation of the OpenAPI schema.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from rest_framework import exceptions, serializers
 from rest_framework.request import Request
@@ -64,3 +65,10 @@ def validate_no_body(request: Request) -> None:
     if media_type in _FORM_TYPES and not request._request.POST and not request._request.FILES:
         return
     NoBodySerializer(data=request.data).is_valid(raise_exception=True)
+
+
+def validated_body(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
+    """``request.data`` through ``serializer_class``: its validated data, or the 400 naming each field."""
+    serializer = serializer_class(data=request.data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.permissions import ObjectFirstMixin
-from symphony.serializers import validate_no_body
+from symphony.serializers import validate_no_body, validated_body
 from webhooks import selectors, services
 from webhooks.filters import DeliveryFilter, WebhookFilter
 from webhooks.models import Delivery, Webhook
@@ -26,12 +26,6 @@ from webhooks.serializers import (
     WebhookUpdateSerializer,
     WebhookWriteSerializer,
 )
-
-
-def _validated(serializer_class: type, request: Request, **kwargs: Any) -> dict[str, Any]:
-    serializer = serializer_class(data=request.data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class WebhookViewSet(ObjectFirstMixin, viewsets.ModelViewSet):
@@ -59,7 +53,7 @@ class WebhookViewSet(ObjectFirstMixin, viewsets.ModelViewSet):
 
     @extend_schema(request=WebhookWriteSerializer, responses={201: WebhookCreatedSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        data = _validated(WebhookWriteSerializer, request)
+        data = validated_body(WebhookWriteSerializer, request)
         key_project = getattr(request.auth, "project_id", None)
         if key_project and data["project"].pk != key_project:
             raise NotFound("No such project for this API key.")
@@ -70,7 +64,7 @@ class WebhookViewSet(ObjectFirstMixin, viewsets.ModelViewSet):
     @extend_schema(request=WebhookUpdateSerializer, responses=WebhookSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         webhook = self.get_object()
-        data = _validated(WebhookUpdateSerializer, request, partial=True)
+        data = validated_body(WebhookUpdateSerializer, request, partial=True)
         webhook = services.webhook_update(webhook=webhook, actor=request.user, data=data)
         return Response(WebhookSerializer(webhook).data)
 
@@ -82,7 +76,7 @@ class WebhookViewSet(ObjectFirstMixin, viewsets.ModelViewSet):
     def rotate_secret(self, request: Request, pk: str | None = None) -> Response:
         """A new secret; the old one keeps signing alongside for ``overlap_seconds``."""
         webhook = self.get_object()
-        data = _validated(RotateSecretSerializer, request)
+        data = validated_body(RotateSecretSerializer, request)
         secret = services.webhook_rotate_secret(webhook=webhook, actor=request.user, **data)
         return Response({"secret": secret, "previous_secret_expires_at": webhook.previous_secret_expires_at})
 

@@ -12,8 +12,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import AUTHENTICATED
-from agents.views import ProjectScoped, _calling_agent, _require_visible, _validated
-from symphony.serializers import validate_no_body
+from agents.views import ProjectScoped, _calling_agent, _require_visible
+from symphony.serializers import validate_no_body, validated_body
 from workflows import filters, selectors, services
 from workflows.models import Approval, WorkflowRun
 from workflows.serializers import (
@@ -55,7 +55,7 @@ class WorkflowRunViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveMo
     @extend_schema(request=WorkflowSubmitSerializer, responses={201: WorkflowRunDetailSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Submit a run. 400 naming the step for an unknown dependency, a cycle, a duplicate key or too many steps."""
-        data = _validated(WorkflowSubmitSerializer, request)
+        data = validated_body(WorkflowSubmitSerializer, request)
         _require_visible(request, "orchestra", [data["orchestra"]], "agent:execute")
         run, created = services.workflow_submit(submitter=request.user, **data)
         return self._answer(run, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -96,7 +96,7 @@ class ApprovalViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModel
         return selectors.approval_list(viewer=self.request.user, code=self._code())
 
     def _decide(self, request: Request, approve: bool) -> Response:
-        comment = _validated(DecisionSerializer, request)["comment"]
+        comment = validated_body(DecisionSerializer, request)["comment"]
         approval_id = self.get_object().pk  # 404 for another project's approval, before any decision
         services.approval_decide(approval_id=approval_id, actor=request.user, approve=approve, comment=comment)
         return Response(ApprovalSerializer(selectors.approval_get(approval_id=approval_id)).data)
@@ -122,6 +122,6 @@ class TaskApprovalView(APIView):
     @extend_schema(request=ApprovalRequestSerializer, responses={201: ApprovalSerializer})
     def post(self, request: Request, pk: int) -> Response:
         agent = _calling_agent(request)
-        data = _validated(ApprovalRequestSerializer, request)
+        data = validated_body(ApprovalRequestSerializer, request)
         approval = services.approval_request(task_id=pk, agent=agent, **data)
         return Response(ApprovalSerializer(approval).data, status=status.HTTP_201_CREATED)

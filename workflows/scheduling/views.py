@@ -10,8 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from agents.views import _validated
-from symphony.serializers import validate_no_body
+from symphony.serializers import validate_no_body, validated_body
 from workflows.scheduling import filters, selectors, services
 from workflows.scheduling.models import Schedule, ScheduleFiring
 from workflows.scheduling.serializers import ScheduleFiringSerializer, ScheduleSerializer, ScheduleWriteSerializer
@@ -48,7 +47,7 @@ class ScheduleViewSet(viewsets.ModelViewSet):
     @extend_schema(request=ScheduleWriteSerializer, responses={201: ScheduleSerializer})
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Create a schedule. 400 naming the field for an invalid cron, an unknown time zone, a bad body."""
-        data = _validated(ScheduleWriteSerializer, request, context=self.get_serializer_context())
+        data = validated_body(ScheduleWriteSerializer, request, context=self.get_serializer_context())
         self._check_project(data)
         return self._answer(services.schedule_create(actor=request.user, **data), status.HTTP_201_CREATED)
 
@@ -56,7 +55,7 @@ class ScheduleViewSet(viewsets.ModelViewSet):
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Change some fields; a new cron, interval, time zone or enabled recomputes next_fire_at."""
         schedule = self.get_object()
-        data = _validated(ScheduleWriteSerializer, request, partial=True)
+        data = validated_body(ScheduleWriteSerializer, request, partial=True)
         self._check_project(data)
         return self._answer(services.schedule_update(schedule_id=schedule.pk, actor=request.user, changes=data))
 
