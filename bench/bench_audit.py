@@ -3,8 +3,10 @@
     createdb -h 127.0.0.1 -U postgres symphony_audit_bench
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/symphony_audit_bench python bench/bench_audit.py
 
-(a) 8 threads, each with its own connection, call ``audit.record()`` in their own transactions for
-    a fixed number of events; events/s is reported with the chain verified afterwards. Set
+(a) 1 and 8 writer processes (``--driver threads`` for threads of one process, which on two cores
+    measure the GIL), each with its own connection, call ``audit.record()`` in their own transactions
+    for a fixed number of events; events/s is reported with the seal latency (commit to sealed by the
+    background sealer, p50/p99) and the chain verified afterwards. ``--writes-only`` stops there. Set
     SYMPHONY_AUDIT_SIGNING_KEY_FILE and SYMPHONY_AUDIT_CHECKPOINT_DIR (and SYMPHONY_AUDIT_CHECKPOINT_EVERY)
     to measure with automatic checkpoints; the folder is emptied with the table. ``--checkpoint-overhead N``
     compares only that, off against on (every N), in alternating blocks. For scale,
