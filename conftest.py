@@ -65,6 +65,43 @@ def _services(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _audit_sealer():
+    """No test leaves this process's background audit sealer (PostgreSQL) running into the next one."""
+    yield
+    from audit.services import _sealer
+
+    _sealer.stop(flush=False)
+
+
+class AuditSealing:
+    """What a test waits for once audited work has committed (on PostgreSQL sealing is in the background)."""
+
+    def wait(self, timeout: float = 60) -> None:
+        """Until the background sealer has sealed every pending event (it is not done here)."""
+        import time
+
+        from audit.models import AuditEvent
+
+        deadline = time.monotonic() + timeout
+        while AuditEvent.objects.filter(chain_seq__isnull=True, hash__isnull=True).exists():
+            assert time.monotonic() < deadline, f"events still unsealed after {timeout} s"
+            time.sleep(0.02)
+
+    def flush(self) -> None:
+        """Stop the background sealer (as a process does at exit) and seal what is pending, here."""
+        from audit.services import _sealer, audit_seal
+
+        _sealer.stop(flush=False)
+        audit_seal()
+
+
+@pytest.fixture
+def audit_sealing() -> AuditSealing:
+    """``audit_sealing.wait()`` / ``.flush()``; ``audit.seal_now()`` seals inside a test's transaction too."""
+    return AuditSealing()
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     """Every test starts with an empty cache (permissions, rate limits), in this worker's prefix."""
     from django.core.cache import cache

@@ -15,3 +15,10 @@ def record_many(event_type: str, events: list[dict[str, Any]]) -> list[Any]:
     from audit.services import record_many as _record_many
 
     return _record_many(event_type, events)
+
+
+def seal_now() -> int:
+    """Seal every pending event now and return how many. See ``audit.services.seal_now``."""
+    from audit.services import seal_now as _seal_now
+
+    return _seal_now()

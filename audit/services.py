@@ -4,9 +4,13 @@ database), ``audit_purge()`` (retention) and ``audit_export_start()``."""
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import ipaddress
 import json
+import os
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -14,12 +18,12 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import connection, models, transaction
+from django.db import connection, connections, models, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
 from audit import checkpoints
-from audit.chain import GENESIS_HASH, compute_hash
+from audit.chain import CHAIN_VALUES, GENESIS_HASH, compute_hash
 from audit.checkpoints import Checkpoint, CheckpointError
 from audit.events import EVENT_TYPES, SEVERITIES
 from audit.export import FORMATS
@@ -38,6 +42,15 @@ _OUTCOMES = frozenset(AuditEvent.Outcome.values)
 # Waiting to be sealed: no position *and* no hash. A row with a hash but no position was not written
 # by record(); sealing over it would hide it, so it is left for audit_verify to name.
 _PENDING = models.Q(chain_seq__isnull=True, hash__isnull=True)
+#: The background sealer's batch window (PostgreSQL): a process seals at most this often while its
+#: writers keep committing, so one seal (four statements) covers every event of the window.
+SEAL_INTERVAL = 0.1
+#: When a seal could not take the chain lock, look again this much later (the holder re-checks
+#: after releasing it; this also covers a holder whose transaction rolled back, or that died).
+SEAL_RETRY = 0.5
+#: A started sealer with nothing to do looks for events left unsealed (by a process killed between
+#: its commit and its seal) this often, with a fresh connection it closes when it found none.
+SEAL_IDLE_POLL = 5.0
 
 
 class UnknownEventType(ValueError):
@@ -80,10 +93,12 @@ def record(
     type not in the catalog and ``ValueError``
     for an unknown outcome or severity.
 
-    The event is linked into the hash chain by ``audit_seal()``: on PostgreSQL right after the
-    caller's transaction commits (so concurrent transactions never wait on each other for the
-    chain), on SQLite at once (its write transactions are serialised anyway). Until sealed, its
-    ``hash`` is None; the PostgreSQL trigger still refuses any change to its content.
+    The event is linked into the hash chain on PostgreSQL by this process's background sealer,
+    woken when the caller's transaction commits and sealing every pending event in batches (at
+    most every ``SEAL_INTERVAL`` seconds; nothing in the caller's transaction or its commit waits
+    for the chain), on SQLite at once (its write transactions are serialised anyway). Until sealed,
+    its ``hash`` is None; the PostgreSQL trigger still refuses any change to its content.
+    ``seal_now()`` seals what is pending and returns when it is done.
     """
     event = _build(
         event_type,
@@ -182,6 +197,9 @@ def _store(events: list[AuditEvent]) -> None:
     with transaction.atomic(savepoint=False):
         if len(events) > 1 and connection.features.can_return_rows_from_bulk_insert:
             AuditEvent.objects.bulk_create(events)  # the ids come back (RETURNING)
+        elif connection.features.can_return_columns_from_insert:
+            for event in events:
+                _insert(event)
         else:
             for event in events:
                 event.save(force_insert=True)
@@ -190,8 +208,9 @@ def _store(events: list[AuditEvent]) -> None:
         else:
             mine = {event.pk: event for event in events}
             for sealed in _seal_pending(limit=None):
-                if (event := mine.get(sealed.pk)) is not None:
-                    event.prev_hash, event.hash, event.chain_seq = sealed.prev_hash, sealed.hash, sealed.chain_seq
+                if (event := mine.get(sealed["id"])) is not None:
+                    event.prev_hash, event.hash = sealed["prev_hash"], sealed["hash"]
+                    event.chain_seq = sealed["chain_seq"]
             head = events[-1].chain_seq
             if head is not None and _checkpoint_due(head):
                 transaction.on_commit(partial(_checkpoint_if_due, head), robust=True)
@@ -199,6 +218,34 @@ def _store(events: list[AuditEvent]) -> None:
     # not in the trail, so it is not in the count either.
     for event in events:
         transaction.on_commit(metrics.AUDIT_EVENTS.labels(event_type=event.event_type, severity=event.severity).inc)
+
+
+def _insert(event: AuditEvent) -> None:
+    """``event.save(force_insert=True)`` without the ORM's per-save machinery (no signal listens to
+    this model): one prepared INSERT ... RETURNING, the values prepared by each field as save() does.
+    On the hot path of every audited request, where the ORM's compile step cost about as much as
+    the statement itself."""
+    fields, sql = _insert_statement()
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields])
+        event.pk = cursor.fetchone()[0]
+    event._state.adding, event._state.db = False, connection.alias
+
+
+_INSERT: dict[str, tuple[list[models.Field], str]] = {}
+
+
+def _insert_statement() -> tuple[list[models.Field], str]:
+    if (cached := _INSERT.get(connection.vendor)) is None:
+        fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
+        quote = connection.ops.quote_name
+        columns = ", ".join(quote(field.column) for field in fields)
+        sql = (
+            f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608
+            f" RETURNING {quote(AuditEvent._meta.pk.column)}"
+        )
+        cached = _INSERT[connection.vendor] = (fields, sql)
+    return cached
 
 
 def _resource_project(resource: models.Model) -> Any:
@@ -213,12 +260,33 @@ def _resource_project(resource: models.Model) -> Any:
 def audit_seal(*, batch: int = 1000) -> int:
     """Link every committed, unsealed event into the hash chain, oldest id first; return how many.
 
-    One sealer at a time (a transaction-scoped advisory lock, held only while sealing, never
-    during the callers' own transactions). Events are chained in the order the sealer finds them
-    committed, which ``chain_seq`` records; a late commit with a lower id simply comes later in
-    the chain. Each batch is its own transaction, so a crash leaves a valid, shorter chain.
+    Waits for the chain lock (a transaction-scoped advisory lock on PostgreSQL; held only while
+    sealing, never during the callers' own transactions). Events are chained in the order the
+    sealer finds them committed, which ``chain_seq`` records; a late commit with a lower id simply
+    comes later in the chain. Each batch is its own transaction, so a crash leaves a valid, shorter
+    chain. Inside a transaction, it seals in that transaction (and sees its own uncommitted events).
+    No automatic checkpoint: ``seal_now()`` is this plus the checkpoint when one is due.
     """
-    total = 0
+    return len(_seal_all(batch=batch))
+
+
+def seal_now() -> int:
+    """Seal every pending event now, in the caller's thread, and return how many were sealed.
+
+    On PostgreSQL recording only wakes this process's background sealer; this is the way to wait
+    for the seal (operators, tests, a process about to hand the trail to someone): once it returns,
+    every event committed before the call, and inside a transaction the caller's own, is in the
+    chain. Like the background sealer, it writes an automatic checkpoint when one is due (after
+    the commit, when called inside a transaction).
+    """
+    sealed = _seal_all(batch=1000)
+    if sealed and _checkpoint_due(head := sealed[-1]["chain_seq"]):
+        transaction.on_commit(partial(_checkpoint_if_due, head), robust=True)
+    return len(sealed)
+
+
+def _seal_all(*, batch: int) -> list[dict[str, Any]]:
+    sealed: list[dict[str, Any]] = []
     relax = connection.vendor == "postgresql" and not connection.in_atomic_block
     while True:
         with transaction.atomic():
@@ -226,22 +294,22 @@ def audit_seal(*, batch: int = 1000) -> int:
             if relax:
                 with connection.cursor() as cursor:
                     cursor.execute("SET LOCAL synchronous_commit = off")  # see _try_seal_batch
-            count = len(_seal_pending(limit=batch))
-        total += count
-        if count < batch:
-            return total
+            rows = _seal_pending(limit=batch)
+        sealed += rows
+        if len(rows) < batch:
+            return sealed
 
 
 def _schedule_seal() -> None:
-    """Seal after the current transaction commits: once, however many events it records.
+    """Wake the sealer after the current transaction commits: once, however many events it records.
 
     The seal links every event committed before it, so a transaction that records many (a claim of
-    ten tasks, a batch completion) needs one seal, not one per event (each extra one costs a
-    transaction and three statements to find nothing). The callback already registered moves to
-    the end and is kept only under the savepoints open both when it was registered and now: a
-    rollback of any of those removes every event that relies on it, while a rollback of a
-    savepoint opened since leaves the earlier events, and the callback, in place. (Django drops a
-    callback when a savepoint in its set rolls back: ``BaseDatabaseWrapper.savepoint_rollback``.)
+    ten tasks, a batch completion) needs one wake-up, not one per event. The callback already
+    registered moves to the end and is kept only under the savepoints open both when it was
+    registered and now: a rollback of any of those removes every event that relies on it, while a
+    rollback of a savepoint opened since leaves the earlier events, and the callback, in place.
+    (Django drops a callback when a savepoint in its set rolls back:
+    ``BaseDatabaseWrapper.savepoint_rollback``.)
     """
     callbacks = connection.run_on_commit
     for index, (sids, func, robust) in enumerate(callbacks):
@@ -259,34 +327,128 @@ def _sealed_later() -> None:
 
 
 def _seal_after_commit() -> None:
-    """Seal after the caller's commit without ever waiting for another sealer; checkpoint when due.
+    """After the caller's commit: wake this process's sealer. No SQL, nothing to wait for."""
+    _sealer.wake()
 
-    If another sealer holds the lock, leave: it checks for pending events again after releasing
-    the lock, which happens after our commit (we saw it holding the lock after committing), so it
-    or its successor seals our event. Under load one sealer seals everyone's events in a batch.
+
+class _Sealer:
+    """This process's background sealer (PostgreSQL): one daemon thread with its own connection.
+
+    ``wake()`` (after a commit that recorded events) starts it when needed and asks for a round.
+    A round starts at most every ``SEAL_INTERVAL`` seconds, so under load each round seals a batch
+    of everyone's events. It *tries* the chain lock (``_try_seal_batch``):
+
+    - taken: it seals every pending event, commits, then looks for events committed meanwhile (the
+      re-check after releasing the lock) and, if any, asks itself for another round;
+    - held by another sealer (this or another process): that holder re-checks after releasing it,
+      which is after our writer's commit, so it (or its successor) seals our events. We still look
+      again ``SEAL_RETRY`` later, in case the holder rolled back or died instead.
+
+    Idle, it polls every ``SEAL_IDLE_POLL`` seconds for events a killed process left unsealed. A
+    failed round logs ``audit_seal_failed`` and loses nothing: the events stay pending for the next.
+    A process that exits normally seals what is pending first (``atexit``); a forked child starts
+    its own thread on its first ``wake()``.
     """
-    head_seq = None
-    try:
-        while (sealed := _try_seal_batch()) is not None:
-            if sealed:
-                head_seq = sealed[-1].chain_seq
-            if not AuditEvent.objects.filter(_PENDING).exists():
-                break
-    except Exception:  # a failed seal loses nothing: the next one (or audit_verify) picks the events up
-        log.warning("audit_seal_failed", exc_info=True)
-    if head_seq is not None and _checkpoint_due(head_seq):
-        _checkpoint_if_due(head_seq)
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._thread: threading.Thread | None = None
+        self._wakeup = threading.Event()
+        self._stopping = False
+        self._delay = SEAL_INTERVAL
+
+    def wake(self) -> None:
+        if self._thread is None or self._pid != os.getpid():
+            with self._guard:
+                if self._pid != os.getpid():
+                    self._reset()  # forked: the parent's thread does not exist here
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="audit-sealer", daemon=True)
+                    self._thread.start()
+        self._wakeup.set()
+
+    def running(self) -> bool:
+        return self._thread is not None and self._pid == os.getpid() and self._thread.is_alive()
+
+    def stop(self, *, flush: bool) -> None:
+        """End the thread (and close its connection); with ``flush``, then seal what is pending here."""
+        thread = self._thread if self._pid == os.getpid() else None
+        if thread is None:
+            return
+        self._stopping = True
+        self._wakeup.set()
+        thread.join(timeout=30)
+        with self._guard:
+            self._reset()
+        if flush and not connection.in_atomic_block:
+            try:
+                audit_seal()
+            except Exception:  # the events stay pending for the next sealer, audit_verify or purge
+                log.warning("audit_seal_failed", exc_info=True)
+
+    def _run(self) -> None:
+        last = 0.0
+        try:
+            while not self._stopping:
+                woken = self._wakeup.wait(timeout=SEAL_IDLE_POLL)
+                if self._stopping:
+                    break
+                if woken and (pause := last + self._delay - time.monotonic()) > 0:
+                    time.sleep(pause)  # the batch window: commits keep arriving meanwhile
+                self._wakeup.clear()
+                last = time.monotonic()
+                again = self._round(poll=not woken)
+                if again is not None:
+                    self._delay = again
+                    self._wakeup.set()
+                elif not woken:
+                    connection.close()  # idle: hold no connection between polls
+        finally:
+            connections.close_all()
+
+    def _round(self, *, poll: bool) -> float | None:
+        """One round; returns the delay before the next one, or None when nothing is left to do."""
+        head_seq = None
+        try:
+            if poll and not AuditEvent.objects.filter(_PENDING).exists():
+                return None
+            while (sealed := _try_seal_batch()) is not None:
+                if sealed:
+                    head_seq = sealed[-1]["chain_seq"]
+                if len(sealed) < 1000:
+                    break
+            else:
+                return SEAL_RETRY  # another sealer holds the lock: it re-checks; we look again later
+            pending = AuditEvent.objects.filter(_PENDING).exists()  # the re-check, after releasing the lock
+        except Exception:  # a failed seal loses nothing: the next one (or audit_verify) picks the events up
+            log.warning("audit_seal_failed", exc_info=True)
+            connection.close()
+            return SEAL_IDLE_POLL
+        finally:
+            if head_seq is not None and _checkpoint_due(head_seq):
+                _checkpoint_if_due(head_seq)
+        return SEAL_INTERVAL if pending else None
 
 
-def _try_seal_batch(batch: int = 1000) -> list[AuditEvent] | None:
+_sealer = _Sealer()
+# A process that recorded events and exits normally (a management command, a test run, a worker
+# shutting down) leaves none of them unsealed.
+atexit.register(lambda: _sealer.stop(flush=True))
+
+
+def _try_seal_batch(batch: int = 1000) -> list[dict[str, Any]] | None:
     """Seal one batch if the chain lock is free (PostgreSQL) and return it; None when another sealer has it.
 
     The seal commits with ``synchronous_commit = off`` when it is its own transaction. Safe because
     a seal is derived data: the events were committed durably by their own transactions, and a
     seal lost in a crash leaves them unsealed, to be sealed again by the next seal. WAL is written
     in order, so a later durable commit implies every earlier seal is durable too: no hole in the
-    chain. This saves a WAL flush per audited write. Never inside someone else's transaction,
-    whose own durability it would weaken.
+    chain. This saves a WAL flush per seal. Never inside someone else's transaction, whose own
+    durability it would weaken.
     """
     relax = not connection.in_atomic_block
     with transaction.atomic(), connection.cursor() as cursor:
@@ -301,35 +463,50 @@ def _try_seal_batch(batch: int = 1000) -> list[AuditEvent] | None:
         return _seal_pending(limit=batch)
 
 
-def _seal_pending(*, limit: int | None) -> list[AuditEvent]:
+def _seal_pending(*, limit: int | None) -> list[dict[str, Any]]:
     """Chain up to ``limit`` unsealed events (the caller holds the chain lock and a transaction).
 
+    Returns them as ``values()`` rows with their new ``prev_hash``, ``hash`` and ``chain_seq``.
     Hashes are computed from the rows as read back from the database, so they cover exactly what
-    is stored.
+    is stored. Rows, not model instances, and one UPDATE for the batch: the sealer's own cost is
+    what bounds how many events a second one sealer can link.
     """
     # The chain's head comes with the pending events, as two uncorrelated subqueries that PostgreSQL
-    # and SQLite evaluate once: one statement instead of two per seal, and a seal follows every
-    # audited commit (issue 7). Both are read in the same snapshot, under the chain lock.
+    # and SQLite evaluate once: one statement instead of two per seal. Both are read in the same
+    # snapshot, under the chain lock.
     head = AuditEvent.objects.filter(chain_seq__isnull=False).order_by("-chain_seq")
     pending = (
         AuditEvent.objects.filter(_PENDING)
         .annotate(head_seq=Subquery(head.values("chain_seq")[:1]), head_hash=Subquery(head.values("hash")[:1]))
         .order_by("id")
+        .values("head_seq", "head_hash", *CHAIN_VALUES)
     )
-    events = list(pending if limit is None else pending[:limit])
-    if not events:
+    rows = list(pending if limit is None else pending[:limit])
+    if not rows:
         return []
-    last = {"chain_seq": events[0].head_seq, "hash": events[0].head_hash}
+    last = {"chain_seq": rows[0]["head_seq"], "hash": rows[0]["head_hash"]}
     if last["chain_seq"] is None:
         last = _empty_chain_head()
     prev_hash, seq = last["hash"], last["chain_seq"]
-    for event in events:
+    for row in rows:
         seq += 1
-        event.prev_hash, event.chain_seq = prev_hash, seq
-        event.hash = prev_hash = compute_hash(event, event.prev_hash)
-    if events:
-        AuditEvent.objects.bulk_update(events, ["prev_hash", "hash", "chain_seq"])
-    return events
+        row["prev_hash"], row["chain_seq"] = prev_hash, seq
+        row["hash"] = prev_hash = compute_hash(row, prev_hash)
+    table = connection.ops.quote_name(AuditEvent._meta.db_table)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"UPDATE {table} AS e SET prev_hash = s.prev_hash, hash = s.hash, chain_seq = s.chain_seq"  # noqa: S608
+                " FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::bigint[])"
+                " AS s(id, prev_hash, hash, chain_seq) WHERE e.id = s.id",
+                [[row[field] for row in rows] for field in ("id", "prev_hash", "hash", "chain_seq")],
+            )
+        else:
+            cursor.executemany(
+                f"UPDATE {table} SET prev_hash = %s, hash = %s, chain_seq = %s WHERE id = %s",  # noqa: S608
+                [(r["prev_hash"], r["hash"], r["chain_seq"], r["id"]) for r in rows],
+            )
+    return rows
 
 
 def _empty_chain_head() -> dict[str, Any]:
@@ -488,6 +665,9 @@ def audit_purge(*, before: dt.datetime, actor: Any = None) -> int:
         "last_purged_hash": last_purged["hash"],
     }
     record("audit.purged", actor=actor, details=checkpoints.sign_anchor(details, key) if key else details)
+    # Sealed here, under the chain lock this transaction holds: the checkpoint after the commit then
+    # signs a chain that already starts from the purge's anchor and contains its event.
+    _seal_pending(limit=None)
     if checkpoints.configured_folder() is not None:
         # Sign the chain's new start at once, rather than after the next interval.
         transaction.on_commit(partial(_checkpoint_if_due, 0, every=1), robust=True)

@@ -4,8 +4,10 @@ These are the hot paths of dispatch (claim, complete, heartbeat, submit): one mo
 of them is a cost every task pays, so a change that adds one must change the count here on purpose.
 The counts are as the test client sees them: the service's transaction is a savepoint inside the
 test's (SAVEPOINT + RELEASE: two statements that are BEGIN/COMMIT in production, where the driver
-does not count them), and the audit seal that follows each commit runs inside the count
-(``django_capture_on_commit_callbacks``). ``_production`` subtracts those savepoints, for the figures
+does not count them), and the after-commit callbacks run inside the count
+(``django_capture_on_commit_callbacks``): the audit seal's only wakes the process's background
+sealer, which seals in batches on a connection of its own (docs/audit.md), so it adds none.
+``_production`` subtracts those savepoints, for the figures
 quoted in docs/SCALING.md (where a service nests savepoints of its own, the test says so).
 """
 
@@ -56,23 +58,22 @@ def _claim(worker: Any, **body: Any) -> list[dict[str, Any]]:
     return response.json()["tasks"]
 
 
-def test_it_claims_one_task_in_seventeen_statements(warm, django_capture_on_commit_callbacks):
+def test_it_claims_one_task_in_eleven_statements(warm, django_capture_on_commit_callbacks):
     # the agent, the reap check; [savepoint] the spent budgets, the full concurrency keys, the locking
-    # select, the update, the attempt, the event, pg_notify [release]; the seal: [savepoint] lock,
-    # head with pending events, update [release], the check for events committed meanwhile
-    with statements(17, django_capture_on_commit_callbacks) as context:
+    # select, the update, the attempt, the event, pg_notify [release]; no seal on this connection
+    with statements(11, django_capture_on_commit_callbacks) as context:
         assert len(_claim(warm)) == 1
-    assert _production(context) == 13
+    assert _production(context) == 9
 
 
-def test_it_completes_a_task_in_fifteen_statements(warm, django_capture_on_commit_callbacks):
+def test_it_completes_a_task_in_nine_statements(warm, django_capture_on_commit_callbacks):
     [task] = _claim(warm)
     # the agent; [savepoint] the fenced update, the attempt, the task read back, the event, pg_notify,
-    # the webhooks outbox lookup [release]; the seal (six, as for a claim)
-    with statements(15, django_capture_on_commit_callbacks) as context:
+    # the webhooks outbox lookup [release]
+    with statements(9, django_capture_on_commit_callbacks) as context:
         body = {"attempt": task["attempt"], "result": {"ok": True}}
         assert warm.api.post(f"/api/v1/tasks/{task['id']}/complete/", body).status_code == 200
-    assert _production(context) == 11
+    assert _production(context) == 7
 
 
 def test_it_heartbeats_in_three_statements(warm, django_capture_on_commit_callbacks):
@@ -81,32 +82,32 @@ def test_it_heartbeats_in_three_statements(warm, django_capture_on_commit_callba
         assert warm.api.post("/api/v1/agent/heartbeat/", {"status": "busy"}).status_code == 200
 
 
-def test_it_submits_a_task_in_seventeen_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
+def test_it_submits_a_task_in_eleven_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
     # the orchestra; [savepoint] the budgets, the fair-queue position, the project check, [savepoint]
-    # the insert (idempotency) [release], the project, the event [release]; the seal (six)
-    with statements(17, django_capture_on_commit_callbacks) as context:
+    # the insert (idempotency) [release], the project, the event [release]
+    with statements(11, django_capture_on_commit_callbacks) as context:
         body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}}
         assert operator_api.post("/api/v1/tasks/", body).status_code == 201
-    assert _production(context) == 11
+    assert _production(context) == 7
 
 
 def test_it_claims_ten_tasks_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):
-    # the same seventeen: one update, one insert of the attempts, one of the events, one pg_notify, one seal
-    with statements(17, django_capture_on_commit_callbacks) as context:
+    # the same eleven: one update, one insert of the attempts, one of the events, one pg_notify
+    with statements(11, django_capture_on_commit_callbacks) as context:
         assert len(_claim(warm, max_tasks=10)) == 10
-    assert _production(context) == 13
+    assert _production(context) == 9
 
 
 def test_it_completes_ten_tasks_in_one_request_with_one_seal(warm, django_capture_on_commit_callbacks):
     tasks = _claim(warm, max_tasks=10)
     results = [{"task": t["id"], "attempt": t["attempt"], "result": {"ok": True}} for t in tasks]
     # the agent; [savepoint] per entry: [savepoint] the five of a completion but pg_notify [release];
-    # one pg_notify for the ten [release]; one seal
-    with statements(1 + 2 + 10 * 7 + 1 + 6, django_capture_on_commit_callbacks) as context:
+    # one pg_notify for the ten [release]
+    with statements(1 + 2 + 10 * 7 + 1, django_capture_on_commit_callbacks) as context:
         response = warm.api.post("/api/v1/agent/complete/", {"results": results})
     assert response.json()["completed"] == 10
     [notify] = [q["sql"] for q in context.captured_queries if "pg_notify" in q["sql"]]
     assert all(str(t["id"]) in notify for t in tasks)
     # In production the entries' savepoints stay (they are inside the batch's transaction); only the
-    # batch's and the seal's own savepoints are BEGIN/COMMIT there: 76 statements for ten tasks.
-    assert len(context.captured_queries) - 4 == 1 + 10 * 7 + 1 + 4
+    # batch's own savepoint is BEGIN/COMMIT there: 72 statements for ten tasks.
+    assert len(context.captured_queries) - 2 == 1 + 10 * 7 + 1

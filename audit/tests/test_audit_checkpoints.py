@@ -210,6 +210,7 @@ def test_it_writes_a_checkpoint_after_every_n_events(folder, settings, django_ca
     for n in range(8):
         with django_capture_on_commit_callbacks(execute=True):
             audit.record("resource.updated", resource_type="agents.agent", resource_id=str(n))
+            audit.seal_now()  # what the background sealer does: seal, then checkpoint when due
     seqs = [json.loads(path.read_bytes())["checkpoint"]["seq"] for path in _files(folder)]
     assert seqs == [1, 4, 7]  # the first as soon as there is a chain, then every 3
     assert "matches 3 signed checkpoint(s)" in _run("audit_verify")
@@ -231,6 +232,7 @@ def test_a_failing_automatic_checkpoint_never_fails_the_audited_action(
     settings.SYMPHONY_AUDIT_CHECKPOINT_EVERY = 1
     with django_capture_on_commit_callbacks(execute=True):
         audit.record("auth.login")
+        audit.seal_now()
     assert AuditEvent.objects.get().hash  # recorded and sealed
     with pytest.raises(CommandError, match="not-a-folder"):
         _run("audit_checkpoint")

@@ -6,6 +6,7 @@ import threading
 
 import pytest
 from django.db import DatabaseError, connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 import audit
 from accounts.services import api_key_create
@@ -105,6 +106,7 @@ def test_it_links_each_event_to_the_previous_one(django_capture_on_commit_callba
     with django_capture_on_commit_callbacks(execute=True):
         first = audit.record("system.started")
         second = audit.record("system.config.changed", details={"setting": "X"})
+    audit.seal_now()  # on PostgreSQL the commit only woke the background sealer
     first.refresh_from_db()
     second.refresh_from_db()
     assert (first.chain_seq, second.chain_seq) == (1, 2)
@@ -115,13 +117,26 @@ def test_it_links_each_event_to_the_previous_one(django_capture_on_commit_callba
 
 @pytest.mark.postgres
 @pytest.mark.django_db
-def test_it_seals_after_the_commit_on_postgresql(django_capture_on_commit_callbacks):
+def test_it_costs_the_writer_no_statement_after_the_commit_on_postgresql(django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
         event = audit.record("system.started")
     assert AuditEvent.objects.get(pk=event.pk).hash is None  # not chained inside the caller's transaction
-    for callback in callbacks:
-        callback()
+    with CaptureQueriesContext(connection) as context:
+        for callback in callbacks:
+            callback()  # wakes the background sealer (which cannot see this test's transaction)
+    assert context.captured_queries == []
+    assert audit.seal_now() == 1
     assert AuditEvent.objects.get(pk=event.pk).hash is not None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_the_background_sealer_seals_a_committed_event_on_postgresql(audit_sealing):
+    with transaction.atomic():
+        event = audit.record("system.started")
+    audit_sealing.wait()  # nobody seals here: the process's sealer thread does
+    assert AuditEvent.objects.get(pk=event.pk).chain_seq == 1
+    assert verify_chain(seal=False).ok
 
 
 @pytest.mark.postgres
@@ -148,7 +163,7 @@ def test_it_keeps_events_and_chain_when_the_actor_is_deleted():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_it_writes_inside_the_callers_transaction_on_postgresql():
+def test_it_writes_inside_the_callers_transaction_on_postgresql(audit_sealing):
     with pytest.raises(RuntimeError), transaction.atomic():
         audit.record("role.created", details={"name": "doomed"})
         raise RuntimeError("the change fails")
@@ -157,7 +172,8 @@ def test_it_writes_inside_the_callers_transaction_on_postgresql():
     with transaction.atomic():
         audit.record("role.created", details={"name": "kept"})
     assert list(AuditEvent.objects.values_list("details__name", flat=True)) == ["kept"]
-    result = verify_chain(seal=False)  # sealed by the commit itself, not by verify
+    audit_sealing.wait()
+    result = verify_chain(seal=False)  # sealed in the background after the commit, not by verify
     assert result.ok and result.checked == 1 and result.unsealed == 0
 
 
@@ -171,7 +187,7 @@ def test_it_leaves_no_event_when_a_savepoint_rolls_back():
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_it_keeps_the_chain_correct_under_concurrent_writers():
+def test_it_keeps_the_chain_correct_under_concurrent_writers(audit_sealing):
     threads, per_thread = 8, 25
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
@@ -195,9 +211,10 @@ def test_it_keeps_the_chain_correct_under_concurrent_writers():
 
     assert errors == []
     assert AuditEvent.objects.count() == threads * per_thread
+    audit_sealing.wait()
     result = verify_chain(chunk_size=17, seal=False)  # chunk boundaries inside the walk
     assert result.ok, result
-    assert result.unsealed == 0  # every commit's own seal ran
+    assert result.unsealed == 0  # the background sealer, not verify, sealed them
     assert result.checked == threads * per_thread
     assert connection.vendor == "postgresql"
 
@@ -205,7 +222,7 @@ def test_it_keeps_the_chain_correct_under_concurrent_writers():
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 @pytest.mark.parametrize("first_in_savepoint", [False, True])
-def test_it_seals_once_per_transaction_and_survives_a_later_savepoint_rollback(first_in_savepoint):
+def test_it_seals_once_per_transaction_and_survives_a_later_savepoint_rollback(first_in_savepoint, audit_sealing):
     """Several events of one transaction share one seal; a savepoint rolled back after the first
     event (which took over the seal from it) must not take the seal away from the first."""
     with transaction.atomic():
@@ -221,18 +238,20 @@ def test_it_seals_once_per_transaction_and_survives_a_later_savepoint_rollback(f
         seals = [f for _, f, _ in connection.run_on_commit if f.__name__ == "_seal_after_commit"]
         assert len(seals) == 1
     assert sorted(AuditEvent.objects.values_list("details__name", flat=True)) == ["kept", "kept too"]
+    audit_sealing.wait()
     result = verify_chain(seal=False)
     assert result.ok and result.checked == 2 and result.unsealed == 0
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
-def test_it_keeps_the_seal_of_an_earlier_event_when_the_only_later_one_rolls_back():
+def test_it_keeps_the_seal_of_an_earlier_event_when_the_only_later_one_rolls_back(audit_sealing):
     with transaction.atomic():
         audit.record("role.created", details={"name": "kept"})
         with pytest.raises(RuntimeError), transaction.atomic():
             audit.record("role.created", details={"name": "doomed"})  # takes over the seal callback
             raise RuntimeError
+    audit_sealing.wait()
     result = verify_chain(seal=False)
     assert result.ok and result.checked == 1 and result.unsealed == 0
 
@@ -248,6 +267,7 @@ def test_it_records_many_events_in_one_insert_chained_in_order(django_capture_on
                 for n in range(1, 4)
             ],
         )
+    audit.seal_now()
     stored = list(AuditEvent.objects.order_by("chain_seq"))
     assert [e.pk for e in stored] == [e.pk for e in events]
     assert [(e.resource_id, e.details, e.actor_name) for e in stored] == [
