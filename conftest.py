@@ -129,12 +129,13 @@ _DB_FIXTURES = {"db", "transactional_db", "live_server", "django_db_reset_sequen
 
 @pytest.fixture(autouse=True)
 def _seeded_catalog(request: pytest.FixtureRequest) -> None:
-    """Every database test starts with the permission catalog and the system roles.
+    """Every database test starts with the permission catalog, the system roles and the ``default``
+    project (all three made by migrations).
 
     A transactional test with ``serialized_rollback`` ends with a flush that skips ``post_migrate``,
     leaving the next test in that worker an empty database; which test comes next depends on xdist's
     scheduling. Tests with ``serialized_rollback`` restore the data themselves; for the others the
-    missing rows are created inside the test's own transaction (two queries when nothing is missing).
+    missing rows are created inside the test's own transaction (three queries when nothing is missing).
     Every transactional test uses ``serialized_rollback``: a plain one's flush re-creates the content
     types under new ids, and the next serialized test's restore then collides with them.
     """
@@ -144,9 +145,11 @@ def _seeded_catalog(request: pytest.FixtureRequest) -> None:
     if (marker and marker.kwargs.get("serialized_rollback")) or "django_db_serialized_rollback" in request.fixturenames:
         return
     request.getfixturevalue("_django_db_helper")
+    from accounts.models import default_project_id
     from accounts.seeding import ensure_catalog
 
     ensure_catalog()
+    default_project_id()
 
 
 @pytest.fixture(scope="session")

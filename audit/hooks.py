@@ -11,6 +11,9 @@ The emitting apps never import their listeners: this module is the only thing bo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from django.dispatch import Signal
@@ -27,3 +30,27 @@ def emit(event_type: str, *, data: dict[str, Any], project_id: int | None = None
     transaction then rolls back, as it should: the change and its notification go together).
     """
     domain_event.send(sender=None, event_type=event_type, project_id=project_id, data=data)
+
+
+_batch: ContextVar[dict[Any, Any] | None] = ContextVar("symphony_domain_event_batch", default=None)
+
+
+@contextmanager
+def batched() -> Iterator[None]:
+    """Mark a service call that emits many events in one transaction (a batch completion): listeners
+    may then keep what they read for one event for the next (``batch_memo``), instead of reading it
+    again for each. Nested calls share the outer batch."""
+    if _batch.get() is not None:
+        yield
+        return
+    token = _batch.set({})
+    try:
+        yield
+    finally:
+        _batch.reset(token)
+
+
+def batch_memo() -> dict[Any, Any] | None:
+    """A dict that lives as long as the current ``batched()`` block, or None outside one. Only for
+    reads that the block's own writes cannot change."""
+    return _batch.get()

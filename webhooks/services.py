@@ -16,6 +16,7 @@ from rest_framework.exceptions import ValidationError
 
 import audit
 from accounts.models import Project
+from audit import hooks as domain_events
 from webhooks import crypto, ssrf
 from webhooks.models import Delivery, Webhook
 
@@ -128,16 +129,24 @@ def webhook_signing_secrets(webhook: Webhook, *, now: Any = None) -> list[str]:
     return found
 
 
+def _enabled_webhooks(project_id: int) -> list[Webhook]:
+    """The project's enabled webhooks: read once per batch of events (``domain_events.batched``)."""
+    memo = domain_events.batch_memo()
+    key = ("webhooks.enabled", project_id)
+    if memo is not None and key in memo:
+        return memo[key]
+    found = list(Webhook.objects.filter(project_id=project_id, enabled=True).only("id", "events"))
+    if memo is not None:
+        memo[key] = found
+    return found
+
+
 def outbox_enqueue(*, event_type: str, project_id: int | None, data: dict[str, Any]) -> list[Delivery]:
     """Write one pending delivery per enabled webhook of ``project_id`` whose patterns match, in the
     caller's transaction (one SELECT, and one INSERT when something matches). Nothing is sent here."""
     if project_id is None:
         return []
-    hooks = [
-        hook
-        for hook in Webhook.objects.filter(project_id=project_id, enabled=True).only("id", "events")
-        if event_matches(hook.events, event_type)
-    ]
+    hooks = [hook for hook in _enabled_webhooks(project_id) if event_matches(hook.events, event_type)]
     if not hooks:
         return []
     now = timezone.now()

@@ -16,7 +16,7 @@ import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
-from django.db.models import BigIntegerField, Case, DateTimeField, F, Q, Value, When
+from django.db.models import BigIntegerField, Case, DateTimeField, F, JSONField, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from rest_framework.exceptions import APIException, ValidationError
@@ -71,8 +71,6 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
 def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     now = timezone.now()
     candidates = flow.claim_candidates(Task.objects.claimable(agent), project_id=agent.project_id)
-    if candidates is None:  # the project's budget is spent
-        return []
     if connection.features.has_select_for_update_skip_locked:
         candidates = candidates.select_for_update(skip_locked=True, of=("self",))
     # Whole rows, not just ids: they are locked (PostgreSQL) or under the write lock (SQLite) until we
@@ -198,9 +196,7 @@ def task_complete(
     ``NotTaskHolder`` (403)."""
     check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
     now = timezone.now()
-    if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(
-        status=Task.Status.SUCCEEDED, result=result, error="", lease_expires_at=None, finished_at=now, updated_at=now
-    ):
+    if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(**_succeeded(now), result=result):
         raise _lease_error(task_id=task_id, agent=agent)
     _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
     task = Task.objects.select_related("submitter", "project").get(pk=task_id)
@@ -212,11 +208,8 @@ def task_complete(
 
         parent_complete(task=task, now=now)
     if task.status == Task.Status.SUCCEEDED:
-        hooks.run_task_finished(task)
-    if task.status == Task.Status.SUCCEEDED:
-        _emit_task_finished(task, "task.succeeded")
-    duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
-    transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
+        _task_succeeded(task)
+    _observe_success(task, now)
     return task
 
 
@@ -239,11 +232,32 @@ def task_complete_batch(*, agent: Agent, results: list[dict[str, Any]]) -> list[
     reported as DRF's) is rolled back to its savepoint and reported, and the others still complete.
     All of it is one transaction, so the audit chain is sealed once for the batch. Anything else (a
     database error) raises and completes nothing.
+
+    Plain entries (no ``usage``, no ``wait_for_children``) of tasks the agent holds under their
+    attempt, outside workflows and parents, are completed set-wise: one locking read, one UPDATE of
+    the tasks, one of their attempts, one read back, one INSERT of their events, whatever the batch's
+    size (``_complete_held``). Every other entry, refused ones included, goes through
+    ``task_complete`` on its own, which also explains a refusal.
     """
-    outcomes = []
-    with notifications_collected() as notified:  # one pg_notify for the batch, not one per entry
-        for entry in results:
-            outcome = CompletionOutcome(task_id=entry["task"], attempt=entry["attempt"])
+    outcomes = [CompletionOutcome(task_id=entry["task"], attempt=entry["attempt"]) for entry in results]
+    with notifications_collected() as notified, domain_events.batched():  # one pg_notify for the batch
+        plain = {}
+        for index, entry in enumerate(results):
+            if entry.get("usage") or entry.get("wait_for_children") or entry["task"] in plain:
+                continue
+            try:
+                check_json_size("result", entry.get("result"), settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
+            except APIException as exc:
+                outcomes[index].error = exc
+                continue
+            plain[entry["task"]] = index
+        done = _complete_held(agent=agent, entries={task_id: results[i] for task_id, i in plain.items()})
+        for task_id, task in done.items():
+            outcomes[plain[task_id]].task = task
+        for index, entry in enumerate(results):
+            outcome = outcomes[index]
+            if outcome.task is not None or outcome.error is not None:
+                continue
             fields = {key: value for key, value in entry.items() if key != "task"}
             mark = len(notified)
             try:
@@ -254,8 +268,73 @@ def task_complete_batch(*, agent: Agent, results: list[dict[str, Any]]) -> list[
                 outcome.error = ValidationError(as_serializer_error(exc))
             if outcome.error is not None:
                 del notified[mark:]  # rolled back with the entry's savepoint
-            outcomes.append(outcome)
     return outcomes
+
+
+def _complete_held(*, agent: Agent, entries: dict[int, dict[str, Any]]) -> dict[int, Task]:
+    """Complete, set-wise, those of ``entries`` (task id: entry) that ``agent`` holds under the entry's
+    attempt and that no workflow or parent waits on; return them by id. The others are left alone
+    (not locked, not changed) for ``task_complete`` to complete or refuse one by one."""
+    if not entries:
+        return {}
+    held = Task.objects.filter(pk__in=list(entries), status=Task.Status.RUNNING, agent=agent)
+    if connection.features.has_select_for_update_skip_locked:
+        held = held.select_for_update(of=("self",))  # until commit: nobody moves the lease meanwhile
+    rows = held.values_list("id", "last_attempt", "workflow", "parent_id")
+    ids = [pk for pk, attempt, workflow, parent in rows
+           if attempt == entries[pk]["attempt"] and workflow is None and parent is None]  # fmt: skip
+    if not ids:
+        return {}
+    now = timezone.now()
+    # A null result is SQL NULL, as ``update(result=None)`` stores it, not JSON null.
+    results = Case(*(When(pk=pk, then=_json(entries[pk].get("result"))) for pk in ids), output_field=JSONField())
+    updated = Task.objects.filter(pk__in=ids, status=Task.Status.RUNNING, agent=agent).update(
+        **_succeeded(now), result=results
+    )
+    if updated != len(ids):  # not expected under the lock: let each entry be answered on its own
+        raise RuntimeError("held tasks changed under their row locks")
+    attempts = Q()
+    for pk in ids:
+        attempts |= Q(task_id=pk, number=entries[pk]["attempt"])
+    TaskAttempt.objects.filter(attempts, outcome=TaskAttempt.Outcome.RUNNING).update(
+        outcome=TaskAttempt.Outcome.SUCCEEDED, finished_at=now
+    )
+    tasks = {task.pk: task for task in Task.objects.select_related("submitter", "project").filter(pk__in=ids)}
+    audit.record_many(
+        "task.completed",
+        [{"resource": tasks[pk], "details": {"agent": agent.name, "attempt": entries[pk]["attempt"]}} for pk in ids],
+    )
+    tasks_notify(task_ids=ids)
+    for pk in ids:
+        _task_succeeded(tasks[pk])
+        _observe_success(tasks[pk], now)
+    return tasks
+
+
+def _json(value: Any) -> Value | None:
+    return None if value is None else Value(value, output_field=JSONField())
+
+
+def _succeeded(now: datetime) -> dict[str, Any]:
+    """The columns a completion sets, but the result."""
+    return {
+        "status": Task.Status.SUCCEEDED,
+        "error": "",
+        "lease_expires_at": None,
+        "finished_at": now,
+        "updated_at": now,
+    }
+
+
+def _task_succeeded(task: Task) -> None:
+    """What follows a task's success in its transaction: the hooks and its domain event."""
+    hooks.run_task_finished(task)
+    _emit_task_finished(task, "task.succeeded")
+
+
+def _observe_success(task: Task, now: datetime) -> None:
+    duration = (now - task.claimed_at).total_seconds() if task.claimed_at else None
+    transaction.on_commit(lambda: metrics.observe_outcome("succeeded", duration))
 
 
 @transaction.atomic

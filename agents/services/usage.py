@@ -4,7 +4,8 @@
 is counted exactly when the report is accepted. It adds the cost to every matching budget under a row
 lock, rolling the budget into a new period when the old one ended, and records ``budget.threshold_crossed``
 (80 %) and ``budget.exhausted`` (100 %) once per period each. Exhausted budgets are then skipped by
-claims (``exhausted_scopes``) and refuse submissions (``budget_check``, 429 ``budget_exhausted``).
+claims (``exhausted_budgets``, a subquery of the claim: ``flow.claim_candidates``) and refuse
+submissions (``budget_check``, 429 ``budget_exhausted``).
 """
 
 from __future__ import annotations
@@ -52,12 +53,6 @@ def _current_periods(now: dt.datetime | None = None) -> Q:
 def exhausted_budgets() -> Any:
     """Budgets spent in their current period (one indexed read; the budget table is small)."""
     return Budget.objects.filter(_current_periods(), spent__gte=F("limit"))
-
-
-def exhausted_scopes(*, project_id: int) -> tuple[bool, set[int]]:
-    """Whether the project's own budget is spent, and the ids of its orchestras whose budget is."""
-    rows = list(exhausted_budgets().filter(project_id=project_id).values_list("orchestra_id", flat=True))
-    return None in rows, {pk for pk in rows if pk is not None}
 
 
 def _covering(*, project_id: int, orchestra_id: int | None) -> Q:

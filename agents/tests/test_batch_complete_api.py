@@ -83,6 +83,24 @@ def test_it_keeps_the_lease_of_an_oversize_result_and_completes_the_rest(make_ag
     assert Task.objects.get(pk=big["id"]).status == "running"
 
 
+def test_it_answers_a_mixed_batch_in_order(make_agent, orchestra):
+    """Plain entries are completed together, the others one by one; the answers keep the request's order."""
+    from agents.models import UsageRecord
+
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory.create_batch(3, orchestra=orchestra)
+    plain, metered, empty = claim(worker, max_tasks=3)
+    usage = [{"model": "gpt-x", "input_tokens": 10, "output_tokens": 5, "cost": "0.01", "currency": "USD"}]
+    results = [entry(metered, usage=usage), entry(plain), entry(plain), {"task": empty["id"], "attempt": 1}]
+    answers = worker.api.post(URL, {"results": results}).json()["results"]
+    assert [(a["task"], a["status_code"]) for a in answers] == [
+        (metered["id"], 200), (plain["id"], 200), (plain["id"], 409), (empty["id"], 200)
+    ]  # fmt: skip
+    assert UsageRecord.objects.filter(task_id=metered["id"]).count() == 1
+    assert Task.objects.filter(pk=empty["id"], status="succeeded", result__isnull=True).exists()  # SQL NULL
+    assert AuditEvent.objects.filter(event_type="task.completed").count() == 3
+
+
 @pytest.mark.parametrize(
     ("results", "field"),
     [

@@ -306,9 +306,9 @@ def test_it_claims_and_completes_a_task_in_a_fixed_number_of_queries(
     seal = 2 if connection.vendor == "sqlite" else 0
     savepoint = 2  # the service's transaction, inside the test's
     notify = 1 if connection.vendor == "postgresql" else 0  # pg_notify for the live streams
-    # the agent, the reap check, the spent budgets, the full concurrency keys, the locking select, the
-    # update, the attempt, the event
-    with django_assert_num_queries(8 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
+    # the agent, the reap check, the locking select (spent budgets and full concurrency keys are its
+    # subqueries), the update, the attempt, the event
+    with django_assert_num_queries(6 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
         (task,) = claim(worker)
     # the agent, the update, the attempt, the task read back, the event, the webhooks outbox lookup
     with django_assert_num_queries(6 + savepoint + seal + notify), django_capture_on_commit_callbacks(execute=True):
