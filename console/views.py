@@ -149,3 +149,49 @@ def approval_decide(request: HttpRequest, pk: int) -> HttpResponse:
     else:
         messages.success(request, f"Approval #{pk} {'approved' if approve else 'rejected'}.")
     return HttpResponseRedirect(reverse("console:approvals"))
+
+
+def _submit_page(request: HttpRequest, form_class: Any, *, title: str, changelist: str) -> HttpResponse:
+    """GET: the empty form; POST: validate as the API does, call the service, go to the new object."""
+    from django.contrib import admin
+
+    from console import submit
+
+    if not submit.may_submit(request.user):
+        raise PermissionDenied("Submitting needs agent:execute in some project.")
+    form = form_class(request.POST or None, user=request.user)
+    if request.method == "POST" and form.is_valid():
+        outcome = form.submit()  # the service is atomic: a refusal writes nothing
+        if outcome is not None:
+            obj, created = outcome
+            noun = "Task" if isinstance(obj, Task) else "Workflow run"
+            if created:
+                messages.success(request, f"{noun} #{obj.pk} submitted.")
+            else:
+                messages.info(request, f"{noun} #{obj.pk} was already submitted with this idempotency key.")
+            url = "admin:agents_task_change" if isinstance(obj, Task) else "admin:workflows_workflowrun_change"
+            return HttpResponseRedirect(reverse(url, args=[obj.pk]))
+    context = {
+        **admin.site.each_context(request),
+        "title": title,
+        "form": form,
+        "changelist_url": reverse(changelist),
+        "changelist_name": "Tasks" if "task" in changelist else "Workflow runs",
+    }
+    return TemplateResponse(request, "console/submit.html", context)
+
+
+def task_submit_page(request: HttpRequest) -> HttpResponse:
+    """Submit a task (``agent:execute`` in the orchestra's project), as ``POST /api/v1/tasks/``."""
+    from console.submit import TaskSubmitForm
+
+    return _submit_page(request, TaskSubmitForm, title="Submit a task", changelist="admin:agents_task_changelist")
+
+
+def workflow_submit_page(request: HttpRequest) -> HttpResponse:
+    """Start a workflow run (``agent:execute`` in the orchestra's project), as ``POST /api/v1/workflows/``."""
+    from console.submit import WorkflowSubmitForm
+
+    return _submit_page(
+        request, WorkflowSubmitForm, title="Start a workflow run", changelist="admin:workflows_workflowrun_changelist"
+    )

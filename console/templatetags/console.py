@@ -71,3 +71,11 @@ def seconds(value: float | None) -> str:
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
+
+
+@register.filter
+def may_submit(user: Any) -> bool:
+    """Whether ``user`` holds ``agent:execute`` in some project (the Submit buttons)."""
+    from console.submit import may_submit as allowed
+
+    return allowed(user)

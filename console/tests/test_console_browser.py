@@ -158,3 +158,30 @@ def test_an_operator_approves_from_the_inbox_and_the_workflow_moves_on(live_serv
     page.goto(f"{live_server.url}/no-such-page/")
     page.wait_for_selector("#error-404")
     assert problems == []
+
+
+def test_an_operator_submits_a_task_and_a_workflow_from_the_lists(live_server, page, world):
+    problems = _watch_csp(page)
+    _login(page, live_server, "alpha-op", "/admin/agents/task/")
+    page.click("#console-submit-task")
+    page.select_option("#id_orchestra", str(world.alpha.orchestra.pk))
+    page.fill("#id_kind", "echo")
+    page.fill("#id_input", '{"text": ')
+    page.click("#console-submit")
+    expect(page.locator("#row-input .errorlist")).to_contain_text("Not valid JSON")
+    page.fill("#id_input", '{"text": "hello"}')
+    page.click("#console-submit")
+    page.wait_for_selector("#console-task-status")
+    task = Task.objects.latest("id")
+    assert task.input == {"text": "hello"} and task.submitter == world.operator
+    assert f"Task #{task.pk} submitted." in page.text_content(".messagelist")
+    page.goto(f"{live_server.url}/admin/workflows/workflowrun/")
+    page.click("#console-submit-workflow")
+    page.select_option("#id_orchestra", str(world.alpha.orchestra.pk))
+    page.fill("#id_name", "nightly")
+    page.fill("#id_steps", '[{"key": "a", "kind": "echo"}, {"key": "b", "kind": "echo", "depends_on": ["a"]}]')
+    page.click("#console-submit")
+    page.wait_for_selector("#console-dag svg")
+    assert page.locator("#console-dag a.step").count() == 2
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert problems == []
