@@ -195,3 +195,57 @@ def workflow_submit_page(request: HttpRequest) -> HttpResponse:
     return _submit_page(
         request, WorkflowSubmitForm, title="Start a workflow run", changelist="admin:workflows_workflowrun_changelist"
     )
+
+
+def _usage_charts(numbers: dict[str, Any]) -> list[tuple[str, Any]]:
+    """The token chart (input below, output above) and one cost chart per currency."""
+    from console import charts
+
+    fmt = numbers["tick_format"]
+    buckets = numbers["series"]["buckets"]
+    stamp = "%Y-%m-%d %H:%M" if numbers["period"] == "24h" else "%Y-%m-%d"
+    token_bars = [
+        {
+            "start": b["start"],
+            "title": f"{b['start']:{stamp}} UTC: {b['input_tokens']} input, {b['output_tokens']} output tokens",
+            "parts": [("ok", b["input_tokens"]), ("run", b["output_tokens"])],
+        }
+        for b in buckets
+    ]
+    out = [("Tokens (input, output)", charts.stacked_svg(token_bars, label="tokens", tick_format=fmt,
+                                                          peak_label=charts.compact))]  # fmt: skip
+    for currency in numbers["series"]["currencies"][:3]:
+        bars = [
+            {
+                "start": b["start"],
+                "title": f"{b['start']:{stamp}} UTC: {b['cost'].get(currency, 0):.4f} {currency}",
+                "parts": [("cost", b["cost"].get(currency, 0))],
+            }
+            for b in buckets
+        ]
+        out.append((f"Cost ({currency})", charts.stacked_svg(bars, label=f"cost in {currency}", tick_format=fmt,
+                                                            peak_label=lambda p: f"{p:.2f}")))  # fmt: skip
+    return out
+
+
+@require_GET
+def usage_page(request: HttpRequest) -> HttpResponse:
+    """Tokens and cost of the viewer's projects over ``?period=24h|7d|30d`` (400 naming ``period``
+    for anything else): charts over time, then tables per project, orchestra, agent and model."""
+    from django.contrib import admin
+
+    from console.usage import DEFAULT_PERIOD, PERIODS, usage_numbers
+
+    period = request.GET.get("period", DEFAULT_PERIOD)
+    if period not in PERIODS:
+        return HttpResponse(f"period: one of {', '.join(PERIODS)}", status=400, content_type="text/plain")
+    numbers = usage_numbers(viewer=request.user, period=period)
+    context = {
+        **admin.site.each_context(request),
+        "title": "LLM usage",
+        "usage": numbers,
+        "charts": _usage_charts(numbers) if numbers["readable"] else [],
+        "periods": list(PERIODS),
+        "groups": [(name, numbers["tables"][name]) for name in ("project", "orchestra", "agent", "model")],
+    }
+    return TemplateResponse(request, "console/usage.html", context)

@@ -42,6 +42,13 @@ def console_agent_tasks(agent: Any) -> dict[str, Any]:
     return agent_tasks(agent)
 
 
+@register.simple_tag
+def console_agent_usage(agent: Any) -> list[dict[str, Any]]:
+    from console.usage import agent_usage
+
+    return agent_usage(agent)
+
+
 @register.simple_tag(takes_context=True)
 def console_workflow(context: template.Context, run: Any) -> dict[str, Any]:
     from accounts.access import projects_with

@@ -185,3 +185,32 @@ def test_an_operator_submits_a_task_and_a_workflow_from_the_lists(live_server, p
     assert page.locator("#console-dag a.step").count() == 2
     assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     assert problems == []
+
+
+def test_the_usage_page_fits_the_screen_and_follows_the_period(live_server, page, world):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from agents.flow_models import UsageRecord
+
+    for side, cost in ((world.alpha, "0.75"), (world.beta, "3.00")):
+        UsageRecord.objects.create(
+            project=side.project, orchestra=side.orchestra, agent=side.busy, model="gpt-4o", input_tokens=1200,
+            output_tokens=300, cost=Decimal(cost), source="completion", created_at=timezone.now(),
+        )  # fmt: skip
+    problems = _watch_csp(page)
+    _login(page, live_server, "alpha-viewer")
+    page.click("#dash-usage-link")
+    page.wait_for_selector("#usage-charts svg.console-chart")
+    assert "0.7500 USD" in page.text_content("#usage-by-project") and "beta" not in page.text_content("#content")
+    page.click("#usage-period-30d")
+    expect(page.locator("#usage-period-30d")).to_have_class("selected")
+    assert page.locator("#content-main button, #content-main input[type=submit]").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.click("#usage-by-model tbody a")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 1
+    page.goto(f"{live_server.url}/admin/agents/agent/{world.alpha.busy.pk}/change/")
+    assert "1500" in page.text_content("#console-agent-usage")
+    assert problems == []
