@@ -86,3 +86,11 @@ def may_submit(user: Any) -> bool:
     from console.submit import may_submit as allowed
 
     return allowed(user)
+
+
+@register.filter(name="short")
+def short_filter(value: Any, keep: int = 10) -> Any:
+    """A long id or hash cut to ``keep`` characters, the whole on hover (``symphony.display.short``)."""
+    from symphony.display import short
+
+    return short(value, int(keep))
