@@ -73,7 +73,57 @@ def task_statuses(request: HttpRequest) -> JsonResponse:
         message = f"ids: up to {MAX_STATUS_IDS} task ids, comma-separated"
         return JsonResponse({"error": {"code": "invalid", "message": message}}, status=400)
     rows = scope(Task.objects.filter(pk__in=[int(part) for part in raw]), request.user, "agent:read")
-    return JsonResponse({"statuses": {str(pk): status for pk, status in rows.values_list("pk", "status")}})
+    answer: dict[str, Any] = {"statuses": {str(pk): status for pk, status in rows.values_list("pk", "status")}}
+    after = request.GET.get("after", "")
+    if after:
+        if not (after.isdigit() and len(after) < 19):
+            return JsonResponse({"error": {"code": "invalid", "message": "after: a task id"}}, status=400)
+        answer["new"] = _new_tasks(request, int(after), request.GET.get("filters", ""))
+    return JsonResponse(answer)
+
+
+#: The task list's filters ``_new_tasks`` applies: (query parameter, queryset lookup).
+LIST_FILTERS = {
+    "status__exact": "status",
+    "priority__exact": "priority",
+    "orchestra__id__exact": "orchestra_id",
+    "orchestra__isnull": "orchestra__isnull",
+    "agent__id__exact": "agent_id",
+    "project__id__exact": "project_id",
+    "kind": "kind",
+    "kind__exact": "kind",
+}
+#: List parameters that select no rows (ordering, page size, popups): ignored.
+LIST_VIEW_PARAMS = {"o", "_changelist_filters", "all"}
+MAX_NEW = 100
+
+
+def _new_tasks(request: HttpRequest, after: int, filters: str) -> int | None:
+    """How many tasks the viewer may read with an id above ``after`` match the list's ``filters``
+    (its query string), up to ``MAX_NEW``; None when the list uses a filter or search not applied
+    here, or shows a later page (new rows would not appear on it)."""
+    from django.http import QueryDict
+
+    params = QueryDict(filters)
+    tasks = scope(Task.objects.filter(pk__gt=after), request.user, "agent:read")
+    for name, values in params.lists():
+        if name in LIST_VIEW_PARAMS:
+            continue
+        if name == "p" and values[-1] in ("", "1"):
+            continue
+        if name not in LIST_FILTERS:
+            return None
+        value: Any = values[-1]
+        if name == "orchestra__isnull":
+            value = value in ("True", "true", "1")
+        try:
+            tasks = tasks.filter(**{LIST_FILTERS[name]: value})
+        except (ValueError, TypeError):
+            return None
+    try:
+        return tasks.order_by()[:MAX_NEW].count()
+    except (ValueError, TypeError):
+        return None
 
 
 @require_POST

@@ -214,3 +214,21 @@ def test_the_usage_page_fits_the_screen_and_follows_the_period(live_server, page
     page.goto(f"{live_server.url}/admin/agents/agent/{world.alpha.busy.pk}/change/")
     assert "1500" in page.text_content("#console-agent-usage")
     assert problems == []
+
+
+def test_a_task_submitted_over_the_api_is_announced_on_the_open_list(live_server, page, world):
+    from accounts.services import api_key_create
+
+    _, key = api_key_create(owner=world.operator, name="op-key", scopes=None, project=None)
+    problems = _watch_csp(page)
+    _login(page, live_server, "alpha-op", "/admin/agents/task/")
+    shown = page.locator("#result_list tbody tr").count()
+    assert page.locator("#console-new-tasks").count() == 0
+    created = _agent_call(live_server, key, "/api/v1/tasks/",
+                          {"orchestra": world.alpha.orchestra.pk, "kind": "echo", "input": {"n": 1}})  # fmt: skip
+    expect(page.locator("#console-new-tasks")).to_have_text("1 new task: show", timeout=3000)
+    assert page.locator("#result_list tbody tr").count() == shown  # nothing reloaded by itself
+    page.click("#console-new-tasks a")
+    expect(page.locator(f"#result_list a[href^='/admin/agents/task/{created['id']}/change/']")).to_have_count(1)
+    expect(page.locator("#console-new-tasks")).to_have_count(0)
+    assert problems == []
