@@ -224,6 +224,9 @@ def test_a_task_submitted_over_the_api_is_announced_on_the_open_list(live_server
     _login(page, live_server, "alpha-op", "/admin/agents/task/")
     shown = page.locator("#result_list tbody tr").count()
     assert page.locator("#console-new-tasks").count() == 0
+    assert page.evaluate("document.querySelector('#changelist .results').scrollWidth") <= page.evaluate(
+        "document.querySelector('#changelist .results').clientWidth"
+    )
     created = _agent_call(live_server, key, "/api/v1/tasks/",
                           {"orchestra": world.alpha.orchestra.pk, "kind": "echo", "input": {"n": 1}})  # fmt: skip
     expect(page.locator("#console-new-tasks")).to_have_text("1 new task: show", timeout=3000)
