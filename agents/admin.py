@@ -24,6 +24,7 @@ from accounts.models import Project
 from agents import services
 from agents.exceptions import TaskStateConflict
 from agents.models import Agent, Orchestra, Task, TaskAttempt, validate_capabilities
+from symphony.display import short
 
 
 def _pretty(value: Any) -> str:
@@ -215,7 +216,7 @@ class AgentAdmin(ProjectScopedAdmin, admin.ModelAdmin):
 
     @admin.display(description="API key prefix")
     def api_key_prefix(self, obj: Agent) -> str:
-        return obj.api_key.prefix if obj.api_key else "—"
+        return short(obj.api_key.prefix if obj.api_key else "")
 
     def save_model(self, request: HttpRequest, obj: Agent, form: forms.ModelForm, change: bool) -> None:
         data = {field: form.cleaned_data[field] for field in form.changed_data if field in form.cleaned_data}
@@ -356,7 +357,7 @@ def delete_selected_tasks(modeladmin: admin.ModelAdmin, request: HttpRequest, qu
 
 @admin.register(Task)
 class TaskAdmin(ProjectScopedAdmin, admin.ModelAdmin):
-    list_display = ["id", "kind", "status", "priority", "orchestra", "agent", "attempts_display", "created_at"]
+    list_display = ["id", "kind", "status", "priority", "orchestra", "agent", "attempts_display", "created_display"]
     list_filter = [
         "status",
         "priority",
@@ -384,8 +385,8 @@ class TaskAdmin(ProjectScopedAdmin, admin.ModelAdmin):
         "input_pretty",
         "result_pretty",
         "error",
-        "idempotency_key",
-        "traceparent",
+        "idempotency_key_short",
+        "traceparent_short",
         "submitter",
         "created_at",
         "started_at",
@@ -397,6 +398,19 @@ class TaskAdmin(ProjectScopedAdmin, admin.ModelAdmin):
     @admin.display(description="attempts")
     def attempts_display(self, obj: Task) -> str:
         return f"{obj.attempts}/{obj.max_attempts}"
+
+    @admin.display(description="created (UTC)", ordering="created_at")
+    def created_display(self, obj: Task) -> str:
+        # Short, so the list fits a 1280-pixel screen beside the navigation and the filters.
+        return f"{obj.created_at:%m-%d %H:%M:%S}"
+
+    @admin.display(description="idempotency key")
+    def idempotency_key_short(self, obj: Task) -> str:
+        return short(obj.idempotency_key, 24)
+
+    @admin.display(description="traceparent")
+    def traceparent_short(self, obj: Task) -> str:
+        return short(obj.traceparent, 20)
 
     @admin.display(description="input")
     def input_pretty(self, obj: Task) -> str:

@@ -11,6 +11,7 @@ from django.contrib import admin
 from django.db.models import Count, QuerySet, Sum
 from django.http import HttpRequest
 
+from agents.admin import ProjectScopedAdmin
 from agents.flow_models import Budget, ConcurrencyLimit, UsageRecord
 from agents.services import limits, usage
 
@@ -80,16 +81,30 @@ class BudgetAdmin(admin.ModelAdmin):
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(admin.ModelAdmin):
-    """Read-only usage records, with totals per orchestra and per agent above the list (same filters)."""
+class UsageRecordAdmin(ProjectScopedAdmin, admin.ModelAdmin):
+    """Read-only usage records of the projects where the user holds ``orchestra:read`` (as the API's
+    ``usage/`` and the console's usage page count them), with totals per orchestra and per agent
+    above the list (same filters)."""
 
+    read_code = "orchestra:read"
     list_display = ("created_at", "project", "orchestra", "agent", "model", "input_tokens", "output_tokens", "cost")
-    list_filter = ("project", "orchestra", "agent", "model", "currency", "source")
+    list_filter = (
+        ("project", admin.RelatedOnlyFieldListFilter),
+        ("orchestra", admin.RelatedOnlyFieldListFilter),
+        ("agent", admin.RelatedOnlyFieldListFilter),
+        "model",
+        "currency",
+        "source",
+    )
     date_hierarchy = "created_at"
     ordering = ("-created_at", "-id")
     list_select_related = ("project", "orchestra", "agent")
     show_full_result_count = False
     change_list_template = "admin/agents/usagerecord/change_list.html"
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        # Always the project filter (the usage page's rows link to it), limited to the user's projects.
+        return list(self.list_filter)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

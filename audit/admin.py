@@ -17,6 +17,7 @@ from audit import export, selectors, services
 from audit.chain import HASHED_FIELDS, OPTIONAL_HASHED_FIELDS
 from audit.events import EVENT_TYPES
 from audit.models import AuditEvent
+from symphony.display import admin_change_url, short
 
 
 class EventTypeFilter(admin.SimpleListFilter):
@@ -37,6 +38,15 @@ class EventTypeFilter(admin.SimpleListFilter):
 _NON_FILTER_PARAMS = {"o", "p", "all", "e", "_changelist_filters"}
 
 
+#: Hashed fields the detail page shows through a display method of the admin below.
+_SHOWN_AS = {
+    "details": "pretty_details",
+    "resource_id": "resource_link",
+    "request_id": "request_id_short",
+    "trace_id": "trace_id_short",
+}
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = (
@@ -48,8 +58,8 @@ class AuditEventAdmin(admin.ModelAdmin):
         "api_key_prefix",
         "ip_address",
         "resource_type",
-        "resource_id",
-        "request_id",
+        "resource_link",
+        "request_id_short",
     )
     list_filter = (EventTypeFilter, "severity", "outcome")
     search_fields = ("=actor_name", "=resource_id", "=request_id")
@@ -58,13 +68,14 @@ class AuditEventAdmin(admin.ModelAdmin):
     show_full_result_count = False  # a COUNT(*) over millions of rows on every page is too dear
     list_per_page = 100
     actions = ["export_selected_csv"]
-    # The hashed content (details pretty-printed), then the chain links.
+    # The hashed content (details pretty-printed, long ids cut with the whole on hover, the resource
+    # linked to its page), then the chain links.
     fields = (
-        *("pretty_details" if f == "details" else f for f in HASHED_FIELDS),
+        *(_SHOWN_AS.get(f, f) for f in HASHED_FIELDS),
         *OPTIONAL_HASHED_FIELDS,
         "chain_seq",
-        "prev_hash",
-        "hash",
+        "prev_hash_short",
+        "hash_short",
     )
     readonly_fields = fields
 
@@ -88,6 +99,28 @@ class AuditEventAdmin(admin.ModelAdmin):
     @admin.display(description="details")
     def pretty_details(self, obj: AuditEvent) -> str:
         return format_html("<pre>{}</pre>", json.dumps(obj.details, indent=2, sort_keys=True, ensure_ascii=False))
+
+    @admin.display(description="resource id", ordering="resource_id")
+    def resource_link(self, obj: AuditEvent) -> str:
+        """The object's admin page, unless the event is its deletion (the page would be a 404)."""
+        url = "" if obj.event_type.endswith(".deleted") else admin_change_url(obj.resource_type, obj.resource_id)
+        return format_html('<a href="{}">{}</a>', url, obj.resource_id) if url else (obj.resource_id or "—")
+
+    @admin.display(description="request id")
+    def request_id_short(self, obj: AuditEvent) -> str:
+        return short(obj.request_id, 8)
+
+    @admin.display(description="trace id")
+    def trace_id_short(self, obj: AuditEvent) -> str:
+        return short(obj.trace_id, 12)
+
+    @admin.display(description="prev hash")
+    def prev_hash_short(self, obj: AuditEvent) -> str:
+        return short(obj.prev_hash, 16)
+
+    @admin.display(description="hash")
+    def hash_short(self, obj: AuditEvent) -> str:
+        return short(obj.hash, 16)
 
     def get_urls(self):
         urls = [

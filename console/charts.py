@@ -145,3 +145,44 @@ def dag_svg(steps: list[Any], *, task_url: Any) -> SafeString:
             nodes,
         ),
     )
+
+
+def stacked_svg(
+    bars: list[dict[str, Any]], *, label: str, tick_format: str, width: int = 860, peak_label: Any = None
+) -> SafeString:
+    """Stacked bars over time: each bar is ``{"start": datetime, "title": str, "parts": [(css class,
+    value), ...]}`` drawn bottom-up, with a tick label every few bars and the y-axis maximum
+    (``peak_label(peak)`` formats it). Each bar's ``<title>`` is its hover text."""
+    peak = max([sum(float(v) for _, v in bar["parts"]) for bar in bars] + [0]) or 1
+    plot_w, plot_h = width - PAD_LEFT - 4, HEIGHT - PAD_BOTTOM - 6
+    step = plot_w / max(1, len(bars))
+    groups, ticks = [], []
+    for i, bar in enumerate(bars):
+        x, base, rects = PAD_LEFT + i * step + 1, 6 + plot_h, []
+        for css, value in bar["parts"]:
+            h = plot_h * float(value) / peak
+            base -= h
+            rects.append((css, *_f(x, base, max(step - 2, 0.5), h)))
+        body = format_html_join("", '<rect class="{}" x="{}" y="{}" width="{}" height="{}"/>', rects)
+        groups.append((bar["title"], body))
+        if i % max(1, len(bars) // 7) == 0:
+            ticks.append((*_f(x), HEIGHT - 4, f"{bar['start']:{tick_format}}"))
+    top = peak_label(peak) if peak_label else f"{peak:g}"
+    return format_html(
+        '<svg class="console-chart" role="img" aria-label="{}" viewBox="0 0 {} {}" width="{}" height="{}"'
+        ' xmlns="http://www.w3.org/2000/svg">'
+        '<line class="axis" x1="{}" y1="6" x2="{}" y2="{}"/><line class="axis" x1="{}" y1="{}" x2="{}" y2="{}"/>'
+        '<text class="tick" x="2" y="14">{}</text><text class="tick" x="2" y="{}">0</text>{}{}</svg>',
+        label, width, HEIGHT, width, HEIGHT, PAD_LEFT, PAD_LEFT, *_f(6 + plot_h), PAD_LEFT, *_f(6 + plot_h),
+        width - 4, *_f(6 + plot_h), top, *_f(6 + plot_h),
+        format_html_join("", "<g><title>{}</title>{}</g>", groups),
+        format_html_join("", '<text class="tick" x="{}" y="{}">{}</text>', ticks),
+    )  # fmt: skip
+
+
+def compact(value: float) -> str:
+    """``1234567`` as ``1.2M``, ``5300`` as ``5.3k``: the y-axis label of a token chart."""
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:.1f}{suffix}"
+    return f"{value:g}"

@@ -25,6 +25,9 @@ urlpatterns = [
         {"action": "retry"},
         name="workflow-retry",
     ),
+    path("tasks/submit/", admin.site.admin_view(views.task_submit_page), name="task-submit"),
+    path("workflows/submit/", admin.site.admin_view(views.workflow_submit_page), name="workflow-submit"),
+    path("usage/", admin.site.admin_view(views.usage_page), name="usage"),
     path("approvals/", admin.site.admin_view(views.approvals_inbox), name="approvals"),
     path("approvals/<int:pk>/decide/", admin.site.admin_view(views.approval_decide), name="approval-decide"),
 ]

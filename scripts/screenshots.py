@@ -48,6 +48,22 @@ for i in range(6):
     services.task_submit(submitter=demo, orchestra=orchestra, kind="word_count", input={"text": f"later {i}"})
 dispatch.task_claim(agent=agents[0], max_tasks=1)
 Agent.objects.filter(pk=agents[-1].pk).update(last_heartbeat_at=timezone.now() - timedelta(minutes=10))
+from decimal import Decimal
+import random
+from agents.flow_models import UsageRecord
+rng = random.Random(7)
+finished = list(Task.objects.filter(status="succeeded").select_related("agent", "orchestra")[:40])
+now = timezone.now()
+UsageRecord.objects.bulk_create(
+    UsageRecord(
+        task=task, project_id=task.project_id, orchestra_id=task.orchestra_id, agent=task.agent,
+        submitter_id=task.submitter_id, model=rng.choice(["gpt-4o", "gpt-4o-mini", "claude-sonnet"]),
+        input_tokens=rng.randint(200, 4000), output_tokens=rng.randint(50, 900),
+        cost=Decimal(rng.randint(1, 900)) / 10000, source="completion",
+        created_at=now - timedelta(minutes=rng.randint(0, 60 * 23)),
+    )
+    for task in finished for _ in range(3)
+)
 User.objects.create_superuser("admin", "admin@example.test", "PASSWORD")
 """
 
@@ -58,14 +74,26 @@ PAGES = [
     ("agents", "/admin/agents/agent/"),
     ("workflow", "/admin/workflows/workflowrun/"),
     ("approvals", "/admin/console/approvals/"),
+    ("tasks", "/admin/agents/task/"),
+    ("submit-task", "/admin/console/tasks/submit/"),
+    ("submit-workflow", "/admin/console/workflows/submit/"),
+    ("usage", "/admin/console/usage/"),
+    ("audit", "/admin/audit/auditevent/"),
     ("not-found", "/admin/agents/task/999999/change/"),
 ]
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port: from ``SYMPHONY_SCREENSHOT_PORTS`` (``first-last``, for a shared machine) or any."""
+    first, _, last = os.environ.get("SYMPHONY_SCREENSHOT_PORTS", "0-0").partition("-")
+    for port in range(int(first), int(last or first) + 1):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise SystemExit("no free port in SYMPHONY_SCREENSHOT_PORTS")
 
 
 def _manage(env: dict[str, str], *args: str, stdin: str | None = None) -> None:

@@ -42,6 +42,13 @@ def console_agent_tasks(agent: Any) -> dict[str, Any]:
     return agent_tasks(agent)
 
 
+@register.simple_tag
+def console_agent_usage(agent: Any) -> list[dict[str, Any]]:
+    from console.usage import agent_usage
+
+    return agent_usage(agent)
+
+
 @register.simple_tag(takes_context=True)
 def console_workflow(context: template.Context, run: Any) -> dict[str, Any]:
     from accounts.access import projects_with
@@ -71,3 +78,19 @@ def seconds(value: float | None) -> str:
 @register.filter
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
+
+
+@register.filter
+def may_submit(user: Any) -> bool:
+    """Whether ``user`` holds ``agent:execute`` in some project (the Submit buttons)."""
+    from console.submit import may_submit as allowed
+
+    return allowed(user)
+
+
+@register.filter(name="short")
+def short_filter(value: Any, keep: int = 10) -> Any:
+    """A long id or hash cut to ``keep`` characters, the whole on hover (``symphony.display.short``)."""
+    from symphony.display import short
+
+    return short(value, int(keep))

@@ -158,3 +158,80 @@ def test_an_operator_approves_from_the_inbox_and_the_workflow_moves_on(live_serv
     page.goto(f"{live_server.url}/no-such-page/")
     page.wait_for_selector("#error-404")
     assert problems == []
+
+
+def test_an_operator_submits_a_task_and_a_workflow_from_the_lists(live_server, page, world):
+    problems = _watch_csp(page)
+    _login(page, live_server, "alpha-op", "/admin/agents/task/")
+    page.click("#console-submit-task")
+    page.select_option("#id_orchestra", str(world.alpha.orchestra.pk))
+    page.fill("#id_kind", "echo")
+    page.fill("#id_input", '{"text": ')
+    page.click("#console-submit")
+    expect(page.locator("#row-input .errorlist")).to_contain_text("Not valid JSON")
+    page.fill("#id_input", '{"text": "hello"}')
+    page.click("#console-submit")
+    page.wait_for_selector("#console-task-status")
+    task = Task.objects.latest("id")
+    assert task.input == {"text": "hello"} and task.submitter == world.operator
+    assert f"Task #{task.pk} submitted." in page.text_content(".messagelist")
+    page.goto(f"{live_server.url}/admin/workflows/workflowrun/")
+    page.click("#console-submit-workflow")
+    page.select_option("#id_orchestra", str(world.alpha.orchestra.pk))
+    page.fill("#id_name", "nightly")
+    page.fill("#id_steps", '[{"key": "a", "kind": "echo"}, {"key": "b", "kind": "echo", "depends_on": ["a"]}]')
+    page.click("#console-submit")
+    page.wait_for_selector("#console-dag svg")
+    assert page.locator("#console-dag a.step").count() == 2
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    assert problems == []
+
+
+def test_the_usage_page_fits_the_screen_and_follows_the_period(live_server, page, world):
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from agents.flow_models import UsageRecord
+
+    for side, cost in ((world.alpha, "0.75"), (world.beta, "3.00")):
+        UsageRecord.objects.create(
+            project=side.project, orchestra=side.orchestra, agent=side.busy, model="gpt-4o", input_tokens=1200,
+            output_tokens=300, cost=Decimal(cost), source="completion", created_at=timezone.now(),
+        )  # fmt: skip
+    problems = _watch_csp(page)
+    _login(page, live_server, "alpha-viewer")
+    page.click("#dash-usage-link")
+    page.wait_for_selector("#usage-charts svg.console-chart")
+    assert "0.7500 USD" in page.text_content("#usage-by-project") and "beta" not in page.text_content("#content")
+    page.click("#usage-period-30d")
+    expect(page.locator("#usage-period-30d")).to_have_class("selected")
+    assert page.locator("#content-main button, #content-main input[type=submit]").count() == 0
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    page.click("#usage-by-model tbody a")
+    page.wait_for_selector("#result_list")
+    assert page.locator("#result_list tbody tr").count() == 1
+    page.goto(f"{live_server.url}/admin/agents/agent/{world.alpha.busy.pk}/change/")
+    assert "1500" in page.text_content("#console-agent-usage")
+    assert problems == []
+
+
+def test_a_task_submitted_over_the_api_is_announced_on_the_open_list(live_server, page, world):
+    from accounts.services import api_key_create
+
+    _, key = api_key_create(owner=world.operator, name="op-key", scopes=None, project=None)
+    problems = _watch_csp(page)
+    _login(page, live_server, "alpha-op", "/admin/agents/task/")
+    shown = page.locator("#result_list tbody tr").count()
+    assert page.locator("#console-new-tasks").count() == 0
+    assert page.evaluate("document.querySelector('#changelist .results').scrollWidth") <= page.evaluate(
+        "document.querySelector('#changelist .results').clientWidth"
+    )
+    created = _agent_call(live_server, key, "/api/v1/tasks/",
+                          {"orchestra": world.alpha.orchestra.pk, "kind": "echo", "input": {"n": 1}})  # fmt: skip
+    expect(page.locator("#console-new-tasks")).to_have_text("1 new task: show", timeout=3000)
+    assert page.locator("#result_list tbody tr").count() == shown  # nothing reloaded by itself
+    page.click("#console-new-tasks a")
+    expect(page.locator(f"#result_list a[href^='/admin/agents/task/{created['id']}/change/']")).to_have_count(1)
+    expect(page.locator("#console-new-tasks")).to_have_count(0)
+    assert problems == []

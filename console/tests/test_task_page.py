@@ -125,3 +125,30 @@ def test_it_styles_the_403_page(world):
     response = _client(world.viewer).get("/admin/agents/agent/add/")
     assert response.status_code == 403
     assert 'id="error-403"' in response.content.decode()
+
+
+def _new(client: Client, after: int, filters: str = ""):
+    from urllib.parse import urlencode
+
+    query = urlencode({"ids": "", "after": after, "filters": filters})
+    return client.get(f"/admin/console/tasks/statuses.json?{query}")
+
+
+def test_the_list_poll_counts_newer_tasks_matching_the_lists_filters(world):
+    from agents.tests.factories import TaskFactory
+
+    newest = Task.objects.order_by("-pk").first().pk
+    client = _client(world.operator)
+    assert _new(client, newest).json()["new"] == 0
+    TaskFactory(orchestra=world.alpha.orchestra, kind="echo")
+    TaskFactory(orchestra=world.alpha.orchestra, kind="sum", status="failed")
+    TaskFactory(orchestra=world.beta.orchestra, kind="echo")  # another project: never counted
+    assert _new(client, newest).json()["new"] == 2
+    assert _new(client, newest, "status__exact=pending").json()["new"] == 1
+    assert _new(client, newest, f"orchestra__id__exact={world.alpha.orchestra.pk}&kind=sum&o=-8").json()["new"] == 1
+    assert _new(client, newest, f"project__id__exact={world.beta.project.pk}").json()["new"] == 0
+    assert _new(client, newest, "q=echo").json()["new"] is None  # a search: not applied, not announced
+    assert _new(client, newest, "p=2").json()["new"] is None
+    assert _new(client, newest, "orchestra__id__exact=abc").json()["new"] is None
+    response = _new(client, "x")
+    assert response.status_code == 400 and "after" in response.json()["error"]["message"]

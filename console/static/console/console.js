@@ -2,7 +2,10 @@
 // from that URL, about once a second (data-poll-interval, in ms). A JSON endpoint answers
 // {"html": ...}, which replaces the element's content. A changelist (data-poll-statuses) instead asks
 // for the status of the tasks it shows ({"statuses": {id: status}}) and rewrites only their status
-// cells, so the rows, their checkboxes and the admin's action handlers stay as they are. No inline script, no library: the CSP allows scripts from our own origin only. Polling pauses
+// cells, so the rows, their checkboxes and the admin's action handlers stay as they are. It also sends
+// the newest id shown and the list's own query string; the answer's "new" (tasks above that id
+// matching the filters) shows a "N new tasks: show" bar that reloads the list. No inline script, no
+// library: the CSP allows scripts from our own origin only. Polling pauses
 // while the tab is hidden or a row is selected for an action, backs off after errors, and stops on a
 // 403 or 404.
 (function () {
@@ -25,7 +28,28 @@
       for (var i = 0; i < rows.length; i++) { if (rowId(rows[i])) { out.push(rowId(rows[i])); } }
       return out;
     }
+    function newest() {
+      var all = ids(), top = 0;
+      for (var i = 0; i < all.length; i++) { top = Math.max(top, parseInt(all[i], 10)); }
+      return top;
+    }
+    function announce(count) {
+      var bar = document.getElementById("console-new-tasks");
+      if (!count) { if (bar) { bar.hidden = true; } return; }
+      if (!bar) {
+        bar = document.createElement("p");
+        bar.id = "console-new-tasks";
+        bar.className = "console-new-bar";
+        var link = document.createElement("a");
+        link.href = window.location.pathname + window.location.search;
+        bar.appendChild(link);
+        element.insertBefore(bar, element.firstChild);
+      }
+      bar.hidden = false;
+      bar.firstChild.textContent = (count >= 100 ? "100+" : count) + " new task" + (count === 1 ? "" : "s") + ": show";
+    }
     function paint(body) {
+      if ("new" in body) { announce(body["new"]); }
       var rows = element.querySelectorAll("#result_list tbody tr");
       for (var i = 0; i < rows.length; i++) {
         var cell = rows[i].querySelector("td.field-status");
@@ -38,7 +62,11 @@
     }
     function tick() {
       if (document.hidden) { schedule(); return; }
-      var target = statuses ? url + "?ids=" + ids().join(",") : url;
+      var target = url;
+      if (statuses) {
+        target = url + "?ids=" + ids().join(",") + "&after=" + newest() +
+          "&filters=" + encodeURIComponent(window.location.search.replace(/^\?/, ""));
+      }
       fetch(target, { credentials: "same-origin", headers: { "Accept": "application/json" }, redirect: "error" })
         .then(function (response) {
           if (response.status === 403 || response.status === 404) { throw new Error("stop"); }
