@@ -45,6 +45,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import Gauge
 from rest_framework.exceptions import MethodNotAllowed
 
@@ -270,6 +271,7 @@ def _empty(view: AgentProtocolViewSet, agent: Agent, headers: dict[str, str]) ->
     return _render(view, claim_response(agent, [], headers=headers))
 
 
+@csrf_exempt  # as DRF's views are: its SessionAuthentication checks CSRF itself (in ``initial()``)
 async def agent_claim(request: HttpRequest) -> HttpResponse:
     """``POST /api/v1/agent/claim/`` on the ASGI process: the sync claim, and with ``wait_seconds`` the
     long poll (see the module docstring)."""
