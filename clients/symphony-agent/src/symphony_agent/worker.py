@@ -44,6 +44,8 @@ log = logging.getLogger("symphony_agent")
 
 #: How long a task handed back at shutdown may keep retrying its report while the server is unavailable.
 HAND_BACK_SECONDS = 5.0
+#: On stop, how long an in-flight waiting claim may still take to answer (then it is abandoned).
+STOP_CLAIM_SECONDS = 2.0
 
 
 @dataclass
@@ -296,8 +298,9 @@ class Worker:
     async def _claim(self, free: int, wait: int) -> tuple[list[dict[str, Any]], bool] | None:
         """One claim, held by the server up to ``wait`` seconds; None if the worker is asked to stop first.
 
-        A waiting claim runs on a daemon thread of its own, so stopping never waits for it (nor does the
-        interpreter's exit); if it still brings tasks after the worker gave up on it, they are handed back.
+        A waiting claim runs on a daemon thread of its own, so stopping waits for it at most
+        ``STOP_CLAIM_SECONDS`` (and the interpreter's exit not at all); tasks it still brings after the
+        worker gave up on it are handed back if the worker is still running, else their leases expire.
         """
         if not wait:
             return await asyncio.to_thread(
@@ -334,6 +337,11 @@ class Worker:
             await asyncio.wait({answer, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
+        if not answer.done():
+            # Stopping: an answer already on its way (the server claimed as we were asked to stop) is
+            # taken and handed back as usual; a claim the server still holds is left (exiting closes its
+            # connection, which releases it on the server, with nothing claimed).
+            await asyncio.wait({answer}, timeout=STOP_CLAIM_SECONDS)
         if answer.done():
             return answer.result()
         abandoned = True
