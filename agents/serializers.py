@@ -256,6 +256,19 @@ class ClaimSerializer(InputSerializer):
         help_text="Bounded by the server's SYMPHONY_TASK_MAX_LEASE_SECONDS.",
     )
 
+    wait_seconds = serializers.IntegerField(
+        min_value=0,
+        default=0,
+        help_text="With nothing to claim, hold the request up to this many seconds until a task arrives (at most "
+        "SYMPHONY_CLAIM_MAX_WAIT_SECONDS). Only the ASGI process waits; the X-Claim-Wait-Seconds answer header "
+        "says how long the server was prepared to wait (0: it did not, poll instead).",
+    )
+
+    def validate_wait_seconds(self, value: int) -> int:
+        if value > settings.SYMPHONY_CLAIM_MAX_WAIT_SECONDS:
+            raise serializers.ValidationError(f"At most {settings.SYMPHONY_CLAIM_MAX_WAIT_SECONDS} seconds.")
+        return value
+
     def validate_max_tasks(self, value: int) -> int:
         if value > settings.SYMPHONY_TASK_MAX_CLAIM:
             raise serializers.ValidationError(f"At most {settings.SYMPHONY_TASK_MAX_CLAIM} tasks per claim.")

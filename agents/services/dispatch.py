@@ -32,7 +32,15 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Task, TaskAttempt
 from agents.services import flow
-from agents.services.notify import notifications_collected, task_notify, tasks_notify
+from agents.services.notify import (
+    notifications_batched,
+    notifications_collected,
+    pending_notify,
+    slot_freed_notify,
+    task_notify,
+    task_pending_notify,
+    tasks_notify,
+)
 from agents.services.tasks import check_json_size
 from agents.services.usage import usage_record
 from audit import hooks as domain_events
@@ -232,6 +240,7 @@ def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) 
 
 
 @transaction.atomic
+@notifications_batched  # the stream's and any waiting claims' wake-ups (steps unblocked) in one statement
 def task_complete(
     *,
     task_id: int,
@@ -254,6 +263,7 @@ def task_complete(
     task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     task_notify(task_id=task_id)
+    slot_freed_notify(task)
     usage_record(task=task, agent=agent, items=usage or [], source="completion")
     if wait_for_children:
         from agents.services.children import parent_complete
@@ -358,6 +368,7 @@ def _complete_held(*, agent: Agent, entries: dict[int, dict[str, Any]]) -> dict[
     )
     tasks_notify(task_ids=ids)
     for pk in ids:
+        slot_freed_notify(tasks[pk])
         _task_succeeded(tasks[pk])
         _observe_success(tasks[pk], now)
     return tasks
@@ -390,6 +401,7 @@ def _observe_success(task: Task, now: datetime) -> None:
 
 
 @transaction.atomic
+@notifications_batched
 def task_fail(
     *,
     task_id: int,
@@ -425,6 +437,9 @@ def task_fail(
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
     task_notify(task_id=task_id)
+    if requeued:
+        task_pending_notify(task)  # a waiting claim may take it at once
+    slot_freed_notify(task)
     usage_record(task=task, agent=agent, items=usage or [], source="failure")
     if not requeued:
         hooks.run_task_finished(task)
@@ -473,6 +488,7 @@ def release_running(*, task_ids: list[int], now: datetime, reason: str) -> tuple
 
 
 @transaction.atomic
+@notifications_batched
 def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     """Expired leases: back to pending (the attempt stays counted) or failed after max attempts.
 
@@ -483,7 +499,8 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     expired = Task.objects.expired_leases(now).order_by("lease_expires_at")
     if connection.features.has_select_for_update_skip_locked:
         expired = expired.select_for_update(skip_locked=True, of=("self",))
-    projects = dict(expired.values_list("id", "project__slug")[:limit])
+    rows = list(expired.values_list("id", "project__slug", "project_id")[:limit])
+    projects = {task_id: slug for task_id, slug, _ in rows}
     ids = list(projects)
     if not ids:
         return 0
@@ -497,6 +514,11 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             details={"requeued": task_id in requeued},
         )
         task_notify(task_id=task_id)
+    per_project: dict[int, int] = {}
+    for _, _, project_id in rows:
+        per_project[project_id] = per_project.get(project_id, 0) + 1
+    for project_id, count in sorted(per_project.items()):  # requeued, or a concurrency slot freed
+        pending_notify(project_id=project_id, count=count)
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
     for task in Task.objects.filter(pk__in=failed) if failed else ():
         _emit_task_finished(task, "task.failed")
