@@ -12,7 +12,7 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, Permission, Project, Role, RoleBinding, User
 from accounts.validators import validate_rate_limit
-from symphony.serializers import InputSerializer
+from symphony.serializers import InputSerializer, SharedFields
 
 
 def _codes(**kwargs: Any) -> serializers.SlugRelatedField:
@@ -176,7 +176,7 @@ class MeProjectSerializer(serializers.Serializer):
     )
 
 
-class MeSerializer(serializers.Serializer):
+class MeSerializer(SharedFields, serializers.Serializer):
     username = serializers.CharField()
     email = serializers.CharField()
     is_superuser = serializers.BooleanField()

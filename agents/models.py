@@ -455,6 +455,8 @@ class Task(models.Model):
             # The reaper: running tasks by lease expiry.
             models.Index(fields=["lease_expires_at"], condition=Q(status="running"), name="task_lease_idx"),
             models.Index(fields=["status", "created_at"], name="task_status_created_idx"),
+            # Waiting claims' poller (agents/claim_wait.py): pending tasks changed since its last look.
+            models.Index(fields=["updated_at"], condition=Q(status="pending"), name="task_pending_updated_idx"),
         ]
 
     def __str__(self) -> str:

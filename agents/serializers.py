@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from agents.flow_serializers import UsageField
 from agents.models import Agent, Orchestra, Task, TaskEvent, validate_capabilities, validate_flow_key, validate_kind
-from symphony.serializers import InputSerializer
+from symphony.serializers import InputSerializer, SharedFields
 
 
 class PriorityField(serializers.ChoiceField):
@@ -67,7 +67,7 @@ def _project_input() -> serializers.SlugRelatedField:
     )
 
 
-class AgentSerializer(serializers.ModelSerializer):
+class AgentSerializer(SharedFields, serializers.ModelSerializer):
     project = _project_field()
     status = serializers.CharField(source="effective_status", read_only=True, help_text="offline when stale.")
     # Plain values read from Agent properties rather than relation fields over owner, api_key and the
@@ -147,7 +147,7 @@ class MembershipSerializer(InputSerializer):
 # --- tasks ----------------------------------------------------------------------------------------
 
 
-class TaskSerializer(serializers.ModelSerializer):
+class TaskSerializer(SharedFields, serializers.ModelSerializer):
     priority = PriorityField(read_only=True)
     submitter = serializers.SlugRelatedField(slug_field="username", read_only=True)
     project = _project_field()
@@ -256,13 +256,26 @@ class ClaimSerializer(InputSerializer):
         help_text="Bounded by the server's SYMPHONY_TASK_MAX_LEASE_SECONDS.",
     )
 
+    wait_seconds = serializers.IntegerField(
+        min_value=0,
+        default=0,
+        help_text="With nothing to claim, hold the request up to this many seconds until a task arrives (at most "
+        "SYMPHONY_CLAIM_MAX_WAIT_SECONDS). Only the ASGI process waits; the X-Claim-Wait-Seconds answer header "
+        "says how long the server was prepared to wait (0: it did not, poll instead).",
+    )
+
+    def validate_wait_seconds(self, value: int) -> int:
+        if value > settings.SYMPHONY_CLAIM_MAX_WAIT_SECONDS:
+            raise serializers.ValidationError(f"At most {settings.SYMPHONY_CLAIM_MAX_WAIT_SECONDS} seconds.")
+        return value
+
     def validate_max_tasks(self, value: int) -> int:
         if value > settings.SYMPHONY_TASK_MAX_CLAIM:
             raise serializers.ValidationError(f"At most {settings.SYMPHONY_TASK_MAX_CLAIM} tasks per claim.")
         return value
 
 
-class ClaimedTaskSerializer(serializers.ModelSerializer):
+class ClaimedTaskSerializer(SharedFields, serializers.ModelSerializer):
     attempt = serializers.IntegerField(
         source="last_attempt",
         read_only=True,

@@ -25,6 +25,9 @@ What wakes a stream (``Hub``, one per process):
 Each stream replays from ``Last-Event-ID`` or ``?after=`` first, then follows; a comment line goes
 out every ``SYMPHONY_STREAM_HEARTBEAT_SECONDS`` so proxies keep it open; after the task has finished
 and every event was sent, an ``end`` event closes it.
+
+The same listening connection wakes claims waiting for work (agents/claim_wait.py): payloads that
+are JSON objects go to the listeners registered with ``hub.add_listener``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import structlog
@@ -72,6 +75,25 @@ class Hub:
         self._waiters: dict[int, set[asyncio.Event]] = {}
         self._runner: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Called with each non-task payload (a JSON object: tasks became pending) and with None after
+        #: a (re)connection, when anything may have been missed (agents/claim_wait.py registers here).
+        self._listeners: list[Callable[[str | None], None]] = []
+
+    def add_listener(self, listener: Callable[[str | None], None]) -> None:
+        if listener not in self._listeners:
+            self._listeners.append(listener)
+
+    def ensure_running(self) -> None:
+        """Start this process's listener (PostgreSQL) or poller (SQLite) on the running loop, once."""
+        self._ensure_running()
+
+    def _deliver(self, payload: str) -> None:
+        if payload[:1] == "{":
+            for listener in self._listeners:
+                listener(payload)
+            return
+        with contextlib.suppress(ValueError):
+            self.wake(int(payload))
 
     @contextlib.asynccontextmanager
     async def subscribe(self, task_ids: Iterable[int]) -> AsyncIterator[asyncio.Event]:
@@ -102,6 +124,8 @@ class Hub:
         for waiters in self._waiters.values():
             for event in waiters:
                 event.set()
+        for listener in self._listeners:
+            listener(None)
 
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
@@ -144,8 +168,7 @@ class Hub:
                     self.wake_all()  # whatever happened while we were not listening
                     while True:
                         async for notify in aconn.notifies(timeout=settings.SYMPHONY_STREAM_RECHECK_SECONDS):
-                            with contextlib.suppress(ValueError):
-                                self.wake(int(notify.payload))
+                            self._deliver(notify.payload)
                         await asyncio.wait_for(aconn.execute("SELECT 1"), settings.SYMPHONY_DB_TIMEOUT_SECONDS)
             except (psycopg.Error, TimeoutError, OSError):
                 log.warning("stream_listen_lost")

@@ -4,6 +4,14 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from agents import flow_views, stream_views, views
+from symphony import runtime
+
+
+def claim_wait_view():  # imported only in the ASGI process
+    from agents.claim_wait import agent_claim
+
+    return agent_claim
+
 
 router = SimpleRouter(trailing_slash=True)
 router.register("agents", views.AgentViewSet, basename="agent")
@@ -16,6 +24,9 @@ router.register("budgets", flow_views.BudgetViewSet, basename="budget")
 urlpatterns = [
     # Served by the ASGI stream process in production (nginx routes /stream/ paths there).
     path("tasks/<int:pk>/stream/", stream_views.task_stream, name="task-stream"),
+    # The ASGI process answers claims itself, so that one with wait_seconds can wait (agents/claim_wait.py);
+    # gunicorn keeps the viewset's sync claim, which never waits.
+    *([path("agent/claim/", claim_wait_view(), name="agent-protocol-claim")] if runtime.ASGI else []),
     path("usage/", flow_views.UsageView.as_view(), name="usage"),
     *router.urls,
 ]

@@ -418,6 +418,15 @@ class TaskViewSet(ProjectScoped, mixins.ListModelMixin, mixins.RetrieveModelMixi
         return Response({"children": TaskSerializer(created, many=True).data}, status=status.HTTP_201_CREATED)
 
 
+def claim_response(agent: Agent, tasks: list[Task], headers: dict[str, str] | None = None) -> Response:
+    """The answer to a claim (sync, or after a wait on the ASGI process)."""
+    for task in tasks:
+        record_task_step(
+            "symphony.task.claim", task, **{"symphony.agent": agent.name, "symphony.task.attempt": task.last_attempt}
+        )
+    return Response(ClaimResponseSerializer({"tasks": tasks}).data, headers=headers)
+
+
 class AgentProtocolViewSet(viewsets.GenericViewSet):
     """The agent protocol. Agent-bound keys only; the agent is the one the key is bound to."""
 
@@ -451,14 +460,10 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
         """Lease up to ``max_tasks`` pending tasks this agent can run: highest priority first, then oldest."""
         agent = _calling_agent(request)
         data = validated_body(ClaimSerializer, request)
-        tasks = services.task_claim(agent=agent, **data)
-        for task in tasks:
-            record_task_step(
-                "symphony.task.claim",
-                task,
-                **{"symphony.agent": agent.name, "symphony.task.attempt": task.last_attempt},
-            )
-        return Response(ClaimResponseSerializer({"tasks": tasks}).data)
+        # A sync worker never holds a claim: the ASGI process waits (agents/claim_wait.py); here the
+        # header tells the client this claim did not wait, so it polls instead of asking again at once.
+        waited = {"X-Claim-Wait-Seconds": "0"} if data.pop("wait_seconds", 0) else None
+        return claim_response(agent, services.task_claim(agent=agent, **data), headers=waited)
 
     @extend_schema(request=BatchCompleteSerializer, responses=BatchCompleteResponseSerializer)
     @action(detail=False, methods=["post"])

@@ -196,12 +196,47 @@ def dispatch_section(report: dict) -> list[str]:
 
 
 def replace_section(text: str, section: list[str]) -> str:
-    """``text`` with its dispatch section replaced by ``section`` (appended when it has none)."""
+    """``text`` with the section ``section`` opens (its first and last lines are its markers) replaced by
+    it (appended when it has none): the dispatch section, the claim-wait section."""
     body = "\n".join(section)
-    if SECTION_START in text and SECTION_END in text:
-        head, rest = text.split(SECTION_START, 1)
-        return head + body + rest.split(SECTION_END, 1)[1]
+    start, end = section[0], section[-1]
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        return head + body + rest.split(end, 1)[1]
     return text.rstrip("\n") + "\n\n" + body + "\n"
+
+
+CLAIM_WAIT_START, CLAIM_WAIT_END = "<!-- claim_wait: bench/bench_claim_wait.py -->", "<!-- /claim_wait -->"
+
+
+def claim_wait_section(result: dict, measured: str, load: list[float]) -> list[str]:
+    """Claims that wait for work (bench/bench_claim_wait.py): latency and the idle fleet's statements."""
+    out = [CLAIM_WAIT_START, "## Claims that wait for work (bench/bench_claim_wait.py)", ""]
+    if not result.get("available"):
+        return [*out, f"{NA}: {result.get('note') or result.get('error', '')}.", CLAIM_WAIT_END]
+    p50, p99, per_agent = result["p50_ms"], result["p99_ms"], result["statements_per_agent_per_second"]
+    out += [
+        f"Measured {measured}, load average at the start {' / '.join(f'{x:.2f}' for x in load)}. "
+        f"{result['agents']} agents each hold a claim with `wait_seconds={result['wait_seconds']}` on one uvicorn "
+        "process (asking again as soon as one answers); gunicorn (2 sync workers) takes the submissions. A private "
+        f"PostgreSQL cluster, fsync and synchronous_commit on; statements counted with {result['counted_with']}.",
+        "",
+        "| measure | value | target |",
+        "| --- | ---: | --- |",
+        f"| submit-to-claim p50 (from before the submission's POST) | {p50:.1f} ms | < 25 ms: "
+        f"{'met' if p50 < 25 else 'missed'} |",
+        f"| submit-to-claim p95 | {result['p95_ms']:.1f} ms | |",
+        f"| submit-to-claim p99 | {p99:.1f} ms | < 100 ms: {'met' if p99 < 100 else 'missed'} |",
+        f"| from the submission's answer (its commit) to the claim's, p50 / p99 | {result['after_commit_p50_ms']:.1f}"
+        f" / {result['after_commit_p99_ms']:.1f} ms | |",
+        f"| the floor: one plain claim of a pending task (no wait), p50 / p99 | {result['plain_claim_p50_ms']:.1f}"
+        f" / {result['plain_claim_p99_ms']:.1f} ms | |",
+        f"| tasks submitted / never claimed | {result['tasks']} / {result['missing']} | 0 missed |",
+        f"| idle fleet: SQL statements per agent per second ({result['idle_statements']} in "
+        f"{result['idle_seconds']} s) | {per_agent:.3f} | < 1: {'met' if per_agent < 1 else 'missed'} |",
+        f"| idle fleet: ASGI process CPU | {result['idle_asgi_cpu_ms_per_second']:.1f} ms/s | |",
+    ]  # fmt: skip
+    return [*out, CLAIM_WAIT_END]
 
 
 def render(report: dict) -> str:

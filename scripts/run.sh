@@ -53,8 +53,9 @@ pids=("$!")
 # The webhook sender (docs/webhooks.md): its own process, so no request ever waits on a receiver.
 "$PY" manage.py run_webhooks &
 pids+=("$!")
-# The ASGI stream process: server-sent events (GET /api/v1/tasks/{id}/stream/) without a sync worker
-# each (docs/agents.md, "Live output"). In production nginx routes the /stream/ paths to it.
+# The ASGI stream process: server-sent events (GET /api/v1/tasks/{id}/stream/) and claims that wait for
+# work (POST /api/v1/agent/claim/ with wait_seconds), without a sync worker each (docs/agents.md, "Live
+# output", "Waiting for work"). In production nginx routes the /stream/ paths and the claim path to it.
 STREAM_PORT="${STREAM_PORT:-8001}"
 env -u PROMETHEUS_MULTIPROC_DIR "$PY" -m uvicorn symphony.asgi:application --host 127.0.0.1 --port "$STREAM_PORT" \
   --no-access-log --timeout-graceful-shutdown 5 &
@@ -86,8 +87,10 @@ if [ "$DEMO_WORKERS" -gt 0 ]; then
     # Workers take the demo agents' keys in turn (several workers may share an agent).
     # The key goes through the environment, not the command line (which every local user can read).
     # The workers are HTTP clients: keep them out of the server's multiprocess metrics folder.
+    # Claims go to the ASGI process, which holds them until a task arrives (no nginx here to route them).
     SYMPHONY_AGENT_KEY=$(demo "d['agents'][$i % len(d['agents'])]['key']") \
-      env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" --demo --concurrency 2 &
+      env -u PROMETHEUS_MULTIPROC_DIR "$PY" manage.py run_agent --url "http://127.0.0.1:${PORT}" \
+      --claim-url "http://127.0.0.1:${STREAM_PORT}" --demo --concurrency 2 &
     pids+=("$!")
   done
   cat <<EOF

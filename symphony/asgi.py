@@ -4,6 +4,10 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from symphony import runtime
+
+runtime.ASGI = True  # before the URLs load: agents/urls.py routes the claim to its waiting view here
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "symphony.settings")
 
 application = get_asgi_application()

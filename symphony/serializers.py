@@ -21,6 +21,27 @@ class UnknownField(exceptions.ValidationError):
     default_code = "unknown_field"
 
 
+class SharedFields:
+    """For output serializers whose fields read nothing per call but the object (no request, no
+    context, no ``SerializerMethodField``): the fields are built once per class and shared by every
+    instance, instead of once per instance.
+
+    A ``ModelSerializer`` builds its fields from the model's metadata each time it is instantiated:
+    for the task's 29 fields that cost more than serializing the task, on every claim, completion and
+    task detail. Reading a value (``to_representation``) changes nothing on a field, so sharing them
+    between threads is safe. Not for input serializers: validation reads the serializer's own state
+    (``partial``, ``instance``) through its fields.
+    """
+
+    @property
+    def fields(self) -> Any:
+        shared = type(self).__dict__.get("_shared_fields")
+        if shared is None:
+            shared = super().fields
+            type(self)._shared_fields = shared
+        return shared
+
+
 class InputSerializer(serializers.Serializer):
     """Base of every input serializer: refuses body fields it does not declare as writable.
 

@@ -149,8 +149,11 @@ def test_it_renders_every_resource_the_issue_asks_for():
     assert streams["spec"]["template"]["spec"]["containers"][0]["args"][:4] == [
         "python", "-m", "uvicorn", "symphony.asgi:application"]  # fmt: skip
     stream_ingress = next(i for i in kinds["Ingress"] if i["metadata"]["name"].endswith("-streams"))
-    [path] = stream_ingress["spec"]["rules"][0]["http"]["paths"]
+    path, claim_path = stream_ingress["spec"]["rules"][0]["http"]["paths"]
     assert path["backend"]["service"]["name"].endswith("-streams") and "stream/" in path["path"]
+    # Claims that wait for work are held by the streams process too.
+    assert claim_path["path"] == "/api/v1/agent/claim/"
+    assert claim_path["backend"]["service"]["name"].endswith("-streams")
     scheduler = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("-scheduler"))
     assert scheduler["spec"]["template"]["spec"]["containers"][0]["args"] == ["python", "manage.py", "run_scheduler"]
     worker = next(d for d in kinds["Deployment"] if d["metadata"]["name"].endswith("agent-worker"))

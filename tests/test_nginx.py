@@ -163,3 +163,11 @@ def test_it_routes_task_and_workflow_streams_unbuffered_to_the_asgi_process():
     assert "proxy_pass http://symphony_streams;" in block
     assert "proxy_buffering off;" in block
     assert "upstream symphony_streams {" in text
+
+
+def test_it_routes_claims_to_the_asgi_process_which_may_hold_them():
+    text = CONF.read_text()
+    start = text.index("location = /api/v1/agent/claim/ {")
+    block = text[start : text.index("}", start)]
+    assert "proxy_pass http://symphony_streams;" in block
+    assert "zone=symphony_agent" in block  # the agents' rate zone, as for the rest of the protocol

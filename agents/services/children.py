@@ -49,6 +49,12 @@ def task_children_create(*, task_id: int, agent: Any, attempt: int, children: li
             )
         )
     created = Task.objects.bulk_create(rows)
+    if created:
+        from agents.services.notify import pending_notify
+
+        orchestra_id = None if parent.target_agent_id else parent.orchestra_id
+        pending_notify(project_id=parent.project_id, orchestra_id=orchestra_id, agent_id=parent.target_agent_id,
+                       count=len(created))  # fmt: skip
     audit.record(
         "task.children_created",
         resource=parent,

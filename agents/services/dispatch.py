@@ -8,6 +8,7 @@ and a lease expiry racing on one task cannot both win. Claims lock candidate row
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,7 +32,15 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Task, TaskAttempt
 from agents.services import flow
-from agents.services.notify import notifications_collected, task_notify, tasks_notify
+from agents.services.notify import (
+    notifications_batched,
+    notifications_collected,
+    pending_notify,
+    slot_freed_notify,
+    task_notify,
+    task_pending_notify,
+    tasks_notify,
+)
 from agents.services.tasks import check_json_size
 from agents.services.usage import usage_record
 from audit import hooks as domain_events
@@ -70,13 +79,10 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
 @transaction.atomic
 def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     now = timezone.now()
-    candidates = flow.claim_candidates(Task.objects.claimable(agent), project_id=agent.project_id)
-    if connection.features.has_select_for_update_skip_locked:
-        candidates = candidates.select_for_update(skip_locked=True, of=("self",))
     # Whole rows, not just ids: they are locked (PostgreSQL) or under the write lock (SQLite) until we
     # commit, so they are still pending when updated and the UPDATE's changes can be applied to these
     # copies rather than read back with one more query (issue 7).
-    tasks = flow.claim_within_limits(list(candidates[:max_tasks]))
+    tasks = flow.claim_within_limits(_lock_candidates(agent, max_tasks, now))
     if not tasks:
         return []
     ids = [task.pk for task in tasks]
@@ -123,6 +129,60 @@ def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
     transaction.on_commit(lambda: _observe_claims(len(tasks), waits))
     log.info("tasks_claimed", agent=agent.name, task_ids=[t.pk for t in tasks])
     return tasks
+
+
+def claim_candidates_queryset(agent: Agent) -> Any:
+    """What an agent may claim next, in claim order: the definition ``_lock_candidates`` runs."""
+    return flow.claim_candidates(Task.objects.claimable(agent), project_id=agent.project_id)
+
+
+#: ``claim_candidates_queryset`` with ``FOR UPDATE SKIP LOCKED``, as PostgreSQL SQL written once. The
+#: ORM builds and compiles that queryset (four subqueries) in several milliseconds of CPU on every
+#: claim, more than the statement takes to run; this is the same statement with its values bound.
+#: ``agents/tests/test_claim_sql.py`` checks that both pick the same tasks in the same order.
+_CANDIDATES_SQL = """
+SELECT t.* FROM agents_task t
+WHERE t.status = 'pending' AND t.project_id = %(project)s
+  AND ((t.target_agent_id IS NULL AND t.orchestra_id IN (
+          SELECT o.id FROM agents_orchestra o JOIN agents_orchestra_agents m ON m.orchestra_id = o.id
+          WHERE o.state = 'running' AND m.agent_id = %(agent)s))
+       OR t.target_agent_id = %(agent)s)
+  AND t.required_capabilities <@ %(capabilities)s::jsonb
+  AND NOT EXISTS (
+      SELECT 1 FROM agents_budget b
+      WHERE b.project_id = %(project)s AND b.orchestra_id IS NULL AND b.spent >= b."limit"
+        AND ((b.period = 'day' AND b.period_start = %(day)s) OR (b.period = 'month' AND b.period_start = %(month)s)))
+  AND NOT (t.orchestra_id IS NOT NULL AND t.orchestra_id IN (
+      SELECT b.orchestra_id FROM agents_budget b
+      WHERE b.project_id = %(project)s AND b.orchestra_id IS NOT NULL AND b.spent >= b."limit"
+        AND ((b.period = 'day' AND b.period_start = %(day)s) OR (b.period = 'month' AND b.period_start = %(month)s))))
+  AND t.concurrency_key NOT IN (
+      SELECT c.key FROM agents_concurrencylimit c
+      WHERE c.project_id = %(project)s AND c.max_running <= (
+          SELECT count(*) FROM agents_task r
+          WHERE r.project_id = %(project)s AND r.status = 'running' AND r.concurrency_key = c.key))
+ORDER BY t.priority DESC, t.fair_seq ASC, t.created_at ASC, t.id ASC
+LIMIT %(limit)s
+FOR UPDATE OF t SKIP LOCKED
+"""
+
+
+def _lock_candidates(agent: Agent, max_tasks: int, now: datetime) -> list[Task]:
+    """Up to ``max_tasks`` claimable tasks of ``agent``, locked (PostgreSQL: ``SKIP LOCKED``; SQLite:
+    the whole claim holds the write lock)."""
+    if connection.vendor != "postgresql":
+        return list(claim_candidates_queryset(agent)[:max_tasks])
+    from agents.services.usage import period_start
+
+    params = {
+        "project": agent.project_id,
+        "agent": agent.pk,
+        "capabilities": json.dumps(list(agent.capabilities or [])),
+        "day": period_start("day", now),
+        "month": period_start("month", now),
+        "limit": max_tasks,
+    }
+    return list(Task.objects.raw(_CANDIDATES_SQL, params))
 
 
 def _observe_claims(count: int, waits: list[float]) -> None:
@@ -180,6 +240,7 @@ def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) 
 
 
 @transaction.atomic
+@notifications_batched  # the stream's and any waiting claims' wake-ups (steps unblocked) in one statement
 def task_complete(
     *,
     task_id: int,
@@ -202,6 +263,7 @@ def task_complete(
     task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     task_notify(task_id=task_id)
+    slot_freed_notify(task)
     usage_record(task=task, agent=agent, items=usage or [], source="completion")
     if wait_for_children:
         from agents.services.children import parent_complete
@@ -306,6 +368,7 @@ def _complete_held(*, agent: Agent, entries: dict[int, dict[str, Any]]) -> dict[
     )
     tasks_notify(task_ids=ids)
     for pk in ids:
+        slot_freed_notify(tasks[pk])
         _task_succeeded(tasks[pk])
         _observe_success(tasks[pk], now)
     return tasks
@@ -338,6 +401,7 @@ def _observe_success(task: Task, now: datetime) -> None:
 
 
 @transaction.atomic
+@notifications_batched
 def task_fail(
     *,
     task_id: int,
@@ -373,6 +437,9 @@ def task_fail(
         details={"agent": agent.name, "attempt": attempt, "retryable": retryable, "requeued": requeued},
     )
     task_notify(task_id=task_id)
+    if requeued:
+        task_pending_notify(task)  # a waiting claim may take it at once
+    slot_freed_notify(task)
     usage_record(task=task, agent=agent, items=usage or [], source="failure")
     if not requeued:
         hooks.run_task_finished(task)
@@ -421,6 +488,7 @@ def release_running(*, task_ids: list[int], now: datetime, reason: str) -> tuple
 
 
 @transaction.atomic
+@notifications_batched
 def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     """Expired leases: back to pending (the attempt stays counted) or failed after max attempts.
 
@@ -431,7 +499,8 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     expired = Task.objects.expired_leases(now).order_by("lease_expires_at")
     if connection.features.has_select_for_update_skip_locked:
         expired = expired.select_for_update(skip_locked=True, of=("self",))
-    projects = dict(expired.values_list("id", "project__slug")[:limit])
+    rows = list(expired.values_list("id", "project__slug", "project_id")[:limit])
+    projects = {task_id: slug for task_id, slug, _ in rows}
     ids = list(projects)
     if not ids:
         return 0
@@ -445,6 +514,11 @@ def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
             details={"requeued": task_id in requeued},
         )
         task_notify(task_id=task_id)
+    per_project: dict[int, int] = {}
+    for _, _, project_id in rows:
+        per_project[project_id] = per_project.get(project_id, 0) + 1
+    for project_id, count in sorted(per_project.items()):  # requeued, or a concurrency slot freed
+        pending_notify(project_id=project_id, count=count)
     log.warning("task_leases_expired", requeued=requeued, failed=failed)
     for task in Task.objects.filter(pk__in=failed) if failed else ():
         _emit_task_finished(task, "task.failed")

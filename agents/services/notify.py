@@ -1,58 +1,129 @@
-"""The wake-up signal for live streams (agents/streams.py), sent inside the writing transaction.
+"""Wake-up signals sent inside the writing transaction: for live streams (agents/streams.py) and for
+claims waiting for work (agents/claim_wait.py).
 
 On PostgreSQL ``pg_notify`` is delivered at commit, and never if the transaction rolls back, so a
-stream woken by it always finds the change. SQLite has no notifications: streams poll there.
+stream or a waiting claim woken by it always finds the change. SQLite has no notifications: streams
+and waiting claims poll there.
+
+One channel, two kinds of payload: a task id (``"42"``: task 42 changed, for the streams following it)
+and a JSON object for "tasks became pending" (``{"p": project, "o": orchestra, "a": target agent,
+"n": how many, "c": required capabilities}``; ``n`` 0 means "any number": wake every waiter that could
+claim). A service that sends several in one transaction sends them in one statement
+(``notifications_collected`` / ``@notifications_batched``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import json
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import Any, TypeVar
 
 from django.db import connection
 
-#: The PostgreSQL channel; the payload is the task id.
+#: The PostgreSQL channel; the payload is a task id or a pending-work object (see the module docstring).
 NOTIFY_CHANNEL = "symphony_task"
 
+#: Longest pending payload kept with its capabilities (PostgreSQL refuses payloads of 8000 bytes and more).
+_MAX_PENDING_PAYLOAD = 2000
 
-#: While ``notifications_collected()`` runs: the task ids whose notifications it will send.
-_collected: ContextVar[list[int] | None] = ContextVar("symphony_notify_collected", default=None)
+#: While ``notifications_collected()`` runs: the payloads it will send.
+_collected: ContextVar[list[str] | None] = ContextVar("symphony_notify_collected", default=None)
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @contextmanager
-def notifications_collected() -> Iterator[list[int]]:
-    """Collect ``task_notify`` calls made inside, and send them in one statement at the end.
+def notifications_collected() -> Iterator[list[str]]:
+    """Collect the notifications sent inside, and send them in one statement at the end.
 
-    For a service that changes many tasks in one transaction (a batch completion): notifications
-    are delivered at commit either way, so sending them at the end of the transaction instead of
-    one by one changes nothing for listeners. The caller may remove ids from the yielded list (those
-    of a part it rolled back to a savepoint). Nothing is sent when the block raises.
+    For a service that notifies several times in one transaction (a batch completion, a completion
+    that unblocks workflow steps): notifications are delivered at commit either way, so sending them
+    at the end of the transaction instead of one by one changes nothing for listeners. The caller may
+    remove entries from the yielded list (those of a part it rolled back to a savepoint). Nothing is
+    sent when the block raises. Nested blocks share the outermost one's list: one statement in all.
     """
-    ids: list[int] = []
-    token = _collected.set(ids)
+    outer = _collected.get()
+    if outer is not None:
+        yield outer
+        return
+    payloads: list[str] = []
+    token = _collected.set(payloads)
     try:
-        yield ids
+        yield payloads
     finally:
         _collected.reset(token)
-    tasks_notify(task_ids=ids)
+    _send(payloads)
+
+
+def notifications_batched(fn: F) -> F:
+    """``fn`` runs inside ``notifications_collected()``: put it under ``@transaction.atomic``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with notifications_collected():
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _send(payloads: list[str]) -> None:
+    collected = _collected.get()
+    if collected is not None:
+        collected.extend(payloads)
+        return
+    if not payloads or connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        if len(payloads) == 1:
+            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, payloads[0]])
+        else:
+            cursor.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", [NOTIFY_CHANNEL, payloads])
 
 
 def task_notify(*, task_id: int) -> None:
     """Wake the streams following ``task_id`` when the current transaction commits (PostgreSQL)."""
-    collected = _collected.get()
-    if collected is not None:
-        collected.append(task_id)
-        return
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, %s)", [NOTIFY_CHANNEL, str(task_id)])
+    _send([str(task_id)])
 
 
 def tasks_notify(*, task_ids: list[int]) -> None:
     """``task_notify`` for several tasks in one statement (a claim of many)."""
-    if task_ids and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT pg_notify(%s, id::text) FROM unnest(%s::bigint[]) AS id", [NOTIFY_CHANNEL, list(task_ids)]
-            )
+    _send([str(task_id) for task_id in task_ids])
+
+
+def pending_payload(
+    *, project_id: int, orchestra_id: int | None = None, agent_id: int | None = None, count: int = 1,
+    capabilities: Iterable[str] | None = None,
+) -> str:  # fmt: skip
+    """The payload saying ``count`` tasks (0: any number) became pending for the waiters that could claim
+    them: of ``project_id``, members of ``orchestra_id`` (or the agent ``agent_id``; neither: any waiter
+    of the project), holding ``capabilities`` (None: unknown, any)."""
+    body: dict[str, Any] = {"p": project_id, "o": orchestra_id, "a": agent_id, "n": max(0, int(count))}
+    if capabilities is not None:
+        body["c"] = sorted(capabilities)
+    payload = json.dumps(body, separators=(",", ":"))
+    if len(payload) > _MAX_PENDING_PAYLOAD:  # capabilities are a filter only: without them it wakes more
+        del body["c"]
+        payload = json.dumps(body, separators=(",", ":"))
+    return payload
+
+
+def pending_notify(**kwargs: Any) -> None:
+    """Wake the claims waiting for work that tasks became pending (see ``pending_payload``), at commit."""
+    _send([pending_payload(**kwargs)])
+
+
+def task_pending_notify(task: Any) -> None:
+    """``pending_notify`` for one task that just became pending (submitted, requeued, released)."""
+    pending_notify(
+        project_id=task.project_id, orchestra_id=None if task.target_agent_id else task.orchestra_id,
+        agent_id=task.target_agent_id, capabilities=task.required_capabilities or [],
+    )  # fmt: skip
+
+
+def slot_freed_notify(task: Any) -> None:
+    """A task of a concurrency key stopped running: a pending task of that key may be claimable now."""
+    if getattr(task, "concurrency_key", ""):
+        pending_notify(project_id=task.project_id, count=1)

@@ -12,6 +12,7 @@ from django.utils import timezone
 import audit
 from agents.exceptions import OrchestraStateConflict
 from agents.models import Agent, Orchestra, Task
+from agents.services.notify import notifications_batched, pending_notify
 
 log = structlog.get_logger(__name__)
 
@@ -117,6 +118,8 @@ def orchestra_transition(*, orchestra: Orchestra, actor: Any, action: str) -> Or
             f"Cannot {action} an orchestra that is {orchestra.state}; it must be {' or '.join(sources)}."
         )
     audit.record(event, actor=actor, resource=orchestra, details={"from": list(sources), "to": target})
+    if target == Orchestra.State.RUNNING:  # its pending tasks are claimable again: wake its waiting members
+        pending_notify(project_id=orchestra.project_id, orchestra_id=orchestra.pk, count=0)
     return orchestra
 
 
@@ -128,6 +131,7 @@ def _require_same_project(orchestra: Orchestra, agents: list[Agent]) -> None:
 
 
 @transaction.atomic
+@notifications_batched
 def orchestra_add_agents(*, orchestra: Orchestra, actor: Any, agents: list[Agent]) -> Orchestra:
     """Add member agents (already-members are ignored), auditing each addition.
 
@@ -141,6 +145,8 @@ def orchestra_add_agents(*, orchestra: Orchestra, actor: Any, agents: list[Agent
         orchestra.agents.add(agent)
         current.add(agent.pk)
         audit.record("orchestra.member.added", actor=actor, resource=orchestra, details={"agent": agent.name})
+        if orchestra.state == Orchestra.State.RUNNING:  # a new member waiting for work may take its tasks
+            pending_notify(project_id=orchestra.project_id, agent_id=agent.pk, count=0)
     return orchestra
 
 

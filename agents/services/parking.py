@@ -30,8 +30,12 @@ def task_park(*, task_id: int, agent: Agent, attempt: int) -> Task:
 
 def task_resume(*, task_id: int, context: dict[str, Any]) -> bool:
     """A parked task goes back to ``pending``; its next claim carries ``context``. False if not parked."""
-    return bool(
-        Task.objects.filter(pk=task_id, status=Task.Status.WAITING_APPROVAL).update(
-            status=Task.Status.PENDING, resume_context=context, updated_at=timezone.now()
-        )
+    from agents.services.notify import task_pending_notify
+
+    resumed = Task.objects.filter(pk=task_id, status=Task.Status.WAITING_APPROVAL).update(
+        status=Task.Status.PENDING, resume_context=context, updated_at=timezone.now()
     )
+    if resumed:
+        fields = ("project_id", "orchestra_id", "target_agent_id", "required_capabilities")
+        task_pending_notify(Task.objects.only(*fields).get(pk=task_id))
+    return bool(resumed)

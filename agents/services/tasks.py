@@ -20,7 +20,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
 from agents.services import flow
-from agents.services.notify import task_notify
+from agents.services.notify import notifications_batched, slot_freed_notify, task_notify, task_pending_notify
 from agents.services.usage import budget_check
 
 log = structlog.get_logger(__name__)
@@ -116,11 +116,13 @@ def task_submit(
             "priority": task.priority_label,
         },
     )
+    task_pending_notify(task)  # wakes a claim waiting for work (agents/claim_wait.py), at commit
     transaction.on_commit(metrics.TASKS_SUBMITTED.inc)
     return task, True
 
 
 @transaction.atomic
+@notifications_batched
 def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
     """Cancel a pending or running task. Raises ``TaskStateConflict`` otherwise.
 
@@ -141,12 +143,14 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
     task = Task.objects.get(pk=task_id)
     audit.record("task.cancelled", actor=actor, resource=task, details={"reason": reason})
     task_notify(task_id=task_id)
+    slot_freed_notify(task)
     hooks.run_task_finished(task)
     transaction.on_commit(lambda: metrics.observe_outcome("cancelled", None))
     return task
 
 
 @transaction.atomic
+@notifications_batched
 def task_retry(*, task_id: int, actor: Any) -> Task:
     """Put a failed or cancelled task back in the queue with a fresh attempt budget.
 
@@ -173,6 +177,7 @@ def task_retry(*, task_id: int, actor: Any) -> Task:
     task = Task.objects.get(pk=task_id)
     audit.record("task.retried", actor=actor, resource=task)
     task_notify(task_id=task_id)
+    task_pending_notify(task)
     return task
 
 

@@ -83,13 +83,16 @@ def test_it_heartbeats_in_three_statements(warm, django_capture_on_commit_callba
         assert warm.api.post("/api/v1/agent/heartbeat/", {"status": "busy"}).status_code == 200
 
 
-def test_it_submits_a_task_in_eleven_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
+def test_it_submits_a_task_in_twelve_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
     # the orchestra; [savepoint] the budgets, the fair-queue position, the project check, [savepoint]
-    # the insert (idempotency) [release], the project, the event [release]
-    with statements(11, django_capture_on_commit_callbacks) as context:
+    # the insert (idempotency) [release], the project, the event, pg_notify (wakes a claim waiting for
+    # work, agents/claim_wait.py) [release]
+    with statements(12, django_capture_on_commit_callbacks) as context:
         body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}}
         assert operator_api.post("/api/v1/tasks/", body).status_code == 201
-    assert _production(context) == 7
+    [notify] = [q["sql"] for q in context.captured_queries if "pg_notify" in q["sql"]]
+    assert f'"o":{orchestra.pk}' in notify  # the pending payload names the orchestra whose members may claim
+    assert _production(context) == 8
 
 
 def test_it_claims_ten_tasks_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):

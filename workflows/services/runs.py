@@ -13,6 +13,7 @@ import audit
 from agents.exceptions import OrchestraStateConflict
 from agents.models import Orchestra, Task, TaskAttempt, normalize_capabilities
 from agents.services import check_json_size
+from agents.services.notify import pending_notify
 from workflows.exceptions import WorkflowStateConflict
 from workflows.models import APPROVAL_KIND, Approval, StepDependency, WorkflowRun
 from workflows.validation import validate_dag
@@ -95,6 +96,7 @@ def workflow_submit(
     # Created in dependency order, so a step's id is above its dependencies' ids: cancel locks a run's
     # tasks in id order, the same order completions take them in (see workflow_cancel).
     tasks = Task.objects.bulk_create([_step_task(step, run, submitter) for step in ordered], batch_size=500)
+    _notify_pending(run, tasks)
     by_key = {task.step_key: task for task in tasks}
     StepDependency.objects.bulk_create(
         [
@@ -192,10 +194,18 @@ def workflow_retry(*, run_id: int, actor: Any) -> WorkflowRun:
                 if task.kind == APPROVAL_KIND and _last_step_approval(task)
             ]
         )
+    _notify_pending(run, again)
     run.status, run.finished_at, run.steps_left = WorkflowRun.Status.RUNNING, None, len(again)
     run.save(update_fields=["status", "finished_at", "steps_left", "updated_at"])
     audit.record("workflow.retried", actor=actor, resource=run, details={"steps": [t.step_key for t in again][:100]})
     return run
+
+
+def _notify_pending(run: WorkflowRun, tasks: list[Task]) -> None:
+    """Wake the claims waiting for work in the run's orchestra, as many as steps became pending."""
+    count = sum(1 for task in tasks if task.status == Task.Status.PENDING)
+    if count:
+        pending_notify(project_id=run.project_id, orchestra_id=run.orchestra_id, count=count)
 
 
 def _last_step_approval(task: Task) -> Approval | None:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 import audit
 from agents.models import Task
+from agents.services.notify import pending_notify
 from workflows.models import APPROVAL_KIND, Approval, StepDependency, WorkflowRun
 
 
@@ -48,6 +49,8 @@ def _unblock(task: Task, run: WorkflowRun) -> None:
     )
     if not touched:
         return
+    # Some of them may still wait on other steps: an upper bound of the waiters worth waking.
+    pending_notify(project_id=run.project_id, orchestra_id=run.orchestra_id, count=touched)
     audit.record(
         "workflow.steps_unblocked",
         resource=run,

@@ -88,12 +88,13 @@ def load_handlers(settings: Settings) -> HandlerRegistry:
 
 
 def build_worker(settings: Settings, registry: HandlerRegistry) -> Worker:
-    client = ProtocolClient(settings.url, settings.key, timeout=settings.timeout)
+    client = ProtocolClient(settings.url, settings.key, timeout=settings.timeout, claim_url=settings.claim_url)
     return Worker(
         client,
         registry=registry,
         concurrency=settings.concurrency,
         poll_interval=settings.poll_interval,
+        wait_seconds=settings.wait_seconds,
         heartbeat_interval=settings.heartbeat_interval,
         lease_seconds=settings.lease_seconds,
         grace_seconds=settings.grace_seconds,

@@ -29,6 +29,8 @@ log = logging.getLogger("symphony_agent")
 
 #: A Retry-After longer than this is taken as this: a misconfigured proxy should not park a fleet for a day.
 MAX_RETRY_AFTER = 600.0
+#: The claim answer's header: how long the server was prepared to hold the claim (0: it did not wait).
+WAIT_HEADER = "X-Claim-Wait-Seconds"
 _KEY_RE = re.compile(r"^sym_([A-Za-z0-9]+)_")
 
 
@@ -154,9 +156,13 @@ def key_label(key: str) -> str:
 class ProtocolClient:
     """One agent's connection to Symphony, authenticated with its agent-bound API key. Thread-safe."""
 
-    def __init__(self, url: str, key: str, *, timeout: float = 10.0, user_agent: str | None = None) -> None:
+    def __init__(
+        self, url: str, key: str, *, timeout: float = 10.0, user_agent: str | None = None, claim_url: str | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self.base = self.url + "/api/v1/"
+        #: Where claims go: the server's ASGI process answers waiting claims (``claim_url``, else ``url``).
+        self.claim_base = (claim_url or url).rstrip("/") + "/api/v1/"
         self.timeout = timeout
         self.key_label = key_label(key)
         self.reachability = Reachability()
@@ -179,10 +185,24 @@ class ProtocolClient:
         return self._post("agent/heartbeat/", body)
 
     def claim(self, *, max_tasks: int = 1, lease_seconds: int | None = None) -> list[dict[str, Any]]:
+        return self.claim_waiting(max_tasks=max_tasks, lease_seconds=lease_seconds)[0]
+
+    def claim_waiting(
+        self, *, max_tasks: int = 1, lease_seconds: int | None = None, wait_seconds: int = 0
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Claim; with ``wait_seconds``, the server holds the request until a task arrives or the time is
+        up. Returns ``(tasks, waited)``: ``waited`` is False when the server answered without waiting
+        (``X-Claim-Wait-Seconds: 0`` or absent: a sync worker, an older server), so the caller polls."""
         body: dict[str, Any] = {"max_tasks": max_tasks}
         if lease_seconds is not None:
             body["lease_seconds"] = lease_seconds
-        return self._post("agent/claim/", body)["tasks"]
+        if wait_seconds:
+            body["wait_seconds"] = wait_seconds
+        answer, headers = self._request(
+            "agent/claim/", body, base=self.claim_base, timeout=self.timeout + wait_seconds
+        )  # fmt: skip
+        waited = bool(wait_seconds) and headers.get(WAIT_HEADER, "0") not in ("", "0")
+        return answer["tasks"], waited
 
     def extend(self, task_id: int, *, attempt: int, lease_seconds: int | None = None) -> dict[str, Any]:
         body = {} if lease_seconds is None else {"lease_seconds": lease_seconds}
@@ -221,8 +241,13 @@ class ProtocolClient:
         self.session.close()
 
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._request(path, body)[0]
+
+    def _request(
+        self, path: str, body: dict[str, Any], *, base: str | None = None, timeout: float | None = None
+    ) -> tuple[dict[str, Any], Any]:
         try:
-            response = self.session.post(self.base + path, json=body, timeout=self.timeout)
+            response = self.session.post((base or self.base) + path, json=body, timeout=timeout or self.timeout)
         except requests.RequestException as exc:
             error = ServerUnavailableError(f"POST {path}: {exc.__class__.__name__}: {exc}")
             self.reachability.failed(error)
@@ -239,7 +264,7 @@ class ProtocolClient:
                 answer = None
             if not isinstance(answer, dict):  # a proxy's or another site's page, not Symphony
                 raise ProtocolError(f"POST {path}: {response.status_code} with a body that is not a JSON object")
-            return answer
+            return answer, response.headers
         cls = ProtocolError
         if response.status_code == 409:
             cls = LeaseLostError

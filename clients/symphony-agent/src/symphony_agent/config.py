@@ -136,6 +136,22 @@ OPTIONS = [
     Option("once", _bool, False, "claim what is there, run it, exit", flag_kind="switch"),
     Option("concurrency", _positive(int), 1, "tasks run at once", metavar="N"),
     Option("poll_interval", _positive(float), 1.0, "seconds between claims while idle (±20%% jitter)", metavar="S"),
+    Option(
+        "wait_seconds",
+        _non_negative(int),
+        20,
+        "while idle, ask the server to hold each claim up to S seconds until a task arrives (long poll); "
+        "0 turns it off (poll every --poll-interval); a server that does not wait is polled",
+        metavar="S",
+    ),
+    Option(
+        "claim_url",
+        _url,
+        None,
+        "base URL for claims, where the server's ASGI process answers them when no proxy routes "
+        "/api/v1/agent/claim/ there (make run: http://127.0.0.1:8001)",
+        metavar="URL",
+    ),
     Option("heartbeat_interval", _positive(float), 15.0, "seconds between heartbeats", metavar="S"),
     Option("lease_seconds", _positive(int), 60, "lease asked for each task, extended every third of it", metavar="S"),
     Option("grace_seconds", _non_negative(float), 10.0, "on SIGTERM, how long running tasks may finish", metavar="S"),
@@ -155,6 +171,8 @@ class Settings:
     once: bool = False
     concurrency: int = 1
     poll_interval: float = 1.0
+    wait_seconds: int = 20
+    claim_url: str | None = None
     heartbeat_interval: float = 15.0
     lease_seconds: int = 60
     grace_seconds: float = 10.0

@@ -44,6 +44,8 @@ log = logging.getLogger("symphony_agent")
 
 #: How long a task handed back at shutdown may keep retrying its report while the server is unavailable.
 HAND_BACK_SECONDS = 5.0
+#: On stop, how long an in-flight waiting claim may still take to answer (then it is abandoned).
+STOP_CLAIM_SECONDS = 2.0
 
 
 @dataclass
@@ -83,6 +85,7 @@ class Worker:
         registry: HandlerRegistry | None = None,
         concurrency: int = 1,
         poll_interval: float = 1.0,
+        wait_seconds: int = 0,
         heartbeat_interval: float = 15.0,
         lease_seconds: int = 60,
         grace_seconds: float = 10.0,
@@ -94,6 +97,7 @@ class Worker:
         self.registry = registry if registry is not None else DEFAULT_REGISTRY
         self.concurrency = max(1, concurrency)
         self.poll_interval = poll_interval
+        self.wait_seconds = wait_seconds
         self.heartbeat_interval = heartbeat_interval
         self.lease_seconds = lease_seconds
         self.grace_seconds = grace_seconds
@@ -255,8 +259,12 @@ class Worker:
             if free <= 0:
                 await self._wait_for_change(self.poll_interval)
                 continue
+            wait = 0 if self.once else self.wait_seconds
             try:
-                tasks = await asyncio.to_thread(self.client.claim, max_tasks=free, lease_seconds=self.lease_seconds)
+                claimed = await self._claim(free, wait)
+                if claimed is None:
+                    return  # stopping
+                tasks, waited = claimed
             except ServerUnavailableError as exc:
                 await self._retry_later(backoff, exc, "claim")
                 continue
@@ -278,12 +286,66 @@ class Worker:
                 continue  # the queue may hold more: claim again as soon as a slot is free
             if not tasks:
                 log.debug("claim: nothing to run")
+                if waited:
+                    continue  # the server held the claim until now: ask again at once
             if not self.once:
                 await self._sleep(self.poll_interval * random.uniform(0.8, 1.2))  # jitter: no lock-step fleet
             elif self._running:
                 await self._wait_for_change(None)  # once: when a task finishes, look again
             else:
                 return  # once: nothing left to run
+
+    async def _claim(self, free: int, wait: int) -> tuple[list[dict[str, Any]], bool] | None:
+        """One claim, held by the server up to ``wait`` seconds; None if the worker is asked to stop first.
+
+        A waiting claim runs on a daemon thread of its own, so stopping waits for it at most
+        ``STOP_CLAIM_SECONDS`` (and the interpreter's exit not at all); tasks it still brings after the
+        worker gave up on it are handed back if the worker is still running, else their leases expire.
+        """
+        if not wait:
+            return await asyncio.to_thread(
+                self.client.claim_waiting, max_tasks=free, lease_seconds=self.lease_seconds
+            )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[list[dict[str, Any]], bool]] = loop.create_future()
+        abandoned = False
+        handing_back: set[asyncio.Future[None]] = set()  # referenced until done (the loop keeps weak ones)
+
+        def deliver(result: Any, error: BaseException | None) -> None:  # on the loop's thread
+            if abandoned:
+                for task in (result or ([], False))[0]:
+                    handing_back.add(
+                        asyncio.ensure_future(self._hand_back(_Running(TaskContext.from_claim(task, self.client))))
+                    )
+            elif error is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(result)
+
+        def call() -> None:
+            result, error = None, None
+            try:
+                result = self.client.claim_waiting(max_tasks=free, lease_seconds=self.lease_seconds, wait_seconds=wait)
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed: a task claimed now expires with its lease
+                loop.call_soon_threadsafe(deliver, result, error)
+
+        threading.Thread(target=call, name="symphony-claim", daemon=True).start()
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({answer, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not answer.done():
+            # Stopping: an answer already on its way (the server claimed as we were asked to stop) is
+            # taken and handed back as usual; a claim the server still holds is left (exiting closes its
+            # connection, which releases it on the server, with nothing claimed).
+            await asyncio.wait({answer}, timeout=STOP_CLAIM_SECONDS)
+        if answer.done():
+            return answer.result()
+        abandoned = True
+        return None
 
     async def _lease_loop(self) -> None:
         # Runs on through the grace period: tasks still finishing must keep their leases.
