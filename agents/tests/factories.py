@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import factory
-from django.contrib.auth import get_user_model
 
+from accounts.tests import factories as accounts_factories
 from agents.models import Orchestra, Task
 
 
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        django_get_or_create = ("username",)
-        skip_postgeneration_save = True
+class UserFactory(accounts_factories.UserFactory):
+    """The accounts factory (one username sequence for every test's users), without a password hash."""
 
-    username = factory.Sequence(lambda n: f"user{n}")
+    class Meta:
+        django_get_or_create = ("username",)
+
     email = factory.LazyAttribute(lambda u: f"{u.username}@example.test")
-    is_active = True
+    password = ""
 
     @factory.post_generation
     def roles(self, create: bool, extracted: list[str] | None, **kwargs: object) -> None:

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import factory
 from django.apps import apps
-from django.contrib.auth import get_user_model
 
 import audit
+from accounts.tests import factories as accounts_factories
 from audit.services import audit_seal
 
 
-class UserFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = get_user_model()
-        django_get_or_create = ("username",)
-        skip_postgeneration_save = True
+class UserFactory(accounts_factories.UserFactory):
+    """The accounts factory (one username sequence for every test's users), without a password hash."""
 
-    username = factory.Sequence(lambda n: f"user{n}")
-    email = factory.LazyAttribute(lambda u: f"{u.username}@example.com")
+    class Meta:
+        django_get_or_create = ("username",)
+
     password = "!unusable"  # tests log in with force_login; hashing a password costs ~0.3 s per user
 
     @factory.post_generation

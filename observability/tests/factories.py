@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import factory
-from django.contrib.auth import get_user_model
+
+from accounts.tests import factories as accounts_factories
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(accounts_factories.UserFactory):
+    """The accounts factory (one username sequence for every test's users), without a password hash."""
+
     class Meta:
-        model = get_user_model()
         django_get_or_create = ("username",)
-        skip_postgeneration_save = True
 
-    username = factory.Sequence(lambda n: f"obs-user-{n}")
+    password = ""
 
     @factory.post_generation
     def role_names(self, create: bool, extracted: list[str] | None, **kwargs) -> None:
