@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 COLUMNS = (
     "occurred_at", "event_type", "severity", "outcome", "actor_id", "actor_name", "api_key_prefix", "ip_address",
-    "user_agent", "resource_type", "resource_id", "action", "details", "request_id", "trace_id", "prev_hash", "hash",
+    "user_agent", "resource_type", "resource_id", "action", "details", "request_id", "trace_id", "project", "prev_hash",
+    "hash",
 )  # fmt: skip
 
 
@@ -66,6 +67,7 @@ def top_up(target: int) -> int:
                 "details": {"n": i, "note": "=cmd|' /C calc'!A0" if i % 1000 == 0 else "ok"},
                 "request_id": f"bench-{i}",
                 "trace_id": "",
+                "project": "default",
             }
             digest = compute_hash(event, prev)
             row = [event[c] for c in COLUMNS[:-2]]

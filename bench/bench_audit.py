@@ -49,7 +49,7 @@ from django.db import connection, connections, transaction  # noqa: E402
 
 import audit  # noqa: E402
 from audit import services  # noqa: E402
-from audit.chain import GENESIS_HASH, HASHED_FIELDS, compute_hash  # noqa: E402
+from audit.chain import GENESIS_HASH, HASHED_FIELDS, OPTIONAL_HASHED_FIELDS, compute_hash  # noqa: E402
 from audit.verification import verify_chain  # noqa: E402
 
 RSS_LIMIT_MB = 100
@@ -299,7 +299,7 @@ def load_events(count: int) -> float:
     started = time.perf_counter()
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     types = ["auth.login", "task.claimed", "agent.updated", "authz.permission.denied", "apikey.created"]
-    columns = ("id", "chain_seq", "prev_hash", "hash", *HASHED_FIELDS)
+    columns = ("id", "chain_seq", "prev_hash", "hash", *HASHED_FIELDS, *OPTIONAL_HASHED_FIELDS)
     prev = GENESIS_HASH
     with transaction.atomic():
         connection.ensure_connection()
@@ -324,6 +324,7 @@ def load_events(count: int) -> float:
                     "details": {"attempt": i % 3, "queue": "default"},
                     "request_id": f"req-{i:08x}",
                     "trace_id": "",
+                    "project": "default",
                 }
                 row["prev_hash"] = prev
                 row["hash"] = prev = compute_hash(row, prev)
