@@ -445,6 +445,10 @@ class Smoke:
         task_id = json.loads(body)["id"]
         command = list(self.service("agent")["command"])
         command[command.index("--url") + 1] = self.base_url
+        if "--claim-url" in command:
+            # The smoke runs the web container alone, no streams process: its gunicorn answers the
+            # claims at once (X-Claim-Wait-Seconds: 0) and the worker falls back to polling.
+            command[command.index("--claim-url") + 1] = self.base_url
         env = self.environment("agent", SYMPHONY_AGENT_KEY=self.demo["agents"][0]["key"])
         self.agent = f"{self.tag}-agent"
         # The key travels in this process's environment, not on the engine's command line.
