@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 
 from accounts.access import scope
+from accounts.models import Project
 from agents.models import Agent, Orchestra, Task, TaskEvent
+from symphony.db.rows import Columns
 
 
 def agent_list(*, viewer: Any = None, code: str = "agent:read", for_listing: bool = False) -> QuerySet[Agent]:
@@ -71,11 +74,29 @@ def task_list(*, viewer: Any = None, code: str = "agent:read", for_listing: bool
     return queryset
 
 
+_AGENT, _AGENT_PROJECT = Columns(Agent, "a"), Columns(Project, "p")
+_AGENT_FOR_KEY_SQL = (
+    f"SELECT {_AGENT.sql}, {_AGENT_PROJECT.sql} FROM {Agent._meta.db_table} a"  # noqa: S608 (model names only)
+    f" JOIN {Project._meta.db_table} p ON p.id = a.project_id WHERE a.api_key_id = %s"
+)
+
+
 def agent_for_key(api_key: Any) -> Agent | None:
-    """The agent an API key is bound to, or None (a user's key, or no key at all)."""
+    """The agent an API key is bound to (its project loaded), or None (a user's key, or no key).
+
+    Every agent-protocol request starts here, so it is SQL written once rather than a queryset
+    (``symphony.db.rows``): the same row as ``select_related("project").filter(api_key=...)``.
+    """
     if api_key is None or not getattr(api_key, "pk", None):
         return None
-    return Agent.objects.select_related("project").filter(api_key_id=api_key.pk).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_AGENT_FOR_KEY_SQL, [api_key.pk])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    agent, project = _AGENT.split(row, _AGENT_PROJECT, connection=connection)
+    Agent.project.field.set_cached_value(agent, project)
+    return agent
 
 
 def task_events(*, task_id: int, after: int = 0, limit: int = 100) -> QuerySet[TaskEvent]:

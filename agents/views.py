@@ -13,6 +13,7 @@ from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -440,15 +441,20 @@ class AgentProtocolViewSet(viewsets.GenericViewSet):
     @action(detail=False, methods=["post"])
     def heartbeat(self, request: Request) -> Response:
         """Report liveness and status; the answer lists held tasks that were cancelled."""
-        agent = _calling_agent(request)
-        data = validated_body(HeartbeatSerializer, request)
-        cancelled = services.agent_heartbeat(agent=agent, **data)
+        try:
+            data = validated_body(HeartbeatSerializer, request)
+        except APIException:
+            _calling_agent(request)  # a caller that is no agent is told so (403) before its body is judged
+            raise
+        beat = services.heartbeat_for_key(api_key=request.auth, **data)
+        if beat is None:
+            raise AgentKeyRequired()
         return Response(
             {
-                "agent": agent.pk,
-                "name": agent.name,
-                "status": agent.effective_status,
-                "cancelled_tasks": cancelled,
+                "agent": beat.agent_id,
+                "name": beat.name,
+                "status": beat.status,
+                "cancelled_tasks": beat.cancelled_tasks,
                 "heartbeat_timeout_seconds": settings.SYMPHONY_AGENT_HEARTBEAT_TIMEOUT,
                 "server_time": timezone.now(),
             }

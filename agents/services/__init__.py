@@ -13,6 +13,7 @@ from agents.services.agents import (
     agent_key_reissue,
     agent_mark_offline,
     agent_update,
+    heartbeat_for_key,
 )
 from agents.services.children import task_children_create
 from agents.services.dispatch import (
@@ -58,6 +59,7 @@ __all__ = [
     "concurrency_limit_create",
     "concurrency_limit_delete",
     "concurrency_limit_update",
+    "heartbeat_for_key",
     "json_size",
     "lease_seconds_or_default",
     "orchestra_add_agents",

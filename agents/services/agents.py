@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 import audit
@@ -180,6 +181,70 @@ def agent_heartbeat(
         setattr(agent, field, value)
     cancelled = Task.objects.filter(agent=agent, status=Task.Status.CANCELLED, lease_expires_at__gt=now)
     return list(cancelled.order_by("id").values_list("id", flat=True))
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """What the heartbeat answers: the agent as it now is, and its held tasks that were cancelled."""
+
+    agent_id: int
+    name: str
+    status: str
+    cancelled_tasks: list[int]
+
+
+#: ``agent_heartbeat`` for the agent behind a key, as one PostgreSQL statement: the lookup, the
+#: update (metrics merged into the stored metadata by the database, so a concurrent edit of other
+#: metadata keys is kept) and the cancelled held tasks. Written once: through the ORM these were three
+#: statements and most of a heartbeat's CPU.
+_HEARTBEAT_SQL = f"""
+WITH beat AS (
+    UPDATE {Agent._meta.db_table} SET status = %(status)s, last_heartbeat_at = %(now)s, updated_at = %(now)s,
+        version = COALESCE(%(version)s, version),
+        metadata = CASE WHEN %(metrics)s::jsonb IS NULL THEN metadata ELSE
+            COALESCE(metadata, '{{}}'::jsonb) || jsonb_build_object('last_metrics', %(metrics)s::jsonb) END
+    WHERE api_key_id = %(key)s
+    RETURNING id, name, status
+)
+SELECT beat.id, beat.name, beat.status, ARRAY(
+    SELECT t.id FROM {Task._meta.db_table} t
+    WHERE t.agent_id = beat.id AND t.status = %(cancelled)s AND t.lease_expires_at > %(now)s ORDER BY t.id)
+FROM beat
+"""  # noqa: S608 (names from the models; every value is bound)
+
+
+def heartbeat_for_key(
+    *, api_key: Any, status: str, metrics: dict[str, Any] | None = None, version: str | None = None
+) -> Heartbeat | None:
+    """``agent_heartbeat`` for the agent bound to ``api_key``; None when no agent is (a user's key).
+
+    One statement on PostgreSQL; elsewhere the lookup and ``agent_heartbeat``'s two.
+    """
+    if connection.vendor != "postgresql":
+        from agents.selectors import agent_for_key
+
+        agent = agent_for_key(api_key)
+        if agent is None:
+            return None
+        cancelled = agent_heartbeat(agent=agent, status=status, metrics=metrics, version=version)
+        return Heartbeat(agent_id=agent.pk, name=agent.name, status=agent.effective_status, cancelled_tasks=cancelled)
+    metadata = Agent._meta.get_field("metadata")
+    params = {
+        "status": status,
+        "now": timezone.now(),
+        "version": version,
+        "metrics": None if metrics is None else metadata.get_db_prep_value(metrics, connection),
+        "key": api_key.pk,
+        "cancelled": Task.Status.CANCELLED,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_HEARTBEAT_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    agent_id, name, reported, cancelled = row
+    # Just beaten, so online: the effective status is the reported one.
+    return Heartbeat(agent_id=agent_id, name=name, status=reported, cancelled_tasks=list(cancelled))
 
 
 @transaction.atomic

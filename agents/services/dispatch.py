@@ -15,6 +15,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import connection, transaction
 from django.db.models import BigIntegerField, Case, DateTimeField, F, JSONField, Q, Value, When
@@ -44,6 +45,7 @@ from agents.services.notify import (
 from agents.services.tasks import check_json_size
 from agents.services.usage import usage_record
 from audit import hooks as domain_events
+from symphony.db.rows import Columns
 
 log = structlog.get_logger(__name__)
 
@@ -70,10 +72,21 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
     """
     # A plain read first: nearly every claim finds no expired lease, and then needs no transaction
     # and no row lock for reaping (issue 7: three statements per claim down to one).
-    if Task.objects.expired_leases().exists():
+    if _any_expired_lease():
         task_reap_expired()
     return _claim(agent=agent, max_tasks=max(1, min(max_tasks, settings.SYMPHONY_TASK_MAX_CLAIM)),
                   lease=lease_seconds_or_default(lease_seconds))  # fmt: skip
+
+
+#: ``Task.objects.expired_leases().exists()``, written once: every claim asks it first.
+_ANY_EXPIRED_SQL = f"SELECT 1 FROM {Task._meta.db_table} WHERE status = %s AND lease_expires_at < %s LIMIT 1"  # noqa: S608 (model names only)
+
+
+def _any_expired_lease() -> bool:
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(_ANY_EXPIRED_SQL, [Task.Status.RUNNING, now])
+        return cursor.fetchone() is not None
 
 
 @transaction.atomic
@@ -257,10 +270,9 @@ def task_complete(
     ``NotTaskHolder`` (403)."""
     check_json_size("result", result, settings.SYMPHONY_TASK_MAX_RESULT_BYTES)
     now = timezone.now()
-    if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(**_succeeded(now), result=result):
+    task = _succeed_held(task_id=task_id, agent=agent, attempt=attempt, result=result, now=now)
+    if task is None:
         raise _lease_error(task_id=task_id, agent=agent)
-    _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
-    task = Task.objects.select_related("submitter", "project").get(pk=task_id)
     audit.record("task.completed", resource=task, details={"agent": agent.name, "attempt": attempt})
     task_notify(task_id=task_id)
     slot_freed_notify(task)
@@ -272,6 +284,31 @@ def task_complete(
     if task.status == Task.Status.SUCCEEDED:
         _task_succeeded(task)
     _observe_success(task, now)
+    return task
+
+
+def _succeed_held(*, task_id: int, agent: Agent, attempt: int, result: Any, now: datetime) -> Task | None:
+    """The task succeeded with ``result`` and its attempt finished, if ``agent`` holds it under
+    ``attempt`` (``_holder_filter``); the task as now stored (submitter and project loaded), else None."""
+    if connection.vendor != "postgresql":
+        if not _holder_filter(task_id=task_id, agent=agent, attempt=attempt).update(**_succeeded(now), result=result):
+            return None
+        _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
+        return Task.objects.select_related("submitter", "project").get(pk=task_id)
+    params = {f"set_{name}": Task._meta.get_field(name).get_db_prep_save(value, connection)
+              for name, value in {**_succeeded(now), "result": result}.items()}  # fmt: skip
+    params |= {"task": task_id, "agent": agent.pk, "attempt": attempt, "now": now, "running": Task.Status.RUNNING,
+               "attempt_running": TaskAttempt.Outcome.RUNNING,
+               "attempt_succeeded": TaskAttempt.Outcome.SUCCEEDED}  # fmt: skip
+    with connection.cursor() as cursor:
+        cursor.execute(_SUCCEED_HELD_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    task, submitter = _TASK.split(row, _SUBMITTER, connection=connection)
+    Task.submitter.field.set_cached_value(task, submitter if submitter.pk is not None else None)
+    if task.project_id == agent.project_id:  # as claimed: the claim never crosses projects
+        Task.project.field.set_cached_value(task, agent.project)
     return task
 
 
@@ -387,6 +424,27 @@ def _succeeded(now: datetime) -> dict[str, Any]:
         "finished_at": now,
         "updated_at": now,
     }
+
+
+_TASK, _SUBMITTER = Columns(Task, "t"), Columns(get_user_model(), "u", fields=["id", "username"])
+_SUCCEED_SET = ", ".join(
+    f'"{Task._meta.get_field(name).column}" = %(set_{name})s' for name in [*_succeeded(timezone.now()), "result"]
+)
+
+#: ``_succeed_held`` on PostgreSQL, written once: the fenced update, the attempt's and the read back
+#: (submitter included) in one statement instead of three querysets. The columns set are
+#: ``_succeeded``'s and the result.
+_SUCCEED_HELD_SQL = f"""
+WITH done AS (
+    UPDATE {Task._meta.db_table} t SET {_SUCCEED_SET}
+    WHERE t.id = %(task)s AND t.status = %(running)s AND t.agent_id = %(agent)s AND t.last_attempt = %(attempt)s
+    RETURNING {_TASK.sql}
+), finished AS (
+    UPDATE {TaskAttempt._meta.db_table} a SET outcome = %(attempt_succeeded)s, finished_at = %(now)s
+    FROM done WHERE a.task_id = done.id AND a.number = %(attempt)s AND a.outcome = %(attempt_running)s
+)
+SELECT done.*, {_SUBMITTER.sql} FROM done LEFT JOIN {get_user_model()._meta.db_table} u ON u.id = done.submitter_id
+"""  # noqa: S608 (names from the models; every value is bound)
 
 
 def _task_succeeded(task: Task) -> None:
