@@ -58,13 +58,13 @@ def _claim(worker: Any, **body: Any) -> list[dict[str, Any]]:
     return response.json()["tasks"]
 
 
-def test_it_claims_one_task_in_nine_statements(warm, django_capture_on_commit_callbacks):
+def test_it_claims_one_task_in_eight_statements(warm, django_capture_on_commit_callbacks):
     # the agent, the reap check; [savepoint] the locking select (spent budgets and full concurrency
-    # keys are its subqueries), the update, the attempt, the event, pg_notify [release]; no seal on
-    # this connection
-    with statements(9, django_capture_on_commit_callbacks) as context:
+    # keys are its subqueries), the update with the insert of its attempt (one statement), the event,
+    # pg_notify [release]; no seal on this connection
+    with statements(8, django_capture_on_commit_callbacks) as context:
         assert len(_claim(warm)) == 1
-    assert _production(context) == 7
+    assert _production(context) == 6
 
 
 def test_it_completes_a_task_in_seven_statements(warm, django_capture_on_commit_callbacks):
@@ -97,10 +97,10 @@ def test_it_submits_a_task_in_twelve_statements(warm, orchestra, operator_api, d
 
 
 def test_it_claims_ten_tasks_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):
-    # the same nine: one update, one insert of the attempts, one of the events, one pg_notify
-    with statements(9, django_capture_on_commit_callbacks) as context:
+    # the same eight: one update with the insert of the attempts, one insert of the events, one pg_notify
+    with statements(8, django_capture_on_commit_callbacks) as context:
         assert len(_claim(warm, max_tasks=10)) == 10
-    assert _production(context) == 7
+    assert _production(context) == 6
 
 
 def test_it_completes_ten_tasks_in_one_request_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):
