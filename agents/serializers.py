@@ -211,7 +211,8 @@ class TaskExecuteSerializer(InputSerializer):
 
 
 class TaskSubmitSerializer(TaskExecuteSerializer):
-    orchestra = serializers.PrimaryKeyRelatedField(queryset=Orchestra.objects.all())
+    # With its project: the submission's task takes it, and its audit event names it.
+    orchestra = serializers.PrimaryKeyRelatedField(queryset=Orchestra.objects.select_related("project"))
 
 
 class CancelSerializer(InputSerializer):

@@ -80,7 +80,7 @@ def task_submit(
     destination = orchestra if orchestra is not None else target_agent
     budget_check(project_id=destination.project_id, orchestra=orchestra)
     task = Task(
-        project_id=destination.project_id,
+        project=destination.project,  # usually loaded with the destination; the audit event needs its slug
         kind=kind,
         input=input if input is not None else {},
         orchestra=orchestra,
@@ -95,7 +95,9 @@ def task_submit(
         fairness_key=fairness_key or flow.default_fairness_key(submitter),
     )
     task.fair_seq = flow.fair_seq_next(fairness_key=task.fairness_key, priority=task.priority)
-    task.full_clean(exclude=["submitter", "orchestra", "target_agent", "agent"], validate_constraints=False)
+    # The related rows were loaded (the project with its destination), so they exist: only the values
+    # are checked, not the foreign keys again (one query each).
+    task.full_clean(exclude=["submitter", "orchestra", "target_agent", "agent", "project"], validate_constraints=False)
     try:
         with transaction.atomic():
             task.save(force_insert=True)

@@ -84,16 +84,16 @@ def test_it_heartbeats_in_one_statement(warm, django_capture_on_commit_callbacks
         assert warm.api.post("/api/v1/agent/heartbeat/", {"status": "busy"}).status_code == 200
 
 
-def test_it_submits_a_task_in_twelve_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
-    # the orchestra; [savepoint] the budgets, the fair-queue position, the project check, [savepoint]
-    # the insert (idempotency) [release], the project, the event, pg_notify (wakes a claim waiting for
-    # work, agents/claim_wait.py) [release]
-    with statements(12, django_capture_on_commit_callbacks) as context:
+def test_it_submits_a_task_in_ten_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
+    # the orchestra with its project; [savepoint] the budgets, the fair-queue position, [savepoint] the
+    # insert (idempotency) [release], the event, pg_notify (wakes a claim waiting for work,
+    # agents/claim_wait.py) [release]
+    with statements(10, django_capture_on_commit_callbacks) as context:
         body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}}
         assert operator_api.post("/api/v1/tasks/", body).status_code == 201
     [notify] = [q["sql"] for q in context.captured_queries if "pg_notify" in q["sql"]]
     assert f'"o":{orchestra.pk}' in notify  # the pending payload names the orchestra whose members may claim
-    assert _production(context) == 8
+    assert _production(context) == 6
 
 
 def test_it_claims_ten_tasks_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):
