@@ -110,7 +110,7 @@ def agent_list_data(rows: Iterable[tuple[Any, ...]], orchestra_ids: dict[int, li
     DRF's field-by-field ``to_representation`` (attribute lookup, ``None`` checks and conversions
     for each of 15 fields of each row) cost more than the rest of the request; the values are
     already of the right types here, so only the datetimes and the effective status are computed.
-    ``agents/tests/test_agents_list.py`` compares the two outputs.
+    ``agents/tests/test_agents_api.py`` compares the two outputs.
     """
     cutoff, tz, offline = Agent.heartbeat_cutoff(), timezone.get_current_timezone(), Agent.Status.OFFLINE.value
     data = []
