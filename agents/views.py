@@ -148,9 +148,10 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
         return selectors.agent_list(viewer=self.request.user, code=self._code(), for_listing=self.action == "list")
 
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Filtered, searched, ordered and paginated as any list, but the page is read as plain rows
-        and shaped by ``agent_list_data`` (the same JSON as ``AgentSerializer``, which still documents
-        it): building and serializing model instances was most of the list's CPU."""
+        # Filtered, searched, ordered and paginated as any list, but the page is read as plain rows and
+        # shaped by agent_list_data (the same JSON as AgentSerializer, which still documents it; no
+        # docstring here, it would replace the operation's description): building and serializing
+        # model instances was most of the list's CPU.
         rows = selectors.agent_list_rows(self.filter_queryset(self.get_queryset()))
         page = self.paginate_queryset(rows)
         agents = list(rows) if page is None else page
