@@ -50,6 +50,7 @@ from agents.serializers import (
     agent_list_data,
 )
 from agents.tracing import record_task_step, submission_span, submission_traceparent
+from symphony.pagination import FirstPageCountPagination
 from symphony.serializers import validate_no_body, validated_body
 
 EVENT_PAGE_MAX = 1000
@@ -130,6 +131,7 @@ class AgentViewSet(ProjectScoped, viewsets.ModelViewSet):
 
     queryset = Agent.objects.none()
     serializer_class = AgentSerializer
+    pagination_class = FirstPageCountPagination
     filterset_class = filters.AgentFilter
     search_fields = ["name", "type", "version"]
     ordering_fields = ["id", "name", "status", "created_at", "last_heartbeat_at"]

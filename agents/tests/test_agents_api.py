@@ -229,3 +229,28 @@ def test_it_lists_only_the_agents_of_the_keys_project(make_api, fleet):
     body = api.get("/api/v1/agents/").json()
     assert body["count"] == 1
     assert body["results"] == [api.get(f"/api/v1/agents/{fleet['never'].pk}/").json()]
+
+
+@pytest.mark.parametrize(
+    ("params", "count", "names", "next_page"),
+    [
+        ({"page_size": "4"}, 4, ["busy-one", "keyless-one", "never-seen", "stale-one"], None),
+        ({"page_size": "3"}, 4, ["busy-one", "keyless-one", "never-seen"], "page=2&page_size=3"),
+        ({"page_size": "3", "page": "1"}, 4, ["busy-one", "keyless-one", "never-seen"], "page=2&page_size=3"),
+        ({"page_size": "3", "page": "last"}, 4, ["stale-one"], None),
+        ({"page_size": "3", "status": "offline"}, 2, ["never-seen", "stale-one"], None),
+    ],
+)
+def test_it_counts_and_links_agent_pages_whether_or_not_they_hold_every_row(
+    admin_api, fleet, params, count, names, next_page
+):
+    body = admin_api.get("/api/v1/agents/", params).json()
+    assert (body["count"], [row["name"] for row in body["results"]]) == (count, names)
+    assert body["next"] == (None if next_page is None else f"http://testserver/api/v1/agents/?{next_page}")
+
+
+@pytest.mark.parametrize("page", ["0", "3", "x"])
+def test_it_refuses_an_agent_page_that_does_not_exist_naming_page(admin_api, fleet, page):
+    r = admin_api.get("/api/v1/agents/", {"page_size": "3", "page": page})
+    assert r.status_code == 400
+    assert list(r.json()["error"]["details"]) == ["page"]
