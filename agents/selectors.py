@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Prefetch, QuerySet
 
 from accounts.access import scope
@@ -54,16 +55,30 @@ def agent_list_rows(agents: QuerySet[Agent]) -> QuerySet[Any]:
 
 def agent_orchestra_ids(agent_ids: list[int]) -> dict[int, list[int]]:
     """The orchestra ids of each of ``agent_ids`` (ordered by orchestra name, as ``Agent.orchestra_ids``),
-    from one query on the membership table; an agent of no orchestra maps to ``[]``."""
+    from one query on the membership table; an agent of no orchestra maps to ``[]``.
+
+    Plain SQL rather than the ORM: for a page of 50 agents the ORM's statement (each id prepared
+    through the foreign key, the join and the ordering compiled) took five times the CPU.
+    """
     ids: dict[int, list[int]] = {agent_id: [] for agent_id in agent_ids}
-    memberships = (
-        Orchestra.agents.through.objects.filter(agent_id__in=ids)
-        .order_by("orchestra__name", "orchestra_id")
-        .values_list("agent_id", "orchestra_id")
-    )
-    for agent_id, orchestra_id in memberships:
-        ids[agent_id].append(orchestra_id)
+    if not ids:
+        return ids
+    with connection.cursor() as cursor:
+        cursor.execute(_membership_sql(len(ids)), list(ids))
+        for agent_id, orchestra_id in cursor.fetchall():
+            ids[agent_id].append(orchestra_id)
     return ids
+
+
+def _membership_sql(count: int) -> str:
+    through, qn = Orchestra.agents.through._meta, connection.ops.quote_name
+    orchestra, name = qn(Orchestra._meta.db_table), qn(Orchestra._meta.get_field("name").column)
+    agent_id, orchestra_id = (qn(through.get_field(field).column) for field in ("agent", "orchestra"))
+    return (
+        f"SELECT m.{agent_id}, m.{orchestra_id} FROM {qn(through.db_table)} m"  # noqa: S608 - names and %s only
+        f" INNER JOIN {orchestra} o ON o.{qn(Orchestra._meta.pk.column)} = m.{orchestra_id}"
+        f" WHERE m.{agent_id} IN ({', '.join(['%s'] * count)}) ORDER BY o.{name}, m.{orchestra_id}"
+    )
 
 
 def orchestra_list(
