@@ -197,30 +197,21 @@ class Agent(models.Model):
         return self.last_heartbeat_at is not None and self.last_heartbeat_at >= self.heartbeat_cutoff()
 
     # The three properties below are what AgentSerializer shows of related rows. The API's list page
-    # fills them in bulk (``selectors.agent_list(for_listing=True)`` annotates the two names, and
-    # ``selectors.agent_attach_orchestra_ids`` sets the ids from one query), so a page of 50 agents
-    # builds no User, ApiKey, Orchestra or related manager per row: those were most of the list's CPU
-    # (issue 7). Anywhere else they read the relations, as before.
+    # reads the same values in bulk instead (``selectors.agent_list_rows``, ``agent_orchestra_ids``).
 
     @property
     def owner_username(self) -> str:
         """The owner's username."""
-        if "listed_owner_username" in self.__dict__:
-            return self.__dict__["listed_owner_username"]
         return self.owner.username
 
     @property
     def api_key_prefix(self) -> str | None:
         """The public prefix of the agent's bound key, or None."""
-        if "listed_api_key_prefix" in self.__dict__:
-            return self.__dict__["listed_api_key_prefix"]
         return self.api_key.prefix if self.api_key_id else None
 
     @property
     def orchestra_ids(self) -> list[int]:
         """Ids of the orchestras this agent belongs to, ordered by orchestra name."""
-        if "listed_orchestra_ids" in self.__dict__:
-            return self.__dict__["listed_orchestra_ids"]
         return [orchestra.pk for orchestra in self.orchestras.all()]
 
     @property

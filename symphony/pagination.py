@@ -7,6 +7,7 @@ reads as "this list does not exist"; the list is there, the parameter is wrong, 
 
 from typing import Any
 
+from django.core.paginator import Page, Paginator
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound, ValidationError
 
@@ -51,6 +52,30 @@ class PageNumberPagination(pagination.PageNumberPagination):
             return super().paginate_queryset(queryset, request, view)
         except NotFound as exc:
             raise ValidationError({self.page_query_param: [str(exc.detail)]}) from None
+
+
+class FirstPageCountPaginator(Paginator):
+    """Django's paginator, counting a first page that holds every row itself.
+
+    The first page is read with one row more than it shows: when that row is missing, the page is the
+    whole list and its length is the count, so the ``COUNT(*)`` query (a tenth of the agents list's
+    CPU) is saved on lists of one page. Otherwise, and for any other page, it counts as Django's
+    does; the answer (count, links, errors) is the same either way.
+    """
+
+    def page(self, number: Any) -> Page:
+        if number not in (1, "1") or "count" in self.__dict__ or self.orphans or not self.allow_empty_first_page:
+            return super().page(number)
+        rows = list(self.object_list[: self.per_page + 1])
+        if len(rows) <= self.per_page:
+            self.count = len(rows)  # a cached_property: the instance's value wins
+        return self._get_page(rows[: self.per_page], 1, self)
+
+
+class FirstPageCountPagination(PageNumberPagination):
+    """``PageNumberPagination`` without the ``COUNT(*)`` on a list of one page (``FirstPageCountPaginator``)."""
+
+    django_paginator_class = FirstPageCountPaginator
 
 
 class CursorPagination(pagination.CursorPagination):

@@ -139,3 +139,118 @@ def test_it_shows_an_agent_offline_once_its_heartbeat_is_too_old(operator_api, m
 
         call_command("reap_tasks")
     assert AuditEvent.objects.filter(event_type="agent.heartbeat_lost", resource_id=str(worker.agent.pk)).exists()
+
+
+# --- the list page: plain rows shaped by agent_list_data, the same JSON as AgentSerializer ---------
+
+
+@pytest.fixture
+def fleet(make_agent, project_factory):
+    """Agents of two projects: online and stale heartbeats, none at all, without a key, in two
+    orchestras (listed by orchestra name, not id), in one, in none, with nested metadata."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.tests.factories import OrchestraFactory
+
+    beta = project_factory(slug="beta")
+    zulu, alpha = OrchestraFactory(name="zulu"), OrchestraFactory(name="alpha")
+    now = timezone.now()
+    busy = make_agent(
+        name="busy-one",
+        type="tester",
+        capabilities=["gpu", "python"],
+        version="1.2.3",
+        metadata={"metrics": {"load": [0.5, 1]}, "note": None, "ok": True},
+        orchestra=zulu,
+    )
+    alpha.agents.add(busy.agent)
+    stale = make_agent(name="stale-one", type="deployer", orchestra=alpha)
+    keyless = make_agent(name="keyless-one")
+    never = make_agent(name="never-seen", project=beta)
+    Agent.objects.filter(pk=busy.agent.pk).update(status="busy", last_heartbeat_at=now - timedelta(seconds=1))
+    Agent.objects.filter(pk=stale.agent.pk).update(status="idle", last_heartbeat_at=now - timedelta(hours=1))
+    Agent.objects.filter(pk=keyless.agent.pk).update(
+        status="error", trust_level="high", last_heartbeat_at=now.replace(microsecond=0) - timedelta(seconds=2)
+    )
+    ApiKey.objects.filter(pk=keyless.agent.api_key_id).delete()
+    return {"alpha": alpha, "zulu": zulu, "beta": beta, "never": never.agent}
+
+
+def test_it_lists_agents_exactly_as_the_agent_serializer_shows_them(fleet):
+    from rest_framework.renderers import JSONRenderer
+
+    from agents import selectors
+    from agents.serializers import AgentSerializer, agent_list_data
+
+    rows = list(selectors.agent_list_rows(selectors.agent_list(for_listing=True)))
+    fast = agent_list_data(rows, selectors.agent_orchestra_ids([row[0] for row in rows]))
+    slow = AgentSerializer(selectors.agent_list(), many=True).data
+    assert JSONRenderer().render(fast) == JSONRenderer().render(slow)
+    by_name = {row["name"]: row for row in fast}
+    assert [row["name"] for row in fast] == ["busy-one", "keyless-one", "never-seen", "stale-one"]
+    assert by_name["busy-one"]["status"] == "busy" and by_name["stale-one"]["status"] == "offline"
+    assert by_name["busy-one"]["orchestras"] == [fleet["alpha"].pk, fleet["zulu"].pk]
+    assert by_name["keyless-one"]["api_key_prefix"] is None and by_name["never-seen"]["project"] == "beta"
+
+
+@pytest.mark.parametrize(
+    ("params", "names"),
+    [
+        ({}, ["busy-one", "keyless-one", "never-seen", "stale-one"]),
+        ({"status": "offline"}, ["never-seen", "stale-one"]),
+        ({"status": "busy", "type": "tester"}, ["busy-one"]),
+        ({"trust_level": "high"}, ["keyless-one"]),
+        ({"orchestra": "alpha"}, ["busy-one", "stale-one"]),
+        ({"name": "ONE"}, ["busy-one", "keyless-one", "stale-one"]),
+        ({"project": "beta"}, ["never-seen"]),
+        ({"search": "deployer"}, ["stale-one"]),
+        ({"ordering": "-name"}, ["stale-one", "never-seen", "keyless-one", "busy-one"]),
+        ({"ordering": "last_heartbeat_at", "project": "default"}, ["stale-one", "keyless-one", "busy-one"]),
+        ({"page_size": "3", "page": "2"}, ["stale-one"]),
+    ],
+)
+def test_it_filters_searches_orders_and_pages_agents_showing_each_as_its_detail(admin_api, fleet, params, names):
+    params = {k: str(fleet["alpha"].pk) if v == "alpha" else v for k, v in params.items()}
+    r = admin_api.get("/api/v1/agents/", params)
+    assert r.status_code == 200, r.content
+    body = r.json()
+    assert [row["name"] for row in body["results"]] == names
+    for row in body["results"]:
+        assert row == admin_api.get(f"/api/v1/agents/{row['id']}/").json()
+    if "page" in params:
+        assert body["count"] == 4 and body["next"] is None
+        assert body["previous"].endswith("/api/v1/agents/?page_size=3")
+
+
+def test_it_lists_only_the_agents_of_the_keys_project(make_api, fleet):
+    api = make_api("operator", project=fleet["beta"])
+    body = api.get("/api/v1/agents/").json()
+    assert body["count"] == 1
+    assert body["results"] == [api.get(f"/api/v1/agents/{fleet['never'].pk}/").json()]
+
+
+@pytest.mark.parametrize(
+    ("params", "count", "names", "next_page"),
+    [
+        ({"page_size": "4"}, 4, ["busy-one", "keyless-one", "never-seen", "stale-one"], None),
+        ({"page_size": "3"}, 4, ["busy-one", "keyless-one", "never-seen"], "page=2&page_size=3"),
+        ({"page_size": "3", "page": "1"}, 4, ["busy-one", "keyless-one", "never-seen"], "page=2&page_size=3"),
+        ({"page_size": "3", "page": "last"}, 4, ["stale-one"], None),
+        ({"page_size": "3", "status": "offline"}, 2, ["never-seen", "stale-one"], None),
+    ],
+)
+def test_it_counts_and_links_agent_pages_whether_or_not_they_hold_every_row(
+    admin_api, fleet, params, count, names, next_page
+):
+    body = admin_api.get("/api/v1/agents/", params).json()
+    assert (body["count"], [row["name"] for row in body["results"]]) == (count, names)
+    assert body["next"] == (None if next_page is None else f"http://testserver/api/v1/agents/?{next_page}")
+
+
+@pytest.mark.parametrize("page", ["0", "3", "x"])
+def test_it_refuses_an_agent_page_that_does_not_exist_naming_page(admin_api, fleet, page):
+    r = admin_api.get("/api/v1/agents/", {"page_size": "3", "page": page})
+    assert r.status_code == 400
+    assert list(r.json()["error"]["details"]) == ["page"]

@@ -19,20 +19,36 @@ def _warm(api: Any, path: str) -> None:
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("agents", [1, 12])
-def test_it_lists_agents_in_three_queries(
-    agents: int, admin_api: Any, make_agent: Callable[..., Any], django_assert_num_queries: Any
+@pytest.mark.parametrize(
+    ("agents", "params", "queries", "shown"),
+    [
+        (1, {}, 2, 1),  # the page (one row more than it shows: none, so no COUNT), its memberships
+        (12, {}, 2, 12),
+        (12, {"page_size": "12"}, 2, 12),
+        (12, {"page_size": "5"}, 3, 5),  # the page, COUNT (a row beyond it), the memberships
+        (12, {"page_size": "5", "page": "2"}, 3, 5),  # COUNT (to check the page), the page, the memberships
+    ],
+)
+def test_it_lists_agents_in_two_queries_or_three_past_one_page(
+    agents: int,
+    params: dict[str, str],
+    queries: int,
+    shown: int,
+    admin_api: Any,
+    make_agent: Callable[..., Any],
+    django_assert_num_queries: Any,
 ) -> None:
     orchestras = [OrchestraFactory(), OrchestraFactory()]
     for i in range(agents):
         make_agent(orchestra=orchestras[i % 2])
     orchestras[1].agents.add(*[o.agents.first() for o in orchestras[:1]])
     _warm(admin_api, "/api/v1/agents/")
-    # count, the page (owner and key prefix annotated), the page's memberships
-    with django_assert_num_queries(3):
-        response = admin_api.get("/api/v1/agents/")
-    rows = response.json()["results"]
-    assert len(rows) == agents
+    with django_assert_num_queries(queries):
+        response = admin_api.get("/api/v1/agents/", params)
+    body = response.json()
+    rows = body["results"]
+    assert body["count"] == agents
+    assert len(rows) == shown
     assert all(row["owner"] == "fleet-owner" and row["api_key_prefix"] for row in rows)
     by_name = sorted(orchestras, key=lambda o: o.name)
     assert rows[0]["orchestras"] == [o.pk for o in by_name if o.agents.filter(name=rows[0]["name"]).exists()]
