@@ -106,12 +106,11 @@ def test_it_claims_ten_tasks_in_as_many_statements_as_one(warm, django_capture_o
 def test_it_completes_ten_tasks_in_one_request_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):
     tasks = _claim(warm, max_tasks=10)
     results = [{"task": t["id"], "attempt": t["attempt"], "result": {"ok": True}} for t in tasks]
-    # the agent; [savepoint] the locking read of the held tasks, the update of the ten, of their
-    # attempts, the ten read back, their events, one pg_notify, the webhooks lookup (once for the
-    # batch) [release]
-    with statements(1 + 2 + 7, django_capture_on_commit_callbacks) as context:
+    # the agent; [savepoint] the fenced update of the ten with their attempts' and the read back (one
+    # statement), their events, one pg_notify, the webhooks lookup (once for the batch) [release]
+    with statements(1 + 2 + 4, django_capture_on_commit_callbacks) as context:
         response = warm.api.post("/api/v1/agent/complete/", {"results": results})
     assert response.json()["completed"] == 10
     [notify] = [q["sql"] for q in context.captured_queries if "pg_notify" in q["sql"]]
     assert all(str(t["id"]) in notify for t in tasks)
-    assert _production(context) == 1 + 7
+    assert _production(context) == 1 + 4
