@@ -49,11 +49,6 @@ from symphony.db.rows import Columns
 
 log = structlog.get_logger(__name__)
 
-#: Scopes of an agent-bound key: none. The agent protocol (heartbeat, claim, extend, complete, fail)
-#: needs only the binding, so a leaked agent key cannot read or change anything else.
-AGENT_KEY_SCOPES: list[str] = []
-AGENT_UPDATABLE_FIELDS = ("name", "type", "capabilities", "trust_level", "version", "metadata")
-
 
 def lease_seconds_or_default(lease_seconds: int | None) -> int:
     if lease_seconds is None:

@@ -16,11 +16,6 @@ from agents.services.notify import notifications_batched, pending_notify
 
 log = structlog.get_logger(__name__)
 
-#: Scopes of an agent-bound key: none. The agent protocol (heartbeat, claim, extend, complete, fail)
-#: needs only the binding, so a leaked agent key cannot read or change anything else.
-AGENT_KEY_SCOPES: list[str] = []
-AGENT_UPDATABLE_FIELDS = ("name", "type", "capabilities", "trust_level", "version", "metadata")
-
 
 # action -> (states it may start from, resulting state, audit event)
 _TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {

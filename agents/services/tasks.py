@@ -25,11 +25,6 @@ from agents.services.usage import budget_check
 
 log = structlog.get_logger(__name__)
 
-#: Scopes of an agent-bound key: none. The agent protocol (heartbeat, claim, extend, complete, fail)
-#: needs only the binding, so a leaked agent key cannot read or change anything else.
-AGENT_KEY_SCOPES: list[str] = []
-AGENT_UPDATABLE_FIELDS = ("name", "type", "capabilities", "trust_level", "version", "metadata")
-
 
 def json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
