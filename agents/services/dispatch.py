@@ -318,19 +318,32 @@ def _succeed_held(*, task_id: int, agent: Agent, attempt: int, result: Any, now:
             return None
         _finish_attempt(task_id=task_id, attempt=attempt, outcome=TaskAttempt.Outcome.SUCCEEDED, now=now)
         return Task.objects.select_related("submitter", "project").get(pk=task_id)
-    params = {f"set_{name}": Task._meta.get_field(name).get_db_prep_save(value, connection)
-              for name, value in {**_succeeded(now), "result": result}.items()}  # fmt: skip
-    params |= {"task": task_id, "agent": agent.pk, "attempt": attempt, "now": now, "running": Task.Status.RUNNING,
-               "attempt_running": TaskAttempt.Outcome.RUNNING,
-               "attempt_succeeded": TaskAttempt.Outcome.SUCCEEDED}  # fmt: skip
+    params = _succeed_params(agent=agent, now=now) | {
+        "set_result": Task._meta.get_field("result").get_db_prep_save(result, connection),
+        "task": task_id,
+        "attempt": attempt,
+    }
     with connection.cursor() as cursor:
         cursor.execute(_SUCCEED_HELD_SQL, params)
         row = cursor.fetchone()
-    if row is None:
-        return None
+    return None if row is None else _succeeded_task(row, agent)
+
+
+def _succeed_params(*, agent: Agent, now: datetime) -> dict[str, Any]:
+    """The parameters the succeed statements share: ``_succeeded``'s columns (``set_*``) and the fence."""
+    params = {f"set_{name}": Task._meta.get_field(name).get_db_prep_save(value, connection)
+              for name, value in _succeeded(now).items()}  # fmt: skip
+    return params | {"agent": agent.pk, "now": now, "running": Task.Status.RUNNING,
+                     "attempt_running": TaskAttempt.Outcome.RUNNING,
+                     "attempt_succeeded": TaskAttempt.Outcome.SUCCEEDED}  # fmt: skip
+
+
+def _succeeded_task(row: Any, agent: Agent) -> Task:
+    """A row of a succeed statement (the task's columns, then the submitter's) as a Task, its submitter
+    and (the agent's, as claimed: a claim never crosses projects) project loaded."""
     task, submitter = _TASK.split(row, _SUBMITTER, connection=connection)
     Task.submitter.field.set_cached_value(task, submitter if submitter.pk is not None else None)
-    if task.project_id == agent.project_id:  # as claimed: the claim never crosses projects
+    if task.project_id == agent.project_id:
         Task.project.field.set_cached_value(task, agent.project)
     return task
 
@@ -422,30 +435,16 @@ def _succeed_held_many(*, agent: Agent, entries: dict[int, dict[str, Any]], now:
     workflow or parent; the tasks as now stored (submitter and project loaded), by id."""
     if connection.vendor == "postgresql":
         result = Task._meta.get_field("result")
-        params = {f"set_{name}": Task._meta.get_field(name).get_db_prep_save(value, connection)
-                  for name, value in _succeeded(now).items()}  # fmt: skip
-        params |= {
+        params = _succeed_params(agent=agent, now=now) | {
             "ids": list(entries),
             "attempts": [entry["attempt"] for entry in entries.values()],
             # A null result is SQL NULL, as ``update(result=None)`` stores it, not JSON null.
             "results": [result.get_db_prep_save(entry.get("result"), connection) for entry in entries.values()],
-            "agent": agent.pk,
-            "now": now,
-            "running": Task.Status.RUNNING,
-            "attempt_running": TaskAttempt.Outcome.RUNNING,
-            "attempt_succeeded": TaskAttempt.Outcome.SUCCEEDED,
         }
         with connection.cursor() as cursor:
             cursor.execute(_SUCCEED_HELD_MANY_SQL, params)
-            rows = cursor.fetchall()
-        done = {}
-        for row in rows:
-            task, submitter = _TASK.split(row, _SUBMITTER, connection=connection)
-            Task.submitter.field.set_cached_value(task, submitter if submitter.pk is not None else None)
-            if task.project_id == agent.project_id:  # as claimed: the claim never crosses projects
-                Task.project.field.set_cached_value(task, agent.project)
-            done[task.pk] = task
-        return done
+            tasks = [_succeeded_task(row, agent) for row in cursor.fetchall()]
+        return {task.pk: task for task in tasks}
     held = Task.objects.filter(pk__in=list(entries), status=Task.Status.RUNNING, agent=agent)
     if connection.features.has_select_for_update_skip_locked:
         held = held.select_for_update(of=("self",))  # until commit: nobody moves the lease meanwhile
