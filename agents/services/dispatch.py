@@ -65,12 +65,15 @@ def task_claim(*, agent: Agent, max_tasks: int = 1, lease_seconds: int | None = 
     ``FOR UPDATE SKIP LOCKED`` (concurrent claimers take different rows); SQLite serialises the whole
     claim transaction (``BEGIN IMMEDIATE``).
     """
-    # A plain read first: nearly every claim finds no expired lease, and then needs no transaction
-    # and no row lock for reaping (issue 7: three statements per claim down to one).
-    if _any_expired_lease():
+    max_tasks = max(1, min(max_tasks, settings.SYMPHONY_TASK_MAX_CLAIM))
+    lease = lease_seconds_or_default(lease_seconds)
+    if connection.vendor != "postgresql" and _any_expired_lease():
         task_reap_expired()
-    return _claim(agent=agent, max_tasks=max(1, min(max_tasks, settings.SYMPHONY_TASK_MAX_CLAIM)),
-                  lease=lease_seconds_or_default(lease_seconds))  # fmt: skip
+    claimed = _claim(agent=agent, max_tasks=max_tasks, lease=lease)
+    if claimed is None:  # expired leases first, in a transaction of their own, then the claim
+        task_reap_expired()
+        claimed = _claim(agent=agent, max_tasks=max_tasks, lease=lease, reaped=True)
+    return claimed or []
 
 
 #: ``Task.objects.expired_leases().exists()``, written once: every claim asks it first.
@@ -84,13 +87,27 @@ def _any_expired_lease() -> bool:
         return cursor.fetchone() is not None
 
 
+def _expired_leases_first(candidates: list[Task]) -> bool:
+    """Whether a PostgreSQL claim must reap expired leases before taking ``candidates`` (a task
+    returned to the queue may come first). The locking read answers it in its ``expired_leases``
+    column, so a claim that finds work spends no statement on the question; one that finds none asks."""
+    if connection.vendor != "postgresql":
+        return False  # asked before the claim's transaction (``task_claim``)
+    return candidates[0].expired_leases if candidates else _any_expired_lease()
+
+
 @transaction.atomic
-def _claim(*, agent: Agent, max_tasks: int, lease: int) -> list[Task]:
+def _claim(*, agent: Agent, max_tasks: int, lease: int, reaped: bool = False) -> list[Task] | None:
+    """The claim's transaction; on PostgreSQL ``None`` when expired leases should be reaped first
+    (the caller reaps and calls again with ``reaped``), having changed nothing."""
     now = timezone.now()
     # Whole rows, not just ids: they are locked (PostgreSQL) or under the write lock (SQLite) until we
     # commit, so they are still pending when updated and the UPDATE's changes can be applied to these
-    # copies rather than read back with one more query (issue 7).
-    tasks = flow.claim_within_limits(_lock_candidates(agent, max_tasks, now))
+    # copies rather than read back with one more query.
+    candidates = _lock_candidates(agent, max_tasks, now)
+    if not reaped and _expired_leases_first(candidates):
+        return None
+    tasks = flow.claim_within_limits(candidates)
     if not tasks:
         return []
     ids = [task.pk for task in tasks]
@@ -175,9 +192,12 @@ def claim_candidates_queryset(agent: Agent) -> Any:
 #: ``claim_candidates_queryset`` with ``FOR UPDATE SKIP LOCKED``, as PostgreSQL SQL written once. The
 #: ORM builds and compiles that queryset (four subqueries) in several milliseconds of CPU on every
 #: claim, more than the statement takes to run; this is the same statement with its values bound.
-#: ``agents/tests/test_claim_sql.py`` checks that both pick the same tasks in the same order.
+#: ``agents/tests/test_claim_sql.py`` checks that both pick the same tasks in the same order. Each row
+#: also says whether any lease has expired (``expired_leases``, see ``_expired_leases_first``).
 _CANDIDATES_SQL = """
-SELECT t.* FROM agents_task t
+SELECT t.*, EXISTS (SELECT 1 FROM agents_task x WHERE x.status = 'running' AND x.lease_expires_at < %(now)s)
+    AS expired_leases
+FROM agents_task t
 WHERE t.status = 'pending' AND t.project_id = %(project)s
   AND ((t.target_agent_id IS NULL AND t.orchestra_id IN (
           SELECT o.id FROM agents_orchestra o JOIN agents_orchestra_agents m ON m.orchestra_id = o.id
@@ -217,6 +237,7 @@ def _lock_candidates(agent: Agent, max_tasks: int, now: datetime) -> list[Task]:
         "day": period_start("day", now),
         "month": period_start("month", now),
         "limit": max_tasks,
+        "now": now,
     }
     return list(Task.objects.raw(_CANDIDATES_SQL, params))
 

@@ -8,8 +8,9 @@ and waiting claims poll there.
 One channel, two kinds of payload: a task id (``"42"``: task 42 changed, for the streams following it)
 and a JSON object for "tasks became pending" (``{"p": project, "o": orchestra, "a": target agent,
 "n": how many, "c": required capabilities}``; ``n`` 0 means "any number": wake every waiter that could
-claim). A service that sends several in one transaction sends them in one statement
-(``notifications_collected`` / ``@notifications_batched``).
+claim). Inside a transaction they are held back and sent with its COMMIT, in the same round trip
+(``symphony.db.postgresql``'s ``notify_at_commit``). A service that removes some of its own before
+then collects them first (``notifications_collected`` / ``@notifications_batched``).
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def _send(payloads: list[str]) -> None:
         collected.extend(payloads)
         return
     if not payloads or connection.vendor != "postgresql":
+        return
+    if not connection.get_autocommit() and hasattr(connection, "notify_at_commit"):
+        connection.notify_at_commit(NOTIFY_CHANNEL, payloads)  # sent with the COMMIT (symphony.db.postgresql)
         return
     with connection.cursor() as cursor:
         if len(payloads) == 1:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
@@ -138,6 +139,10 @@ def _probe_until_answered(connect_args: tuple[Any, ...], connect_kwargs: dict[st
         _paused = False
 
 
+_NOTIFY = "SELECT pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS n(c, p)"
+_NOTIFY_AND_COMMIT = f"{_NOTIFY}; COMMIT"
+
+
 class BoundedConnection(psycopg.Connection):
     """A psycopg connection whose every wait on the server gives up after ``wait_timeout`` seconds."""
 
@@ -159,10 +164,25 @@ class BoundedConnection(psycopg.Connection):
             error.outcome_unknown = committing
             raise error from None
 
-    def commit(self) -> None:
+    def commit(self, notifications: Sequence[tuple[str, str]] = ()) -> None:
+        """Commit; with ``notifications`` (``(channel, payload)`` pairs), send them in the same round
+        trip: ``SELECT pg_notify(...); COMMIT`` as one simple-protocol query. PostgreSQL delivers a
+        notification at commit either way, so listeners see no difference, and the transaction saves
+        the statement it would otherwise spend on them. If a notification fails, the rest of the
+        query is skipped: the transaction is left failed and uncommitted, and Django rolls it back."""
         self._committing = True
         try:
-            super().commit()
+            if notifications:
+                channels, payloads = zip(*notifications, strict=True)
+                # A transaction that ran no statement has not begun on the server (psycopg sends
+                # BEGIN with the first one): the notifications then go alone, and begin it.
+                alone = self.pgconn.transaction_status != psycopg.pq.TransactionStatus.INTRANS
+                with psycopg.ClientCursor(self) as cursor:
+                    cursor.execute(_NOTIFY if alone else _NOTIFY_AND_COMMIT, [list(channels), list(payloads)])
+                if alone:
+                    super().commit()
+            else:
+                super().commit()
         finally:
             self._committing = False
         _committed.set(True)
