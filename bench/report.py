@@ -206,6 +206,24 @@ def replace_section(text: str, section: list[str]) -> str:
     return text.rstrip("\n") + "\n\n" + body + "\n"
 
 
+HAND_START, HAND_END = "<!-- hand-written: kept by bench/run.py -->", "<!-- /hand-written -->"
+
+
+def keep_hand_written(old: str, new: str) -> str:
+    """``new`` (a freshly rendered report) followed by the hand-written sections of ``old``, each
+    between ``HAND_START`` and ``HAND_END``: comparisons with other commits and runs of other scripts
+    (bench_instances.py) that one run of ``make bench`` cannot regenerate."""
+    kept = []
+    rest = old
+    while HAND_START in rest:
+        block, _, after = rest.split(HAND_START, 1)[1].partition(HAND_END)
+        kept.append(HAND_START + block + HAND_END)
+        rest = after
+    if not kept:
+        return new
+    return new.rstrip("\n") + "\n\n" + "\n\n".join(kept) + "\n"
+
+
 CLAIM_WAIT_START, CLAIM_WAIT_END = "<!-- claim_wait: bench/bench_claim_wait.py -->", "<!-- /claim_wait -->"
 
 

@@ -257,7 +257,8 @@ def main() -> int:
         (ROOT / "bench" / "results" / "latest.json").write_text(json.dumps(report, indent=2))
         from bench import report as markdown
 
-        args.output.write_text(markdown.render(report))
+        previous = args.output.read_text() if args.output.exists() else ""
+        args.output.write_text(markdown.keep_hand_written(previous, markdown.render(report)))
         print(f"bench: wrote {args.output}", flush=True)
     claim_wait_only(args)
     return 0
