@@ -10,8 +10,9 @@ gunicorn, so a change's effect on per-request work shows up without the noise of
 
 ``--profile NAME`` prints the cProfile top functions of one scenario (health, me, agents, orchestras,
 tasks, audit, heartbeat, dispatch), timed in CPU (time spent waiting for the database is not counted);
-``PROFILE_SORT`` (default ``cumulative``, or ``tottime``) and ``PROFILE_LINES`` (45) shape the listing. The database is migrated and seeded with rows named ``perf-*``,
-which are removed first, so it may be run again against the same database.
+``PROFILE_SORT`` (default ``cumulative``, or ``tottime``) and ``PROFILE_LINES`` (45) shape the listing.
+The database is migrated and seeded with rows named ``perf-*``, which are removed first, so it may
+be run again against the same database.
 """
 
 from __future__ import annotations
