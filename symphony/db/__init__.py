@@ -24,7 +24,8 @@ purge may legitimately run one long statement); they only get the connect timeou
 
 A 503 normally means nothing was saved. But a commit that times out may have been applied, and a
 request that committed and then lost the database (reading its answer back, say) did save its
-change: ``outcome_unknown(exc)`` says so, and the 503 answer then carries
+change: ``outcome_unknown(exc)`` says so, for that failure and any later one of the same request (the
+pause refusing its next connection, say), and the 503 answer then carries
 ``details: {"outcome": "unknown"}``. A connection that must wait longer (a
 ``LISTEN`` consumer calling ``notifies()`` without a timeout) sets ``wait_timeout = None`` on it.
 """
@@ -48,7 +49,8 @@ _bound: float | None = None
 _paused = False
 _probe_lock = threading.Lock()
 _probe: threading.Thread | None = None
-# Whether the current request (or thread, outside requests) has committed a transaction.
+# Whether the current request (or thread, outside requests) has committed a transaction, or may
+# have (a commit that timed out).
 _committed: ContextVar[bool] = ContextVar("symphony_db_committed", default=False)
 
 
@@ -162,6 +164,10 @@ class BoundedConnection(psycopg.Connection):
             _pause(*self._connect_params)
             error = DatabaseTimeout(f"the database did not answer within {self.wait_timeout:g}s")
             error.outcome_unknown = committing
+            if committing:
+                # Sticky for the request: a later failure (the pause refusing a reconnect, say) must
+                # not answer "nothing was saved" over a commit that may have been applied.
+                _committed.set(True)
             raise error from None
 
     def commit(self, notifications: Sequence[tuple[str, str]] = ()) -> None:

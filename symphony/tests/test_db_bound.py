@@ -20,6 +20,7 @@ def armed() -> Iterator[float]:
     db.arm(1.0)
     yield 1.0
     db.arm(None)
+    db._forget_commits()  # what a request's start does: a test's commits are not the next one's
 
 
 def _connect(cluster) -> db.BoundedConnection:
@@ -60,6 +61,7 @@ def test_it_says_the_outcome_is_unknown_when_a_commit_times_out(armed, private_p
     connection.execute("DROP TABLE IF EXISTS bound_commit")
     connection.execute("CREATE TABLE bound_commit (x int)")
     connection.commit()
+    db._forget_commits()  # a new request: only the commit below counts
     connection.execute("INSERT INTO bound_commit VALUES (1)")
 
     private_postgres.freeze()
@@ -70,8 +72,31 @@ def test_it_says_the_outcome_is_unknown_when_a_commit_times_out(armed, private_p
         private_postgres.thaw()
 
     assert raised.value.outcome_unknown
+    # And it stays unknown for the rest of the request: the pause refusing the next connection
+    # (outcome known on its own) must not answer "nothing was saved" over this commit.
+    with pytest.raises(db.DatabaseTimeout, match="waiting for it to answer again") as refused:
+        _connect(private_postgres)
+    assert not refused.value.outcome_unknown and db.outcome_unknown(refused.value)
     # Why "unknown": the server received the COMMIT before it froze, and runs it when it wakes up.
     _until(lambda: private_postgres.psql("SELECT count(*) FROM bound_commit") == "1", "the commit never landed")
+
+
+def test_a_commit_with_notifications_that_times_out_is_an_unknown_outcome_too(armed, private_postgres):
+    connection = _connect(private_postgres)
+    connection.execute("DROP TABLE IF EXISTS bound_notify")
+    connection.execute("CREATE TABLE bound_notify (x int)")
+    connection.commit()
+    connection.execute("INSERT INTO bound_notify VALUES (1)")
+
+    private_postgres.freeze()
+    try:
+        with pytest.raises(db.DatabaseTimeout) as raised:
+            connection.commit([("symphony_task", "1")])  # SELECT pg_notify(...); COMMIT in one query
+    finally:
+        private_postgres.thaw()
+
+    assert raised.value.outcome_unknown
+    _until(lambda: private_postgres.psql("SELECT count(*) FROM bound_notify") == "1", "the commit never landed")
 
 
 def test_a_query_that_times_out_is_not_an_unknown_outcome(armed, private_postgres):
