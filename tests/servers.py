@@ -268,6 +268,14 @@ def postgres_bin_dir() -> Path | None:
     return Path(found).parent if found and shutil.which("pg_ctl") else None
 
 
+def _process_state(pid: int) -> str | None:
+    """The state letter of ``/proc/<pid>/stat`` (``T``: stopped), or None when there is no such process."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
 class PostgresCluster:
     """A throwaway PostgreSQL cluster on a spare loopback port, trust authentication, user ``postgres``.
 
@@ -316,11 +324,8 @@ class PostgresCluster:
         except (OSError, ValueError, IndexError):
             return None
 
-    def processes(self) -> list[int]:
-        """The postmaster and every process it started (backends, checkpointer, walwriter, ...)."""
-        postmaster = self.postmaster_pid()
-        if postmaster is None:
-            return []
+    def children(self, postmaster: int) -> list[int]:
+        """Every process the postmaster started (backends, checkpointer, walwriter, ...)."""
         children = []
         for stat in glob.glob("/proc/[0-9]*/stat"):
             try:
@@ -329,17 +334,31 @@ class PostgresCluster:
                 continue
             if int(fields[1]) == postmaster:
                 children.append(int(Path(stat).parent.name))
-        return [postmaster, *children]
+        return children
 
     def freeze(self, *, at_most: float = 90.0) -> None:
-        """SIGSTOP the postmaster first (so it starts no new backend), then its children.
+        """SIGSTOP the postmaster, wait until it has stopped (so it starts no new backend), then its
+        children: listed after the stop, so a backend forked meanwhile (a client connecting) cannot
+        escape and keep serving a "frozen" database.
 
         Thawed by itself after ``at_most`` seconds, so a client that fails to give up makes its test
         fail instead of hanging the whole run."""
-        for pid in self.processes():
+        postmaster = self.postmaster_pid()
+        if postmaster is None:
+            return
+        with suppress(ProcessLookupError):
+            os.kill(postmaster, signal.SIGSTOP)
+            self.frozen.append(postmaster)
+        deadline = time.monotonic() + 10
+        while _process_state(postmaster) not in {"T", "t", None} and time.monotonic() < deadline:
+            time.sleep(0.001)  # a signal is delivered when the process next runs, not by kill()
+        for pid in self.children(postmaster):
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGSTOP)
                 self.frozen.append(pid)
+        for pid in self.frozen:  # stopped when this returns, not some time after
+            while _process_state(pid) not in {"T", "t", None} and time.monotonic() < deadline:
+                time.sleep(0.001)
         self._thaw_timer = threading.Timer(at_most, self.thaw)
         self._thaw_timer.daemon = True
         self._thaw_timer.start()
