@@ -34,8 +34,6 @@ from agents.exceptions import (
 from agents.models import Agent, Task, TaskAttempt
 from agents.services import flow
 from agents.services.notify import (
-    notifications_batched,
-    notifications_collected,
     pending_notify,
     slot_freed_notify,
     task_notify,
@@ -297,7 +295,6 @@ def _finish_attempt(*, task_id: int, attempt: int, outcome: str, now: datetime) 
 
 
 @transaction.atomic
-@notifications_batched  # the stream's and any waiting claims' wake-ups (steps unblocked) in one statement
 def task_complete(
     *,
     task_id: int,
@@ -396,7 +393,7 @@ def task_complete_batch(*, agent: Agent, results: list[dict[str, Any]]) -> list[
     ``task_complete`` on its own, which also explains a refusal.
     """
     outcomes = [CompletionOutcome(task_id=entry["task"], attempt=entry["attempt"]) for entry in results]
-    with notifications_collected() as notified, domain_events.batched():  # one pg_notify for the batch
+    with domain_events.batched():
         plain = {}
         for index, entry in enumerate(results):
             if entry.get("usage") or entry.get("wait_for_children") or entry["task"] in plain:
@@ -415,15 +412,12 @@ def task_complete_batch(*, agent: Agent, results: list[dict[str, Any]]) -> list[
             if outcome.task is not None or outcome.error is not None:
                 continue
             fields = {key: value for key, value in entry.items() if key != "task"}
-            mark = len(notified)
             try:
                 outcome.task = task_complete(task_id=entry["task"], agent=agent, **fields)  # its own savepoint
             except APIException as exc:
                 outcome.error = exc
             except DjangoValidationError as exc:
                 outcome.error = ValidationError(as_serializer_error(exc))
-            if outcome.error is not None:
-                del notified[mark:]  # rolled back with the entry's savepoint
     return outcomes
 
 
@@ -557,7 +551,6 @@ def _observe_success(task: Task, now: datetime) -> None:
 
 
 @transaction.atomic
-@notifications_batched
 def task_fail(
     *,
     task_id: int,
@@ -644,7 +637,6 @@ def release_running(*, task_ids: list[int], now: datetime, reason: str) -> tuple
 
 
 @transaction.atomic
-@notifications_batched
 def task_reap_expired(*, now: datetime | None = None, limit: int = 500) -> int:
     """Expired leases: back to pending (the attempt stays counted) or failed after max attempts.
 

@@ -8,19 +8,16 @@ and waiting claims poll there.
 One channel, two kinds of payload: a task id (``"42"``: task 42 changed, for the streams following it)
 and a JSON object for "tasks became pending" (``{"p": project, "o": orchestra, "a": target agent,
 "n": how many, "c": required capabilities}``; ``n`` 0 means "any number": wake every waiter that could
-claim). Inside a transaction they are held back and sent with its COMMIT, in the same round trip
-(``symphony.db.postgresql``'s ``notify_at_commit``). A service that removes some of its own before
-then collects them first (``notifications_collected`` / ``@notifications_batched``).
+claim). Inside a transaction they are held back and sent with its COMMIT, all in the same round
+trip (``symphony.db.postgresql``'s ``notify_at_commit``), and those of a part rolled back to its
+savepoint are dropped with it.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from typing import Any, TypeVar
+from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection
 
@@ -30,51 +27,8 @@ NOTIFY_CHANNEL = "symphony_task"
 #: Longest pending payload kept with its capabilities (PostgreSQL refuses payloads of 8000 bytes and more).
 _MAX_PENDING_PAYLOAD = 2000
 
-#: While ``notifications_collected()`` runs: the payloads it will send.
-_collected: ContextVar[list[str] | None] = ContextVar("symphony_notify_collected", default=None)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-@contextmanager
-def notifications_collected() -> Iterator[list[str]]:
-    """Collect the notifications sent inside, and send them in one statement at the end.
-
-    For a service that notifies several times in one transaction (a batch completion, a completion
-    that unblocks workflow steps): notifications are delivered at commit either way, so sending them
-    at the end of the transaction instead of one by one changes nothing for listeners. The caller may
-    remove entries from the yielded list (those of a part it rolled back to a savepoint). Nothing is
-    sent when the block raises. Nested blocks share the outermost one's list: one statement in all.
-    """
-    outer = _collected.get()
-    if outer is not None:
-        yield outer
-        return
-    payloads: list[str] = []
-    token = _collected.set(payloads)
-    try:
-        yield payloads
-    finally:
-        _collected.reset(token)
-    _send(payloads)
-
-
-def notifications_batched(fn: F) -> F:
-    """``fn`` runs inside ``notifications_collected()``: put it under ``@transaction.atomic``."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with notifications_collected():
-            return fn(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
 
 def _send(payloads: list[str]) -> None:
-    collected = _collected.get()
-    if collected is not None:
-        collected.extend(payloads)
-        return
     if not payloads or connection.vendor != "postgresql":
         return
     if not connection.get_autocommit() and hasattr(connection, "notify_at_commit"):

@@ -12,7 +12,7 @@ from django.utils import timezone
 import audit
 from agents.exceptions import OrchestraStateConflict
 from agents.models import Agent, Orchestra, Task
-from agents.services.notify import notifications_batched, pending_notify
+from agents.services.notify import pending_notify
 
 log = structlog.get_logger(__name__)
 
@@ -126,7 +126,6 @@ def _require_same_project(orchestra: Orchestra, agents: list[Agent]) -> None:
 
 
 @transaction.atomic
-@notifications_batched
 def orchestra_add_agents(*, orchestra: Orchestra, actor: Any, agents: list[Agent]) -> Orchestra:
     """Add member agents (already-members are ignored), auditing each addition.
 

@@ -20,7 +20,7 @@ from agents.exceptions import (
 )
 from agents.models import Agent, Orchestra, Task, TaskAttempt, normalize_capabilities
 from agents.services import flow
-from agents.services.notify import notifications_batched, slot_freed_notify, task_notify, task_pending_notify
+from agents.services.notify import slot_freed_notify, task_notify, task_pending_notify
 from agents.services.usage import budget_check
 
 log = structlog.get_logger(__name__)
@@ -119,7 +119,6 @@ def task_submit(
 
 
 @transaction.atomic
-@notifications_batched
 def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
     """Cancel a pending or running task. Raises ``TaskStateConflict`` otherwise.
 
@@ -147,7 +146,6 @@ def task_cancel(*, task_id: int, actor: Any, reason: str = "") -> Task:
 
 
 @transaction.atomic
-@notifications_batched
 def task_retry(*, task_id: int, actor: Any) -> Task:
     """Put a failed or cancelled task back in the queue with a fresh attempt budget.
 
