@@ -76,7 +76,7 @@ MIDDLEWARE = [
     "observability.middleware.ProbeMiddleware",  # first: probes skip everything below (observability docs)
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "symphony.middleware.CSPMiddleware",  # django-csp, its default headers built once
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "observability.middleware.RequestContextMiddleware",
     "symphony.middleware.ChunkedBodyMiddleware",  # before anything reads the body

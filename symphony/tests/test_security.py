@@ -142,3 +142,43 @@ def test_it_refuses_a_login_post_whose_referer_is_another_site(settings, user_wi
     )
 
     assert answer.status_code == 403
+
+
+def test_the_csp_header_follows_the_settings(client, settings):
+    first = client.get("/api/v1/nothing/")["Content-Security-Policy"]
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"default-src": ["'none'"]}}
+    settings.CONTENT_SECURITY_POLICY_REPORT_ONLY = {
+        "DIRECTIVES": {"script-src": ["'self'"]},
+        "EXCLUDE_URL_PREFIXES": ["/admin/"],
+    }
+
+    api = client.get("/api/v1/nothing/")
+    admin = client.get("/admin/login/")
+
+    assert first != "default-src 'none'"
+    assert api["Content-Security-Policy"] == admin["Content-Security-Policy"] == "default-src 'none'"
+    assert "script-src 'self'" in api["Content-Security-Policy-Report-Only"]
+    assert "Content-Security-Policy-Report-Only" not in admin
+
+
+def test_a_response_that_used_a_nonce_gets_it_in_its_policy(rf, settings):
+    from csp.constants import NONCE, SELF
+    from django.http import HttpResponse
+
+    from symphony.middleware import CSPMiddleware
+
+    settings.CONTENT_SECURITY_POLICY = {"DIRECTIVES": {"script-src": [SELF, NONCE]}}
+
+    def view(request):
+        return HttpResponse(f"<script nonce='{request.csp_nonce}'></script>")
+
+    request = rf.get("/console/")
+    response = CSPMiddleware(view)(request)
+    plain_request = rf.get("/console/")
+    plain = CSPMiddleware(lambda request: HttpResponse("ok"))(plain_request)
+
+    nonce = request._csp_nonce
+    assert f"'nonce-{nonce}'" in response["Content-Security-Policy"]
+    assert "nonce-" not in plain["Content-Security-Policy"]
+    with pytest.raises(Exception, match="not available after the CSP header"):
+        str(plain_request.csp_nonce)  # too late: the header is written
