@@ -17,16 +17,23 @@ router = SimpleRouter(trailing_slash=True)
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("orchestras", views.OrchestraViewSet, basename="orchestra")
 router.register("tasks", views.TaskViewSet, basename="task")
-router.register("agent", views.AgentProtocolViewSet, basename="agent-protocol")
 router.register("concurrency-limits", flow_views.ConcurrencyLimitViewSet, basename="concurrency-limit")
 router.register("budgets", flow_views.BudgetViewSet, basename="budget")
+
+protocol_router = SimpleRouter(trailing_slash=True)
+protocol_router.register("agent", views.AgentProtocolViewSet, basename="agent-protocol")
+
+#: agent/heartbeat|claim|complete/...: the fleet's hot paths, so ``symphony.urls`` tries them first.
+protocol_urlpatterns = [
+    # The ASGI process answers claims itself, so that one with wait_seconds can wait (agents/claim_wait.py);
+    # gunicorn keeps the viewset's sync claim, which never waits.
+    *([path("agent/claim/", claim_wait_view(), name="agent-protocol-claim")] if runtime.ASGI else []),
+    *protocol_router.urls,
+]
 
 urlpatterns = [
     # Served by the ASGI stream process in production (nginx routes /stream/ paths there).
     path("tasks/<int:pk>/stream/", stream_views.task_stream, name="task-stream"),
-    # The ASGI process answers claims itself, so that one with wait_seconds can wait (agents/claim_wait.py);
-    # gunicorn keeps the viewset's sync claim, which never waits.
-    *([path("agent/claim/", claim_wait_view(), name="agent-protocol-claim")] if runtime.ASGI else []),
     path("usage/", flow_views.UsageView.as_view(), name="usage"),
     *router.urls,
 ]

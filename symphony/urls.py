@@ -7,6 +7,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from accounts.sso.views import logout_then
+from agents.urls import protocol_urlpatterns as agent_protocol
 from symphony.views import ApiRootView
 
 admin.site.site_header = "Symphony operator console"
@@ -17,6 +18,7 @@ _drf_logout = LogoutView.as_view()
 
 api_v1 = [
     path("", ApiRootView.as_view(), name="api-root"),
+    path("", include(agent_protocol)),  # first: the fleet's requests resolve without trying the rest
     path("", include("accounts.urls")),
     path("", include("audit.urls")),
     path("", include("workflows.urls")),  # before agents: tasks/{id}/approval/ is served here
