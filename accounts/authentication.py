@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+import time
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from django.conf import settings
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
@@ -13,7 +17,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 import audit
-from accounts import keys
+from accounts import backends, keys
 from accounts.backends import (
     GENERATION_KEY,
     cache_add,
@@ -201,14 +205,70 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 def rate_limit_caller(request: HttpRequest) -> KeyCaller | None:
     """The rate limiter's view of a request's API key (registered in ``AccountsConfig.ready()``):
-    ``None`` without a key header, the key's id and own limit when it is usable, else no id."""
+    ``None`` without a key header, the key's id and own limit when it is usable, else no id.
+
+    A key this process accepted before comes back remembered (``KeyCaller.confirm``): the limiter
+    reads the permission generation in the round trip that counts the request, and the memory holds
+    only if the key was accepted under that very generation, as the shared cache's entry would.
+    """
     raw = ApiKeyAuthentication.get_raw_key(request)
     if not raw:
         return None
+    remember = _can_remember(request)
+    digest = keys.hash_key(raw) if remember else ""
+    if remember and (remembered := _accepted.get(digest)) is not None:
+        if remembered.until > time.monotonic():
+            return _remembered_caller(request, raw, digest, remembered)
+        _accepted.pop(digest, None)
     key, reason = ApiKeyAuthentication.check(raw, request)
     if reason is not None or key is None:
         return KeyCaller(key_id=None)
-    return KeyCaller(key_id=key.pk, rate=key.rate_limit)
+    caller = KeyCaller(key_id=key.pk, rate=key.rate_limit)
+    generation = getattr(key, "_cache_generation", None)
+    if remember and generation is not None:
+        if len(_accepted) > 10_000:  # a long-lived worker seeing many keys: forget the old ones
+            _accepted.clear()
+        until = time.monotonic() + settings.SYMPHONY_PERMISSION_CACHE_SECONDS
+        _accepted[digest] = _Accepted(generation, caller, pickle.dumps(key, pickle.HIGHEST_PROTOCOL), until)
+    return caller
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """A key this process accepted: under which generation, as which caller, the key itself (pickled:
+    each request gets its own copy), and until when (the shared cache's entry lives as long)."""
+
+    generation: int
+    caller: KeyCaller
+    key: bytes
+    until: float
+
+
+#: Per process, by the SHA-256 of the presented key (what the database stores): keys accepted here.
+_accepted: dict[str, _Accepted] = {}
+
+
+def _can_remember(request: HttpRequest) -> bool:
+    # The generation must come from the cache that counts the request, and a process that lost the
+    # cache trusts nothing from before until it has bumped the generation (accounts.backends).
+    return (
+        settings.RATELIMIT_USE_CACHE == "default"
+        and not backends._lost_cache
+        and getattr(request, _CHECKED, None) is None
+    )
+
+
+def _remembered_caller(request: HttpRequest, raw: str, digest: str, remembered: _Accepted) -> KeyCaller:
+    def confirm(generation: Any) -> bool:
+        if generation == remembered.generation and not backends._lost_cache:
+            key = pickle.loads(remembered.key)  # noqa: S301 - pickled by this process
+            if not key.is_expired:  # expiry comes with time, not with a change that bumps the generation
+                setattr(request, _CHECKED, (raw, key, None))
+                return True
+        _accepted.pop(digest, None)
+        return False
+
+    return replace(remembered.caller, confirm=(GENERATION_KEY, confirm))
 
 
 _MESSAGES = {

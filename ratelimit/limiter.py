@@ -7,15 +7,17 @@ listed in ``SYMPHONY_RATELIMIT_OVERRIDES``, which get their own counter and rate
 
 The counters are django-ratelimit's: same window arithmetic (a fixed window per key, its edge jittered by
 a hash of the key) and the same cache keys, so ``django_ratelimit.core.get_usage`` reads them. Only the
-order of cache calls differs: ``INCR`` first and ``ADD`` when the window's counter does not exist yet,
-so the hot path is one cache round-trip instead of get_usage's two.
+cache calls differ: our backends count in one call (``incr_window``: a Redis script, a SQLite UPSERT)
+that also reads the entry confirming a remembered API key, so a warm request is one round trip; on
+other caches ``INCR`` first and ``ADD`` when the window's counter does not exist yet.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from django.conf import settings
@@ -73,22 +75,34 @@ def hit(*, group: str, rate: Rate, scope: str, value: str) -> Usage:
 
     Raises ``RateLimiterUnavailable`` when the cache fails (Redis down or timing out).
     """
+    return _hit(group, rate, scope, value)[0]
+
+
+def _hit(group: str, rate: Rate, scope: str, value: str, read: tuple[str, ...] = ()) -> tuple[Usage, dict[str, Any]]:
+    """``hit``, also reading the cache entries ``read`` in the same round trip where the cache can
+    (``incr_window``: ``symphony.caches``' backends); ``({name: value}`` of those found)."""
     window = rl_core._get_window(value, rate.period)
     cache_key = rl_core._make_cache_key(group, window, rate.text, value, ALL)
     cache = caches[settings.RATELIMIT_USE_CACHE]
+    timeout = rate.period + rl_core.EXPIRATION_FUDGE
     try:
-        try:
-            count = cache.incr(cache_key)
-        except ValueError:  # no counter yet in this window (or it just expired)
-            added = cache.add(cache_key, 1, rate.period + rl_core.EXPIRATION_FUDGE)
-            count = 1 if added else cache.incr(cache_key)
+        incr_window = getattr(cache, "incr_window", None)
+        if incr_window is not None:
+            count, found = incr_window(cache_key, timeout, read)
+        else:
+            try:
+                count = cache.incr(cache_key)
+            except ValueError:  # no counter yet in this window (or it just expired)
+                added = cache.add(cache_key, 1, timeout)
+                count = 1 if added else cache.incr(cache_key)
+            found = cache.get_many(read) if read else {}
     except ValueError as exc:
         raise RateLimiterUnavailable("the rate-limit counter vanished twice") from exc
     except Exception as exc:
         raise RateLimiterUnavailable(f"{type(exc).__name__}: {exc}") from exc
     # django-ratelimit's window still includes its end second: the next one starts a second later.
     reset = max(1, window - int(time.time()) + 1)
-    return Usage(group, scope, value, int(count), rate.limit, reset, cache_key)
+    return Usage(group, scope, value, int(count), rate.limit, reset, cache_key), found
 
 
 # --- Who is counted ---------------------------------------------------------------------------------
@@ -97,10 +111,16 @@ def hit(*, group: str, rate: Rate, scope: str, value: str) -> Usage:
 @dataclass(frozen=True)
 class KeyCaller:
     """What the key resolver says of a request's API key: its id when the key is accepted (``None``
-    otherwise: the request is counted against its address), and the key's own rate limit or ``""``."""
+    otherwise: the request is counted against its address), and the key's own rate limit or ``""``.
+
+    A caller the resolver remembers from an earlier request rather than checked now comes with
+    ``confirm``: the cache entry to read in the counting round trip, and a function of its value that
+    says whether the memory still holds. When it does not, the resolver is asked again and checks.
+    """
 
     key_id: int | None
     rate: str = ""
+    confirm: tuple[str, Callable[[Any], bool]] | None = field(default=None, compare=False)
 
 
 #: ``request -> KeyCaller``, or ``None`` when the request carries no API key (registered by accounts).
@@ -120,7 +140,10 @@ def _address(request: HttpRequest) -> str:
 
 def identify(request: HttpRequest) -> tuple[str, str, Rate | None]:
     """``(scope, value, own rate or None)``: the API key, else the session user, else the client IP."""
-    caller = _key_resolver(request) if _key_resolver is not None else None
+    return _scope(request, _key_resolver(request) if _key_resolver is not None else None)
+
+
+def _scope(request: HttpRequest, caller: KeyCaller | None) -> tuple[str, str, Rate | None]:
     if caller is not None:
         if caller.key_id is None:  # an unknown, bad or revoked key is counted against its sender
             return SCOPE_IP, _address(request), None
@@ -165,12 +188,30 @@ def check_api_request(request: HttpRequest) -> Usage:
         # Known down (symphony.caches.RedisCache's breaker): no counter to find, so spare the key
         # lookup that identifying the caller would cost (from the database, during an outage).
         raise RateLimiterUnavailable("the rate-limit cache is unreachable")
-    scope, value, own_rate = identify(request)
+    caller = _key_resolver(request) if _key_resolver is not None else None
+    if caller is None or caller.confirm is None:
+        return _count_request(request, caller)[0]
+    # A remembered key: count it and read what confirms the memory in one round trip.
+    name, confirm = caller.confirm
+    usage, found = _count_request(request, caller, read=(name,))
+    if confirm(found.get(name)):
+        return usage
+    checked = _key_resolver(request)  # the memory is stale (say, a revocation): the key is checked now
+    if checked is not None and (checked.key_id, checked.rate) == (caller.key_id, caller.rate):
+        return usage
+    return _count_request(request, checked)[0]  # counted now as what it turned out to be (the other count stands)
+
+
+def _count_request(
+    request: HttpRequest, caller: KeyCaller | None, read: tuple[str, ...] = ()
+) -> tuple[Usage, dict[str, Any]]:
+    scope, value, own_rate = _scope(request, caller)
     if own_rate is not None:
         # A key's own limit replaces the presets across the whole API (one counter per key).
-        return hit(group=_KEY_GROUP, rate=own_rate, scope=scope, value=value)
-    group, rate = endpoint_rule(request)
-    return hit(group=group, rate=rate, scope=scope, value=value)
+        group, rate = _KEY_GROUP, own_rate
+    else:
+        group, rate = endpoint_rule(request)
+    return _hit(group, rate, scope, value, read)
 
 
 def check_login_attempt(request: HttpRequest, username: str) -> Usage | None:

@@ -207,6 +207,23 @@ class SQLiteCache(BaseCache):
             raise ValueError(f"Key '{key}' not found")
         return row[0]
 
+    def incr_window(self, key: str, timeout: int, read: Iterable[str] = ()) -> tuple[int, dict[str, Any]]:
+        """Count one in the counter ``key`` (started at 1, expiring in ``timeout`` seconds, when it is
+        missing or expired) and read the entries ``read``: ``(count, {name: value})``. One statement
+        counts, so two processes never both start the window."""
+        stored = self.make_and_validate_key(key)
+        now = time.time()
+        (count,) = self._write(f"{self._UPSERT_COUNTER} RETURNING value", (stored, now + timeout, now, now)).fetchone()
+        return count, (self.get_many(read) if read else {})
+
+    _UPSERT_COUNTER = (
+        "INSERT INTO cache_entry (key, value, expires) VALUES (?, 1, ?) ON CONFLICT (key) DO UPDATE SET "
+        "value = CASE WHEN cache_entry.expires <= ? OR typeof(cache_entry.value) != 'integer' THEN 1 "
+        "ELSE cache_entry.value + 1 END, "
+        "expires = CASE WHEN cache_entry.expires <= ? OR typeof(cache_entry.value) != 'integer' THEN excluded.expires "
+        "ELSE cache_entry.expires END"
+    )
+
     def touch(self, key: str, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
         key = self.make_and_validate_key(key, version=version)
         cursor = self._write(
@@ -329,6 +346,42 @@ class RedisCache(DjangoRedisCache):
     def is_failing(self) -> bool:
         """Whether this process currently knows Redis to be unreachable (calls would fail at once)."""
         return bool(self.breaker.failing_since)
+
+    #: Counts one in KEYS[1] (created at 1 with a TTL of ARGV[1] seconds when missing) and returns the
+    #: count with the values of KEYS[2:]. A script runs atomically: no two clients both start a window.
+    _INCR_WINDOW = """
+    local count
+    if redis.call('EXISTS', KEYS[1]) == 1 then
+        count = redis.call('INCR', KEYS[1])
+    else
+        redis.call('SET', KEYS[1], 1, 'EX', ARGV[1])
+        count = 1
+    end
+    local values = {count}
+    for i = 2, #KEYS do values[i] = redis.call('GET', KEYS[i]) end
+    return values
+    """
+
+    def incr_window(self, key: str, timeout: int, read: Iterable[str] = ()) -> tuple[int, dict[str, Any]]:
+        """``SQLiteCache.incr_window`` in one round trip (a script): the rate limiter counts a request
+        and reads the permission generation in the same call."""
+        self.breaker.before()
+        names = list(read)
+        client = self.client.get_client(write=True)
+        keys = [self.client.make_key(key), *(self.client.make_key(name) for name in names)]
+        try:
+            script = self._incr_window_script
+        except AttributeError:
+            script = self._incr_window_script = client.register_script(self._INCR_WINDOW)
+        try:
+            count, *values = script(keys=keys, args=[int(timeout)], client=client)
+        except self.connection_errors as exc:
+            self.breaker.failed(exc, self.ping)
+            raise
+        found = {
+            name: self.client.decode(value) for name, value in zip(names, values, strict=False) if value is not None
+        }
+        return int(count), found
 
     def ping(self) -> None:
         """``PING`` the server, bypassing the breaker (the probe). Raises when it does not answer.

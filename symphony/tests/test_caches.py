@@ -142,6 +142,56 @@ def test_it_keeps_entries_across_restarts_but_not_across_reboots(tmp_path, monke
     assert _cache(path).get("generation") is None  # after a reboot: a power loss may have lost writes
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def counting_cache(request, tmp_path):
+    """Each backend of ``incr_window`` (the rate limiter's counting call), Redis on a server of its own."""
+    if request.param == "sqlite":
+        yield _cache(tmp_path / "cache.sqlite3")
+        return
+    with RedisServer(tmp_path) as server:
+        yield caches.RedisCache(server.url, {"KEY_PREFIX": "t", "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5}})
+
+
+def test_it_counts_a_window_and_reads_other_entries_with_the_count(counting_cache):
+    counting_cache.set("generation", 1733000000000, timeout=None)
+    counting_cache.set("entry", {"key": "value"}, timeout=None)
+
+    assert counting_cache.incr_window("window", 60) == (1, {})
+    assert counting_cache.incr_window("window", 60, ["generation", "entry", "missing"]) == (
+        2,
+        {"generation": 1733000000000, "entry": {"key": "value"}},
+    )
+    assert counting_cache.get("window") == 2  # where django-ratelimit's get_usage reads it
+    assert counting_cache.incr_window("other", 60, ["generation"]) == (1, {"generation": 1733000000000})
+
+
+def test_a_counted_window_expires_and_starts_again_at_one(counting_cache):
+    counting_cache.incr_window("window", 1)
+    counting_cache.incr_window("window", 1)
+    time.sleep(1.1)  # Redis expires keys on its own clock: nothing to travel in time here
+    assert counting_cache.incr_window("window", 1) == (1, {})
+    assert counting_cache.incr_window("window", 1) == (2, {})
+
+
+def _count_windows(path: str, key: str, times: int) -> None:
+    cache = _cache(Path(path))
+    for _ in range(times):
+        cache.incr_window(key, 60)
+
+
+def test_it_counts_a_window_exactly_across_processes(tmp_path):
+    path = str(tmp_path / "shared.sqlite3")
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_count_windows, args=(path, "window", 300)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    assert _cache(Path(path)).get("window") == 1200
+
+
 def test_the_redis_breaker_fails_fast_and_closes_once_a_probe_gets_an_answer(tmp_path):
     """After a connection error every call is refused at once (no round trip, so no socket timeout
     against a stopped server); a background probe closes the breaker as soon as Redis answers."""
