@@ -138,12 +138,8 @@ def _address(request: HttpRequest) -> str:
     return f"ip:{context.client_ip(request) or 'unknown'}"
 
 
-def identify(request: HttpRequest) -> tuple[str, str, Rate | None]:
-    """``(scope, value, own rate or None)``: the API key, else the session user, else the client IP."""
-    return _scope(request, _key_resolver(request) if _key_resolver is not None else None)
-
-
 def _scope(request: HttpRequest, caller: KeyCaller | None) -> tuple[str, str, Rate | None]:
+    """``(scope, value, own rate or None)``: the API key, else the session user, else the client IP."""
     if caller is not None:
         if caller.key_id is None:  # an unknown, bad or revoked key is counted against its sender
             return SCOPE_IP, _address(request), None
