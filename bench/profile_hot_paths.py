@@ -9,7 +9,7 @@ gunicorn, so a change's effect on per-request work shows up without the noise of
         python bench/profile_hot_paths.py [-n 300] [--profile agents]   # real services (what counts)
 
 ``--profile NAME`` prints the cProfile top functions of one scenario (health, me, agents, orchestras,
-tasks, audit, heartbeat, dispatch), timed in CPU (time spent waiting for the database is not counted);
+tasks, audit, heartbeat, dispatch, batch), timed in CPU (time spent waiting for the database is not counted);
 ``PROFILE_SORT`` (default ``cumulative``, or ``tottime``) and ``PROFILE_LINES`` (45) shape the listing.
 The database is migrated and seeded with rows named ``perf-*``, which are removed first, so it may
 be run again against the same database.
@@ -148,6 +148,16 @@ def main() -> None:
         )
         assert r.status_code == 200, r.content[:300]
 
+    def batch() -> None:
+        # Ten tasks claimed at once and completed with one batch request (per cycle, not per task).
+        r = agent_client.post("/api/v1/agent/claim/", {"max_tasks": 10}, content_type="application/json")
+        assert r.status_code == 200, r.content[:300]
+        tasks = r.json()["tasks"]
+        assert len(tasks) == 10, len(tasks)
+        results = [{"task": t["id"], "attempt": t["attempt"], "result": {"ok": True}} for t in tasks]
+        r = agent_client.post("/api/v1/agent/complete/", {"results": results}, content_type="application/json")
+        assert r.status_code == 200, r.content[:300]
+
     scenarios: dict[str, tuple[str, Callable[[], None]]] = {
         "health": ("GET /health/live", get(Client(), "/health/live")),
         "me": ("GET /api/v1/me/ (API key)", get(user_client, "/api/v1/me/")),
@@ -157,6 +167,7 @@ def main() -> None:
         "audit": ("GET /api/v1/audit-events/", get(user_client, "/api/v1/audit-events/")),
         "heartbeat": ("POST /api/v1/agent/heartbeat/", heartbeat),
         "dispatch": ("claim + complete (per task)", dispatch),
+        "batch": ("claim 10 + complete 10 (per cycle)", batch),
     }
 
     rows = []
@@ -164,11 +175,13 @@ def main() -> None:
         if args.only and name not in args.only.split(","):
             continue
         n = args.requests
-        if name == "dispatch":
+        if name in ("dispatch", "batch"):
+            per_call = 10 if name == "batch" else 1
             Task.objects.bulk_create(
-                [Task(orchestra=orchestra, kind="echo", input={"n": i}) for i in range(n + 120)], batch_size=1000
+                [Task(orchestra=orchestra, kind="echo", input={"n": i}) for i in range((n + 120) * per_call)],
+                batch_size=1000,
             )
-        for _ in range(10 if name != "dispatch" else 5):  # warm imports, connections and caches
+        for _ in range(10 if name not in ("dispatch", "batch") else 5):  # warm imports, connections and caches
             call()
         times, cpu, queries, trips = [], [], [], []
         for _ in range(n):
