@@ -222,38 +222,54 @@ def _store(events: list[AuditEvent]) -> None:
 
 def _insert(events: list[AuditEvent]) -> None:
     """``bulk_create(events)`` without the ORM's per-call machinery (no signal listens to this model):
-    one prepared INSERT ... VALUES (...), ... RETURNING, the values prepared by each field as save()
-    does. On the hot path of every audited request, where the ORM's compile step cost about as much as
-    the statement itself (a claim of ten tasks audits ten events)."""
-    fields, head = _insert_statement()
+    one INSERT ... RETURNING, the values prepared by each field as save() does. On the hot path of
+    every audited request, where the ORM's compile step cost about as much as the statement itself
+    (a claim of ten tasks audits ten events).
+
+    Several events on PostgreSQL go as ``INSERT ... SELECT * FROM UNNEST(column arrays)``, as Django's
+    own bulk_create does there: one parameter per column whatever the number of rows, so the
+    statement's text is the same for every batch (psycopg parses it once, not per call, and the
+    server plans fewer parameters)."""
+    fields, head, unnest = _insert_statement()
     row = f"({', '.join(['%s'] * len(fields))})"
     size = max(1, connection.ops.bulk_batch_size(fields, events))  # the backend's bound on parameters
     for start in range(0, len(events), size):
         batch = events[start : start + size]
-        sql = f"{head} VALUES {', '.join([row] * len(batch))} RETURNING {_PK_COLUMN}"
-        values = [
-            field.get_db_prep_save(getattr(event, field.attname), connection) for event in batch for field in fields
+        rows = [
+            [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields] for event in batch
         ]
+        if unnest and len(batch) > 1:
+            sql = f"{head} SELECT * FROM {unnest} RETURNING {_PK_COLUMN}"  # noqa: S608 - names and %s only
+            values = [list(column) for column in zip(*rows, strict=True)]
+        else:
+            sql = f"{head} VALUES {', '.join([row] * len(batch))} RETURNING {_PK_COLUMN}"
+            values = [value for values_of_row in rows for value in values_of_row]
         with connection.cursor() as cursor:
             cursor.execute(sql, values)
-            ids = [pk for (pk,) in cursor.fetchall()]  # in VALUES order, as bulk_create relies on too
+            ids = [pk for (pk,) in cursor.fetchall()]  # in the rows' order, as bulk_create relies on too
         for event, pk in zip(batch, ids, strict=True):
             event.pk = pk
             event._state.adding, event._state.db = False, connection.alias
 
 
-_INSERT: dict[str, tuple[list[models.Field], str]] = {}
+_INSERT: dict[str, tuple[list[models.Field], str, str]] = {}
 _PK_COLUMN = f'"{AuditEvent._meta.pk.column}"'
 
 
-def _insert_statement() -> tuple[list[models.Field], str]:
-    """The fields an INSERT of events sets, and its ``INSERT INTO ... (columns)`` head."""
+def _insert_statement() -> tuple[list[models.Field], str, str]:
+    """The fields an INSERT of events sets, its ``INSERT INTO ... (columns)`` head, and on PostgreSQL
+    the ``UNNEST(...)`` of one typed array per column (its parameters' types without their length, so
+    nothing is truncated: ``varchar[]``, not ``varchar(64)[]``), else ``""``."""
     if (cached := _INSERT.get(connection.vendor)) is None:
         fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(field.column) for field in fields)
         head = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns})"
-        cached = _INSERT[connection.vendor] = (fields, head)
+        unnest = ""
+        if connection.vendor == "postgresql":
+            arrays = ", ".join(f"(%s)::{field.db_type(connection).split('(')[0]}[]" for field in fields)
+            unnest = f"UNNEST({arrays})"
+        cached = _INSERT[connection.vendor] = (fields, head, unnest)
     return cached
 
 

@@ -259,20 +259,36 @@ def test_it_keeps_the_seal_of_an_earlier_event_when_the_only_later_one_rolls_bac
 @pytest.mark.django_db
 def test_it_records_many_events_in_one_insert_chained_in_order(django_capture_on_commit_callbacks):
     user = UserFactory(username="claimer")
-    with django_capture_on_commit_callbacks(execute=True):
-        events = audit.record_many(
-            "task.claimed",
-            [
-                {"actor": user, "resource_type": "agents.task", "resource_id": n, "details": {"n": n}}
-                for n in range(1, 4)
-            ],
-        )
+    rows = [
+        {
+            "actor": user if n != 2 else None,
+            "resource_type": "agents.task",
+            "resource_id": n,
+            "details": {"n": n, "note": "déjà vu ✓", "nested": {"none": None, "list": [n, "x"]}},
+            "ip_address": f"2001:db8::{n}" if n != 3 else "10.0.0.3",
+            "api_key_prefix": f"prefix{n}",
+        }
+        for n in range(1, 4)
+    ]
+    with django_capture_on_commit_callbacks(execute=True), CaptureQueriesContext(connection) as queries:
+        events = audit.record_many("task.claimed", rows)
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1, inserts
     audit.seal_now()
     stored = list(AuditEvent.objects.order_by("chain_seq"))
     assert [e.pk for e in stored] == [e.pk for e in events]
-    assert [(e.resource_id, e.details, e.actor_name) for e in stored] == [
-        (str(n), {"n": n}, "claimer") for n in range(1, 4)
+    assert [(e.resource_id, e.details, e.actor_name, e.actor_id, e.ip_address, e.api_key_prefix) for e in stored] == [
+        (
+            str(n),
+            row["details"],
+            "" if n == 2 else "claimer",
+            None if n == 2 else user.pk,
+            row["ip_address"],
+            f"prefix{n}",
+        )
+        for n, row in enumerate(rows, start=1)
     ]
+    assert all(e.occurred_at == s.occurred_at for e, s in zip(events, stored, strict=True))
     assert stored[1].prev_hash == stored[0].hash and stored[2].prev_hash == stored[1].hash
     assert verify_chain(seal=False).checked == 3
 
