@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -416,7 +416,7 @@ class BatchCompletionEntrySerializer(CompleteSerializer):
 
 @extend_schema_field(BatchCompletionEntrySerializer(many=True))
 class _EntriesField(serializers.ListField):
-    child = serializers.JSONField()
+    child = serializers.JSONField(allow_null=True)  # a null entry is named by its place, as any bad one
 
 
 class BatchCompleteSerializer(InputSerializer):
@@ -435,8 +435,19 @@ class BatchCompleteSerializer(InputSerializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # One entry serializer validates every well-formed entry (its fields are built once, not per
+        # entry; ``run_validation`` keeps no state between calls). A bad entry is validated again on
+        # its own, so that its errors read exactly as ``is_valid`` words them.
+        checker = BatchCompletionEntrySerializer()
         entries = []
         for index, raw in enumerate(attrs["results"]):
+            checker.initial_data = raw
+            if isinstance(raw, Mapping) and not checker.unknown_fields():
+                try:
+                    entries.append(checker.run_validation(raw))
+                    continue
+                except serializers.ValidationError:
+                    pass
             entry = BatchCompletionEntrySerializer(data=raw)
             if not entry.is_valid():
                 place = f"results[{index}]"

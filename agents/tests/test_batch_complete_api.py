@@ -111,6 +111,7 @@ def test_it_answers_a_mixed_batch_in_order(make_agent, orchestra):
         ([{"attempt": 1}], "results[0].task"),
         ([{"task": 1, "attempt": 1, "colour": "red"}], "results[0].colour"),
         ([7], "results[0]"),
+        ([None], "results[0]"),
     ],
 )
 def test_it_names_the_bad_field_and_completes_nothing(make_agent, orchestra, results, field):
