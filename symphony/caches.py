@@ -362,10 +362,10 @@ class RedisCache(DjangoRedisCache):
     return values
     """
 
+    @_guarded
     def incr_window(self, key: str, timeout: int, read: Iterable[str] = ()) -> tuple[int, dict[str, Any]]:
         """``SQLiteCache.incr_window`` in one round trip (a script): the rate limiter counts a request
         and reads the permission generation in the same call."""
-        self.breaker.before()
         names = list(read)
         client = self.client.get_client(write=True)
         keys = [self.client.make_key(key), *(self.client.make_key(name) for name in names)]
@@ -373,11 +373,7 @@ class RedisCache(DjangoRedisCache):
             script = self._incr_window_script
         except AttributeError:
             script = self._incr_window_script = client.register_script(self._INCR_WINDOW)
-        try:
-            count, *values = script(keys=keys, args=[int(timeout)], client=client)
-        except self.connection_errors as exc:
-            self.breaker.failed(exc, self.ping)
-            raise
+        count, *values = script(keys=keys, args=[int(timeout)], client=client)
         found = {
             name: self.client.decode(value) for name, value in zip(names, values, strict=False) if value is not None
         }

@@ -101,18 +101,22 @@ def _try_add(path: str, key: str, results) -> None:
     results.put(_cache(Path(path)).add(key, 1, timeout=None))
 
 
-def test_it_counts_exactly_across_processes(tmp_path):
-    """Four processes increment one counter 300 times each: no increment is lost (what per-worker
-    LocMem caches lost, and what rate limits across gunicorn workers rely on)."""
-    path = str(tmp_path / "shared.sqlite3")
+def _in_four_processes(target, path: str, key: str, times: int) -> list[int | None]:
+    """Run ``target(path, key, times)`` in four processes at once; their exit codes."""
     context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_count, args=(path, "hits", 300)) for _ in range(4)]
+    workers = [context.Process(target=target, args=(path, key, times)) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join(60)
+    return [w.exitcode for w in workers]
 
-    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+
+def test_it_counts_exactly_across_processes(tmp_path):
+    """Four processes increment one counter 300 times each: no increment is lost (what per-worker
+    LocMem caches lost, and what rate limits across gunicorn workers rely on)."""
+    path = str(tmp_path / "shared.sqlite3")
+    assert _in_four_processes(_count, path, "hits", 300) == [0, 0, 0, 0]
     assert _cache(Path(path)).get("hits") == 1200
 
 
@@ -181,14 +185,7 @@ def _count_windows(path: str, key: str, times: int) -> None:
 
 def test_it_counts_a_window_exactly_across_processes(tmp_path):
     path = str(tmp_path / "shared.sqlite3")
-    context = multiprocessing.get_context("spawn")
-    workers = [context.Process(target=_count_windows, args=(path, "window", 300)) for _ in range(4)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(60)
-
-    assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+    assert _in_four_processes(_count_windows, path, "window", 300) == [0, 0, 0, 0]
     assert _cache(Path(path)).get("window") == 1200
 
 
