@@ -222,34 +222,54 @@ def _store(events: list[AuditEvent]) -> None:
 
 def _insert(events: list[AuditEvent]) -> None:
     """``bulk_create(events)`` without the ORM's per-call machinery (no signal listens to this model):
-    one INSERT ... RETURNING, the values prepared by each field as save() does. On the hot path of
-    every audited request, where the ORM's compile step cost about as much as the statement itself
-    (a claim of ten tasks audits ten events).
+    one INSERT ... RETURNING. On the hot path of every audited request, where the ORM's compile step
+    cost about as much as the statement itself (a claim of ten tasks audits ten events).
 
-    Several events on PostgreSQL go as ``INSERT ... SELECT * FROM UNNEST(column arrays)``, as Django's
-    own bulk_create does there: one parameter per column whatever the number of rows, so the
-    statement's text is the same for every batch (psycopg parses it once, not per call, and the
-    server plans fewer parameters)."""
-    fields, head, unnest = _insert_statement()
+    On PostgreSQL the rows go as one JSON document, ``INSERT ... SELECT ... FROM
+    json_to_recordset(%s)``: one parameter whatever the number of rows, so the statement's text is
+    the same for every call (psycopg parses it once), and the rows are encoded by ``json.dumps`` in C.
+    Typed column arrays (``UNNEST``, as bulk_create does) would be quoted element by element in
+    Python after each value went through its field's ``get_db_prep_save``: about half of a
+    ten-event insert's CPU.
+    The server reads each member as its column's type reads text, so what it stores (and later
+    hashes) is the value given: times with their microseconds and zone, text with any quote,
+    backslash or character beyond the BMP (the tests of record and record_many check each).
+    Elsewhere each value is prepared by its field, as save() does, in ``VALUES`` rows.
+    """
+    fields, head, recordset = _insert_statement()
+    if recordset:
+        document = json.dumps(
+            [{field.column: getattr(event, field.attname) for field in fields} for event in events],
+            default=_json_column,
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        _insert_returning(events, recordset, [document])
+        return
     row = f"({', '.join(['%s'] * len(fields))})"
     size = max(1, connection.ops.bulk_batch_size(fields, events))  # the backend's bound on parameters
     for start in range(0, len(events), size):
         batch = events[start : start + size]
-        rows = [
-            [field.get_db_prep_save(getattr(event, field.attname), connection) for field in fields] for event in batch
-        ]
-        if unnest and len(batch) > 1:
-            sql = f"{head} SELECT * FROM {unnest} RETURNING {_PK_COLUMN}"  # noqa: S608 - names and %s only
-            values = [list(column) for column in zip(*rows, strict=True)]
-        else:
-            sql = f"{head} VALUES {', '.join([row] * len(batch))} RETURNING {_PK_COLUMN}"
-            values = [value for values_of_row in rows for value in values_of_row]
-        with connection.cursor() as cursor:
-            cursor.execute(sql, values)
-            ids = [pk for (pk,) in cursor.fetchall()]  # in the rows' order, as bulk_create relies on too
-        for event, pk in zip(batch, ids, strict=True):
-            event.pk = pk
-            event._state.adding, event._state.db = False, connection.alias
+        values = [field.get_db_prep_save(getattr(e, field.attname), connection) for e in batch for field in fields]
+        _insert_returning(batch, f"{head} VALUES {', '.join([row] * len(batch))} RETURNING {_PK_COLUMN}", values)
+
+
+def _insert_returning(events: list[AuditEvent], sql: str, values: list[Any]) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        ids = [pk for (pk,) in cursor.fetchall()]  # in the rows' order, as bulk_create relies on too
+    for event, pk in zip(events, ids, strict=True):
+        event.pk = pk
+        event._state.adding, event._state.db = False, connection.alias
+
+
+def _json_column(value: Any) -> str:
+    """The text PostgreSQL reads back as the same value, for what JSON has no type of its own for."""
+    if isinstance(value, dt.datetime):
+        if timezone.is_naive(value):  # never from _build; a naive time would be read as the server's zone
+            raise TypeError("audit times must be aware")
+        return value.isoformat()
+    raise TypeError(f"no JSON form for an audit column value of type {type(value).__name__}")
 
 
 _INSERT: dict[str, tuple[list[models.Field], str, str]] = {}
@@ -258,18 +278,22 @@ _PK_COLUMN = f'"{AuditEvent._meta.pk.column}"'
 
 def _insert_statement() -> tuple[list[models.Field], str, str]:
     """The fields an INSERT of events sets, its ``INSERT INTO ... (columns)`` head, and on PostgreSQL
-    the ``UNNEST(...)`` of one typed array per column (its parameters' types without their length, so
-    nothing is truncated: ``varchar[]``, not ``varchar(64)[]``), else ``""``."""
+    the whole statement reading the rows from one JSON parameter, else ``""``. The record's column
+    types have no length (``varchar``, not ``varchar(64)``), so a value too long fails the INSERT
+    as it would in ``VALUES`` instead of being cut."""
     if (cached := _INSERT.get(connection.vendor)) is None:
         fields = [field for field in AuditEvent._meta.concrete_fields if not field.primary_key]
         quote = connection.ops.quote_name
         columns = ", ".join(quote(field.column) for field in fields)
         head = f"INSERT INTO {quote(AuditEvent._meta.db_table)} ({columns})"
-        unnest = ""
+        recordset = ""
         if connection.vendor == "postgresql":
-            arrays = ", ".join(f"(%s)::{field.db_type(connection).split('(')[0]}[]" for field in fields)
-            unnest = f"UNNEST({arrays})"
-        cached = _INSERT[connection.vendor] = (fields, head, unnest)
+            types = ", ".join(f"{quote(field.column)} {field.db_type(connection).split('(')[0]}" for field in fields)
+            recordset = (
+                f"{head} SELECT {columns} FROM json_to_recordset(%s::json) AS r({types}) "  # noqa: S608 - names only
+                f"RETURNING {_PK_COLUMN}"
+            )
+        cached = _INSERT[connection.vendor] = (fields, head, recordset)
     return cached
 
 
@@ -766,7 +790,8 @@ def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(details, default=str, sort_keys=True)
     if len(text) > _MAX_DETAILS_BYTES:
         return {"truncated": True, "size": len(text)}
-    return _strip_nul(json.loads(text))
+    # json.dumps writes a NUL as \u0000 (ensure_ascii), so text without that has none to remove.
+    return _strip_nul(json.loads(text)) if "\\u0000" in text else json.loads(text)
 
 
 def _strip_nul(value: Any) -> Any:

@@ -267,6 +267,7 @@ def test_it_records_many_events_in_one_insert_chained_in_order(django_capture_on
             "details": {"n": n, "note": "déjà vu ✓", "nested": {"none": None, "list": [n, "x"]}},
             "ip_address": f"2001:db8::{n}" if n != 3 else "10.0.0.3",
             "api_key_prefix": f"prefix{n}",
+            "action": f'say "{n}" \\ it\'s\n\t😀 {"x" * 70}',  # quoted, escaped, beyond the BMP, cut at 64
         }
         for n in range(1, 4)
     ]
@@ -277,7 +278,9 @@ def test_it_records_many_events_in_one_insert_chained_in_order(django_capture_on
     audit.seal_now()
     stored = list(AuditEvent.objects.order_by("chain_seq"))
     assert [e.pk for e in stored] == [e.pk for e in events]
-    assert [(e.resource_id, e.details, e.actor_name, e.actor_id, e.ip_address, e.api_key_prefix) for e in stored] == [
+    assert [
+        (e.resource_id, e.details, e.actor_name, e.actor_id, e.ip_address, e.api_key_prefix, e.action) for e in stored
+    ] == [
         (
             str(n),
             row["details"],
@@ -285,6 +288,7 @@ def test_it_records_many_events_in_one_insert_chained_in_order(django_capture_on
             None if n == 2 else user.pk,
             row["ip_address"],
             f"prefix{n}",
+            row["action"][:64],
         )
         for n, row in enumerate(rows, start=1)
     ]
