@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.contrib.auth.backends import ModelBackend
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache
 
 from accounts import catalog
 
@@ -58,6 +58,14 @@ def _cache_lost(exc: Exception) -> None:
     if not _lost_cache:
         log.warning("permission_cache_unreachable", error=f"{type(exc).__name__}: {str(exc)[:200]}")
     _lost_cache = True
+
+
+def counters_cache_lost(alias: str, exc: Exception) -> None:
+    """The rate limiter failed on cache ``alias``: when that is the permission cache, this process lost
+    it too. Failing closed, such a request is refused before it reads a permission, so without this a
+    process could trust a Redis restored from an older snapshot, or one that missed a bump, unchecked."""
+    if alias == DEFAULT_CACHE_ALIAS:
+        _cache_lost(exc)
 
 
 def _fresh_generation() -> int:

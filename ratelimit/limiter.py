@@ -273,9 +273,24 @@ def record_rejection(request: HttpRequest, usage: Usage) -> None:
 
 _last_warning = 0.0
 
+#: Told ``(cache alias, error)`` whenever the counters' cache fails (accounts registers one: by default
+#: that cache also holds the permission cache, and a process that saw it fail must not trust what it
+#: holds again unchecked, even if failing closed kept every request away from the permission cache).
+OutageListener = Callable[[str, Exception], None]
+_outage_listener: OutageListener | None = None
 
-def warn_unavailable(exc: Exception) -> None:
-    """Log that the limiter is failing, at most once every 10 seconds per process."""
+
+def register_outage_listener(listener: OutageListener) -> None:
+    """Tell ``listener`` of every failure of the counters' cache (``accounts`` does, from its ``ready()``)."""
+    global _outage_listener
+    _outage_listener = listener
+
+
+def note_unavailable(exc: Exception) -> None:
+    """The limiter could not count: tell the outage listener, and log it at most once every 10 seconds
+    per process."""
+    if _outage_listener is not None:
+        _outage_listener(settings.RATELIMIT_USE_CACHE, exc)
     global _last_warning
     now = time.time()
     if now - _last_warning >= 10:

@@ -92,7 +92,7 @@ class RateLimitMiddleware:
         try:
             usage = limiter.check_api_request(request)
         except limiter.RateLimiterUnavailable as exc:
-            limiter.warn_unavailable(exc)
+            limiter.note_unavailable(exc)
             return self.get_response(request) if settings.SYMPHONY_RATELIMIT_FAIL_OPEN else _unavailable(api=True)
         if usage.exceeded:
             limiter.record_rejection(request, usage)
@@ -106,7 +106,7 @@ class RateLimitMiddleware:
         try:
             usage = limiter.check_login_attempt(request, request.POST.get("username", ""))
         except limiter.RateLimiterUnavailable as exc:
-            limiter.warn_unavailable(exc)
+            limiter.note_unavailable(exc)
             return self.get_response(request) if settings.SYMPHONY_RATELIMIT_FAIL_OPEN else _unavailable(api=False)
         if usage is not None:
             limiter.record_rejection(request, usage)

@@ -121,11 +121,14 @@ def test_it_answers_503_with_retry_after_while_redis_is_down_and_failing_closed(
     assert 500 not in Counter(status for _t, status, _r in load.answers)
 
 
-def test_it_trusts_no_entry_cached_before_a_sigstop_once_redis_answers_again(tmp_path, redis_server):
+@pytest.mark.parametrize("fail_open", [True, False], ids=["failing-open", "failing-closed"])
+def test_it_trusts_no_entry_cached_before_a_sigstop_once_redis_answers_again(tmp_path, redis_server, fail_open):
     """The freshness hole: a SIGSTOP'd Redis keeps every entry. A revocation refused during the outage
     changes nothing; one that reached the database all the same (here written straight into it, as a
-    bump lost after commit would leave it) must not be hidden by the old entry once Redis is back."""
-    with _install(tmp_path, redis_server, fail_open=True) as install:
+    bump lost after commit would leave it) must not be hidden by the old entry once Redis is back.
+    Failing closed, the outage meets only the rate limiter (every request is refused before it reads a
+    permission), and the workers must still count it as losing the permission cache."""
+    with _install(tmp_path, redis_server, fail_open=fail_open) as install:
         user = install.user_with_key("target", ["operator"])
         headers = {"Authorization": user["Authorization"]}
         assert install.burst("/api/v1/me/", headers, count=8, phase="warm") == [200] * 8  # cached in Redis
@@ -143,5 +146,5 @@ def test_it_trusts_no_entry_cached_before_a_sigstop_once_redis_answers_again(tmp
             after = install.burst("/api/v1/me/", headers, count=20, phase="after")
 
     assert refused.status_code == 503
-    assert during == [401] * 8  # from the database
+    assert during == ([401] if fail_open else [503]) * 8  # from the database, or refused by the limiter
     assert after == [401] * 20  # not the entry Redis kept from before the outage
