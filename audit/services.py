@@ -42,15 +42,15 @@ _OUTCOMES = frozenset(AuditEvent.Outcome.values)
 # Waiting to be sealed: no position *and* no hash. A row with a hash but no position was not written
 # by record(); sealing over it would hide it, so it is left for audit_verify to name.
 _PENDING = models.Q(chain_seq__isnull=True, hash__isnull=True)
-#: The background sealer's batch window (PostgreSQL): a process seals at most this often while its
-#: writers keep committing, so one seal (four statements) covers every event of the window.
-SEAL_INTERVAL = 0.1
+# The background sealer (PostgreSQL) reads its batch window, SYMPHONY_AUDIT_SEAL_INTERVAL (a process
+# seals at most this often while its writers keep committing, so one seal of four statements covers
+# every event of the window), and SYMPHONY_AUDIT_SEAL_IDLE_POLL (how often a started sealer with
+# nothing to do looks for events a process killed between its commit and its seal left unsealed,
+# with a fresh connection it closes when it found none) from the settings at each use.
+
 #: When a seal could not take the chain lock, look again this much later (the holder re-checks
 #: after releasing it; this also covers a holder whose transaction rolled back, or that died).
 SEAL_RETRY = 0.5
-#: A started sealer with nothing to do looks for events left unsealed (by a process killed between
-#: its commit and its seal) this often, with a fresh connection it closes when it found none.
-SEAL_IDLE_POLL = 5.0
 
 
 class UnknownEventType(ValueError):
@@ -95,7 +95,7 @@ def record(
 
     The event is linked into the hash chain on PostgreSQL by this process's background sealer,
     woken when the caller's transaction commits and sealing every pending event in batches (at
-    most every ``SEAL_INTERVAL`` seconds; nothing in the caller's transaction or its commit waits
+    most every ``SYMPHONY_AUDIT_SEAL_INTERVAL`` seconds; nothing in the caller's transaction or its commit waits
     for the chain), on SQLite at once (its write transactions are serialised anyway). Until sealed,
     its ``hash`` is None; the PostgreSQL trigger still refuses any change to its content.
     ``seal_now()`` seals what is pending and returns when it is done.
@@ -384,7 +384,7 @@ class _Sealer:
     """This process's background sealer (PostgreSQL): one daemon thread with its own connection.
 
     ``wake()`` (after a commit that recorded events) starts it when needed and asks for a round.
-    A round starts at most every ``SEAL_INTERVAL`` seconds, so under load each round seals a batch
+    A round starts at most every ``SYMPHONY_AUDIT_SEAL_INTERVAL`` seconds, so under load each round seals a batch
     of everyone's events. It *tries* the chain lock (``_try_seal_batch``):
 
     - taken: it seals every pending event, commits, then looks for events committed meanwhile (the
@@ -393,7 +393,7 @@ class _Sealer:
       which is after our writer's commit, so it (or its successor) seals our events. We still look
       again ``SEAL_RETRY`` later, in case the holder rolled back or died instead.
 
-    Idle, it polls every ``SEAL_IDLE_POLL`` seconds for events a killed process left unsealed. A
+    Idle, it polls every ``SYMPHONY_AUDIT_SEAL_IDLE_POLL`` seconds for events a killed process left unsealed. A
     failed round logs ``audit_seal_failed`` and loses nothing: the events stay pending for the next.
     A process that exits normally seals what is pending first (``atexit``); a forked child starts
     its own thread on its first ``wake()``.
@@ -408,7 +408,7 @@ class _Sealer:
         self._thread: threading.Thread | None = None
         self._wakeup = threading.Event()
         self._stopping = False
-        self._delay = SEAL_INTERVAL
+        self._delay: float | None = None  # the batch window, until a round asks for another delay
 
     def wake(self) -> None:
         if self._thread is None or self._pid != os.getpid():
@@ -443,10 +443,11 @@ class _Sealer:
         last = 0.0
         try:
             while not self._stopping:
-                woken = self._wakeup.wait(timeout=SEAL_IDLE_POLL)
+                woken = self._wakeup.wait(timeout=settings.SYMPHONY_AUDIT_SEAL_IDLE_POLL)
                 if self._stopping:
                     break
-                if woken and (pause := last + self._delay - time.monotonic()) > 0:
+                delay = settings.SYMPHONY_AUDIT_SEAL_INTERVAL if self._delay is None else self._delay
+                if woken and (pause := last + delay - time.monotonic()) > 0:
                     time.sleep(pause)  # the batch window: commits keep arriving meanwhile
                 self._wakeup.clear()
                 last = time.monotonic()
@@ -476,11 +477,11 @@ class _Sealer:
         except Exception:  # a failed seal loses nothing: the next one (or audit_verify) picks the events up
             log.warning("audit_seal_failed", exc_info=True)
             connection.close()
-            return SEAL_IDLE_POLL
+            return settings.SYMPHONY_AUDIT_SEAL_IDLE_POLL
         finally:
             if head_seq is not None and _checkpoint_due(head_seq):
                 _checkpoint_if_due(head_seq)
-        return SEAL_INTERVAL if pending else None
+        return settings.SYMPHONY_AUDIT_SEAL_INTERVAL if pending else None
 
 
 _sealer = _Sealer()

@@ -418,6 +418,11 @@ SYMPHONY_AUDIT_SIGNING_KEY_FILE = env_str("SYMPHONY_AUDIT_SIGNING_KEY_FILE")
 SYMPHONY_AUDIT_CHECKPOINT_DIR = env_str("SYMPHONY_AUDIT_CHECKPOINT_DIR")
 # A checkpoint after every N sealed events (0: only `manage.py audit_checkpoint`, e.g. from cron).
 SYMPHONY_AUDIT_CHECKPOINT_EVERY = env_int("SYMPHONY_AUDIT_CHECKPOINT_EVERY", 1000, minimum=0)
+# The background sealer (PostgreSQL) seals at most every SEAL_INTERVAL seconds while events keep
+# coming (a longer window: fewer, larger seals, each event sealed later), and, idle, looks every
+# SEAL_IDLE_POLL seconds for events a killed process committed but never sealed.
+SYMPHONY_AUDIT_SEAL_INTERVAL = env_float("SYMPHONY_AUDIT_SEAL_INTERVAL", 0.1, minimum=0.0)
+SYMPHONY_AUDIT_SEAL_IDLE_POLL = env_float("SYMPHONY_AUDIT_SEAL_IDLE_POLL", 5.0, minimum=0.1)
 if SYMPHONY_AUDIT_CHECKPOINT_DIR and not SYMPHONY_AUDIT_SIGNING_KEY_FILE:
     raise ImproperlyConfigured(
         "SYMPHONY_AUDIT_CHECKPOINT_DIR needs SYMPHONY_AUDIT_SIGNING_KEY_FILE (the key that signs)"

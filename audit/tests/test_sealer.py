@@ -11,7 +11,6 @@ import pytest
 from django.db import connection, transaction
 
 import audit
-from audit import services
 from audit.models import AuditEvent
 from audit.verification import verify_chain
 from tests.servers import ROOT, app_env
@@ -19,16 +18,15 @@ from tests.servers import ROOT, app_env
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
 #: A writer process: ``count`` events, each in its own transaction; then either stays alive until
-#: told to exit (a line on stdin), or exits at once. ``interval`` sets its sealer's batch window.
+#: told to exit (a line on stdin), or exits at once. Its sealer's batch window comes from the
+#: environment (``SYMPHONY_AUDIT_SEAL_INTERVAL``), as in a deployment.
 WRITER = """
 import os, sys
 import django
 django.setup()
 from django.db import transaction
 import audit
-from audit import services
-n, count, then, interval = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-services.SEAL_INTERVAL = interval
+n, count, then = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 for i in range(count):
     with transaction.atomic():
         audit.record("task.claimed", resource_type="agents.task", resource_id=f"{n}-{i}")
@@ -41,10 +39,16 @@ if then == "wait":
 def _writers(tmp_path: Path, count: int, per_writer: int, then: str, interval: float) -> list[subprocess.Popen]:
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    env = app_env(tmp_path, DATABASE_URL=url, DJANGO_SETTINGS_MODULE="symphony.settings", LOG_LEVEL="WARNING")
+    env = app_env(
+        tmp_path,
+        DATABASE_URL=url,
+        DJANGO_SETTINGS_MODULE="symphony.settings",
+        LOG_LEVEL="WARNING",
+        SYMPHONY_AUDIT_SEAL_INTERVAL=str(interval),
+    )
     return [
         subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(n), str(per_writer), then, str(interval)],
+            [sys.executable, "-c", WRITER, str(n), str(per_writer), then],
             cwd=ROOT,
             env=env,
             stdin=subprocess.PIPE,
@@ -56,8 +60,8 @@ def _writers(tmp_path: Path, count: int, per_writer: int, then: str, interval: f
     ]
 
 
-def test_several_writer_processes_end_with_every_event_sealed_in_one_chain(tmp_path, audit_sealing):
-    writers = _writers(tmp_path, 4, 30, "wait", services.SEAL_INTERVAL)
+def test_several_writer_processes_end_with_every_event_sealed_in_one_chain(tmp_path, settings, audit_sealing):
+    writers = _writers(tmp_path, 4, 30, "wait", settings.SYMPHONY_AUDIT_SEAL_INTERVAL)
     for writer in writers:
         assert writer.stdout.readline().strip() == "written", writer.stdout.read()
     # Every writer is still alive: their background sealers, not an exit flush, seal the events.
@@ -82,8 +86,8 @@ def test_a_process_exiting_right_after_recording_leaves_nothing_unsealed(tmp_pat
     assert (result.checked, result.unsealed) == (5, 0)
 
 
-def test_events_a_killed_process_left_unsealed_are_sealed_by_the_next_sealer(monkeypatch, audit_sealing):
-    monkeypatch.setattr(services, "SEAL_IDLE_POLL", 0.2)
+def test_events_a_killed_process_left_unsealed_are_sealed_by_the_next_sealer(settings, audit_sealing):
+    settings.SYMPHONY_AUDIT_SEAL_IDLE_POLL = 0.2
     with transaction.atomic():
         audit.record("system.started")
     audit_sealing.wait()

@@ -5,7 +5,7 @@ import sys
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from symphony.env import env_bool, env_int, env_list, env_secret
+from symphony.env import env_bool, env_float, env_int, env_list, env_secret
 
 
 def test_it_parses_booleans_strictly(monkeypatch):
@@ -22,6 +22,15 @@ def test_it_names_the_variable_of_a_bad_integer(monkeypatch):
     monkeypatch.setenv("X_NUM", "ten")
     with pytest.raises(ImproperlyConfigured, match="X_NUM"):
         env_int("X_NUM", 1)
+
+
+@pytest.mark.parametrize("raw", ["soon", "nan", "inf", "-1"])
+def test_it_names_the_variable_of_a_bad_or_too_small_number(monkeypatch, raw):
+    monkeypatch.setenv("X_SECONDS", raw)
+    with pytest.raises(ImproperlyConfigured, match=f"X_SECONDS .*{raw}"):
+        env_float("X_SECONDS", 1.0, minimum=0.0)
+    monkeypatch.setenv("X_SECONDS", "0.25")
+    assert env_float("X_SECONDS", 1.0, minimum=0.0) == 0.25
 
 
 def test_it_splits_lists_and_reads_secret_files(monkeypatch, tmp_path):
