@@ -1,6 +1,7 @@
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 from django.db import transaction
@@ -8,6 +9,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 
 from observability import metrics, registry
+from tests.servers import ROOT
 
 REQUIRE_SERVICES = os.environ.get("SYMPHONY_REQUIRE_SERVICES", "") in {"1", "true", "yes"}
 PUBLIC_IP = "203.0.113.7"
@@ -188,3 +190,41 @@ def test_it_passes_promtool_check_metrics(client, plain_key, fleet_collector):
 
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert result.stdout.decode().strip() == ""
+
+
+#: A process that counts 5 on a live gauge and dies without its files being cleaned up; then one that
+#: finds those files under its own pid (a restarted container's PID namespace hands out the same pids).
+_DEAD = """
+from prometheus_client import Gauge
+Gauge("symphony_test_waiting", "t", multiprocess_mode="livesum").inc(5)
+"""
+_REBORN = """
+import os, sys
+from pathlib import Path
+[dead] = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("gauge_livesum_*.db")
+dead.rename(dead.with_name(f"gauge_livesum_{os.getpid()}.db"))
+if sys.argv[1] == "settle":
+    from observability.multiprocess import settle_multiprocess_dir
+    settle_multiprocess_dir()
+from prometheus_client import CollectorRegistry, Gauge, generate_latest, multiprocess
+Gauge("symphony_test_waiting", "t", multiprocess_mode="livesum").inc(1)
+registry = CollectorRegistry()
+multiprocess.MultiProcessCollector(registry)
+print(generate_latest(registry).decode())
+"""
+
+
+@pytest.mark.parametrize("settle", [True, False], ids=["settled", "as-prometheus-client-leaves-it"])
+def test_a_process_reusing_a_dead_ones_pid_does_not_inherit_its_live_gauges(tmp_path, settle):
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", _DEAD], env=env, check=True, cwd=ROOT)
+    reborn = subprocess.run(
+        [sys.executable, "-c", _REBORN, "settle" if settle else "raw"],
+        env=env,
+        check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    # prometheus_client alone resumes from the dead process's 5; settled, the process counts its own 1.
+    assert sample_value(reborn.stdout, "symphony_test_waiting") == (1 if settle else 6)
