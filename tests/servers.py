@@ -567,6 +567,20 @@ class RedisServer:
         self.process: subprocess.Popen | None = None
 
     def start(self) -> RedisServer:
+        """Start it (again, after ``kill()``, on the same port). The first start moves to another
+        port when this one was taken meanwhile (by another xdist worker's server: nothing holds a
+        port between ``free_port()`` and the bind); a restart cannot, and says so."""
+        for _ in range(1 if self.process is not None else 5):
+            if self._start():
+                return self
+            self.port = free_port()
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+        raise RuntimeError(f"redis-server could not listen on {self.port} (see its log in {self.tmp})")
+
+    def _start(self) -> bool:
+        """Whether our redis-server, and not another process, listens on ``self.port``."""
+        import redis
+
         log = open(self.tmp / f"redis-{self.port}.log", "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
@@ -576,12 +590,17 @@ class RedisServer:
         )
         log.close()
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as probe:
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return self
-            time.sleep(0.05)  # polling for the server to listen
-        raise RuntimeError(f"redis-server did not listen on {self.port}")
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                pid = redis.Redis(port=self.port, socket_timeout=1).info("server")["process_id"]
+            except redis.RedisError:
+                time.sleep(0.05)  # polling for the server to listen
+                continue
+            if pid == self.process.pid:
+                return True
+            break  # someone else's server on our port: ours will fail to bind
+        self.kill()
+        return False
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
