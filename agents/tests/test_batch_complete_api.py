@@ -47,6 +47,21 @@ def test_it_completes_every_entry_once_with_its_result_and_event(make_agent, orc
     assert AuditEvent.objects.filter(event_type="task.completed").count() == 3
 
 
+def test_it_stores_each_result_as_sent_and_a_missing_or_null_one_as_no_result(make_agent, orchestra):
+    worker = make_agent(orchestra=orchestra)
+    TaskFactory.create_batch(4, orchestra=orchestra)
+    sent, missing, null, empty = claim(worker, max_tasks=4)
+    result = {"text": 'a "quoted" \\ back\\slash,\nline, tab\t, 😀', "list": [1, 2.5, None, True], "{": "}"}
+    entries = [entry(sent, result=result), entry(missing), entry(null, result=None), entry(empty, result={})]
+    del entries[1]["result"]
+    r = worker.api.post(URL, {"results": entries})
+    assert r.status_code == 200 and r.json()["completed"] == 4, r.json()
+    assert Task.objects.get(pk=sent["id"]).result == result
+    assert Task.objects.get(pk=empty["id"]).result == {}
+    # No result is SQL NULL, as a single completion stores it, not JSON null.
+    assert set(Task.objects.filter(result__isnull=True).values_list("pk", flat=True)) == {missing["id"], null["id"]}
+
+
 def test_it_answers_a_stale_entry_alone_and_completes_the_others(
     make_agent, orchestra, django_capture_on_commit_callbacks
 ):
