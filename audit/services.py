@@ -545,11 +545,14 @@ def _seal_pending(*, limit: int | None) -> list[dict[str, Any]]:
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
+            # One JSON document rather than an array per column, as in ``_insert``: psycopg quotes
+            # arrays element by element in Python, five times the CPU, inside the chain lock.
+            seals = [{key: row[key] for key in ("id", "prev_hash", "hash", "chain_seq")} for row in rows]
             cursor.execute(
                 f"UPDATE {table} AS e SET prev_hash = s.prev_hash, hash = s.hash, chain_seq = s.chain_seq"  # noqa: S608
-                " FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::bigint[])"
-                " AS s(id, prev_hash, hash, chain_seq) WHERE e.id = s.id",
-                [[row[field] for row in rows] for field in ("id", "prev_hash", "hash", "chain_seq")],
+                " FROM json_to_recordset(%s::json) AS s(id bigint, prev_hash varchar, hash varchar, chain_seq bigint)"
+                " WHERE e.id = s.id",
+                [json.dumps(seals)],
             )
         else:
             cursor.executemany(
