@@ -42,12 +42,7 @@ _OUTCOMES = frozenset(AuditEvent.Outcome.values)
 # Waiting to be sealed: no position *and* no hash. A row with a hash but no position was not written
 # by record(); sealing over it would hide it, so it is left for audit_verify to name.
 _PENDING = models.Q(chain_seq__isnull=True, hash__isnull=True)
-# The background sealer (PostgreSQL) reads its batch window, SYMPHONY_AUDIT_SEAL_INTERVAL (a process
-# seals at most this often while its writers keep committing, so one seal of four statements covers
-# every event of the window), and SYMPHONY_AUDIT_SEAL_IDLE_POLL (how often a started sealer with
-# nothing to do looks for events a process killed between its commit and its seal left unsealed,
-# with a fresh connection it closes when it found none) from the settings at each use.
-
+# The sealer's batch window and idle poll are settings (SYMPHONY_AUDIT_SEAL_*, read at each use).
 #: When a seal could not take the chain lock, look again this much later (the holder re-checks
 #: after releasing it; this also covers a holder whose transaction rolled back, or that died).
 SEAL_RETRY = 0.5

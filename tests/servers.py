@@ -570,11 +570,12 @@ class RedisServer:
         """Start it (again, after ``kill()``, on the same port). The first start moves to another
         port when this one was taken meanwhile (by another xdist worker's server: nothing holds a
         port between ``free_port()`` and the bind); a restart cannot, and says so."""
-        for _ in range(1 if self.process is not None else 5):
+        for attempt in range(1 if self.process is not None else 5):
+            if attempt:
+                self.port = free_port()
+                self.url = f"redis://127.0.0.1:{self.port}/0"
             if self._start():
                 return self
-            self.port = free_port()
-            self.url = f"redis://127.0.0.1:{self.port}/0"
         raise RuntimeError(f"redis-server could not listen on {self.port} (see its log in {self.tmp})")
 
     def _start(self) -> bool:
