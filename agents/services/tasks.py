@@ -93,15 +93,18 @@ def task_submit(
     # The related rows were loaded (the project with its destination), so they exist: only the values
     # are checked, not the foreign keys again (one query each).
     task.full_clean(exclude=["submitter", "orchestra", "target_agent", "agent", "project"], validate_constraints=False)
-    try:
-        with transaction.atomic():
-            task.save(force_insert=True)
-    except IntegrityError:
-        # Another request with the same idempotency key won the race: answer with its task.
-        existing = Task.objects.filter(submitter=submitter, idempotency_key=idempotency_key).first()
-        if idempotency_key and existing is not None:
-            return existing, False
-        raise
+    if not idempotency_key:
+        task.save(force_insert=True)  # no key, no race to lose: no savepoint (two round trips) either
+    else:
+        try:
+            with transaction.atomic():
+                task.save(force_insert=True)
+        except IntegrityError:
+            # Another request with the same idempotency key won the race: answer with its task.
+            existing = Task.objects.filter(submitter=submitter, idempotency_key=idempotency_key).first()
+            if existing is not None:
+                return existing, False
+            raise
     audit.record(
         "task.submitted",
         actor=submitter,

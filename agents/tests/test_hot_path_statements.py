@@ -124,16 +124,27 @@ def test_it_heartbeats_in_one_statement(warm, django_capture_on_commit_callbacks
         assert warm.api.post("/api/v1/agent/heartbeat/", {"status": "busy"}).status_code == 200
 
 
-def test_it_submits_a_task_in_nine_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
-    # the orchestra with its project; [savepoint] the budgets, the fair-queue position, [savepoint] the
-    # insert (idempotency) [release], the event [release]; the wake-up of a claim waiting for work
-    # (agents/claim_wait.py) goes with the commit
-    with statements(9, django_capture_on_commit_callbacks) as context, notified() as payloads:
+def test_it_submits_a_task_in_seven_statements(warm, orchestra, operator_api, django_capture_on_commit_callbacks):
+    # the orchestra with its project; [savepoint] the budgets, the fair-queue position, the insert,
+    # the event [release]; the wake-up of a claim waiting for work (agents/claim_wait.py) goes with
+    # the commit. With an idempotency key the insert has a savepoint of its own (the next test).
+    with statements(7, django_capture_on_commit_callbacks) as context, notified() as payloads:
         body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}}
         assert operator_api.post("/api/v1/tasks/", body).status_code == 201
     [notify] = payloads
     assert f'"o":{orchestra.pk}' in notify  # the pending payload names the orchestra whose members may claim
     assert _production(context) == 5
+
+
+def test_an_idempotency_key_adds_the_savepoint_that_catches_a_lost_race(
+    warm, orchestra, operator_api, django_capture_on_commit_callbacks
+):
+    # as above, plus the look-up of an earlier task with the key and [savepoint] [release] around the
+    # insert, so that losing the race to a concurrent submission answers with the winner's task
+    with statements(10, django_capture_on_commit_callbacks) as context:
+        body = {"orchestra": orchestra.pk, "kind": "echo", "input": {}, "idempotency_key": "order-1"}
+        assert operator_api.post("/api/v1/tasks/", body).status_code == 201
+    assert _production(context) == 6
 
 
 def test_it_claims_ten_tasks_in_as_many_statements_as_one(warm, django_capture_on_commit_callbacks):
