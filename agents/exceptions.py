@@ -93,6 +93,7 @@ class BudgetExhausted(RateLimited):
     def __init__(self, *, budget: Any, reset_at: datetime) -> None:
         wait = max(int((reset_at - timezone.now()).total_seconds()), 1)
         super().__init__(wait=wait, detail=f"The {budget.period}ly budget is spent until {reset_at.isoformat()}.")
+        self.budget = budget
         self.extra_details = {
             "reset_at": reset_at.isoformat(),
             "limit": str(budget.limit),

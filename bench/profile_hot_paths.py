@@ -9,7 +9,7 @@ gunicorn, so a change's effect on per-request work shows up without the noise of
         python bench/profile_hot_paths.py [-n 300] [--profile agents]   # real services (what counts)
 
 ``--profile NAME`` prints the cProfile top functions of one scenario (health, me, agents, orchestras,
-tasks, audit, heartbeat, dispatch, batch), timed in CPU (time spent waiting for the database is not counted);
+tasks, audit, heartbeat, submit, dispatch, batch), timed in CPU (time spent waiting for the database is not counted);
 ``PROFILE_SORT`` (default ``cumulative``, or ``tottime``) and ``PROFILE_LINES`` (45) shape the listing.
 The database is migrated and seeded with rows named ``perf-*``, which are removed first, so it may
 be run again against the same database.
@@ -158,6 +158,15 @@ def main() -> None:
         r = agent_client.post("/api/v1/agent/complete/", {"results": results}, content_type="application/json")
         assert r.status_code == 200, r.content[:300]
 
+    def submit() -> None:
+        # One task submitted by an operator's key: the first half of submit-to-claim latency.
+        r = user_client.post(
+            "/api/v1/tasks/",
+            {"orchestra": orchestra.pk, "kind": "echo", "input": {"n": 1}, "required_capabilities": ["echo"]},
+            content_type="application/json",
+        )
+        assert r.status_code == 201, r.content[:300]
+
     scenarios: dict[str, tuple[str, Callable[[], None]]] = {
         "health": ("GET /health/live", get(Client(), "/health/live")),
         "me": ("GET /api/v1/me/ (API key)", get(user_client, "/api/v1/me/")),
@@ -166,6 +175,7 @@ def main() -> None:
         "tasks": ("GET /api/v1/tasks/ (50/page)", get(user_client, "/api/v1/tasks/")),
         "audit": ("GET /api/v1/audit-events/", get(user_client, "/api/v1/audit-events/")),
         "heartbeat": ("POST /api/v1/agent/heartbeat/", heartbeat),
+        "submit": ("POST /api/v1/tasks/ (submit)", submit),
         "dispatch": ("claim + complete (per task)", dispatch),
         "batch": ("claim 10 + complete 10 (per cycle)", batch),
     }

@@ -95,3 +95,28 @@ def test_with_fairness_off_claims_are_oldest_first(make_api, make_agent):
     ids = [a.post("/api/v1/tasks/", {"orchestra": orchestra.pk, "kind": "echo"}).json()["id"] for _ in range(3)]
     ids += [b.post("/api/v1/tasks/", {"orchestra": orchestra.pk, "kind": "echo"}).json()["id"] for _ in range(2)]
     assert _claim_round_robin(_agents(make_agent, orchestra, 1), 5) == ids
+
+
+@pytest.mark.django_db
+def test_the_next_turn_written_as_sql_is_the_orms(make_api):
+    from agents.services.flow import fair_seq_next, fair_seq_next_orm
+
+    orchestra = OrchestraFactory(state="running")
+    submitter = make_api("operator").user
+
+    def agree(key: str, priority: int) -> int:
+        turn = fair_seq_next(fairness_key=key, priority=priority)
+        assert turn == fair_seq_next_orm(fairness_key=key, priority=priority)
+        return turn
+
+    assert agree("a", Task.Priority.NORMAL) == 1  # an empty queue starts at turn 1
+    normal, high = Task.Priority.NORMAL, Task.Priority.HIGH
+    rows = [("a", 4, "pending", normal), ("a", 9, "cancelled", normal), ("b", 7, "pending", normal),
+            ("a", 30, "pending", high)]  # fmt: skip
+    for key, seq, status, priority in rows:
+        Task.objects.create(orchestra=orchestra, kind="echo", submitter=submitter, fairness_key=key, fair_seq=seq,
+                            status=status, priority=priority)  # fmt: skip
+    assert agree("a", Task.Priority.NORMAL) == 5  # one past the key's last pending turn (not the cancelled one)
+    assert agree("c", Task.Priority.NORMAL) == 4  # a new key joins at the lowest pending turn
+    assert agree("a", Task.Priority.HIGH) == 31  # per priority
+    assert agree("c", Task.Priority.URGENT) == 1

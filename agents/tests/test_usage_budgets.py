@@ -227,3 +227,49 @@ def test_a_member_of_one_project_sees_and_sets_only_its_limits_and_budgets(admin
     assert r.status_code == 400 and "project" in r.json()["error"]["details"]
     assert member.post("/api/v1/budgets/", {"project": "alpha", "limit": "1"}).status_code == 201
     assert beta.budgets.count() == 1
+
+
+@pytest.mark.django_db
+def test_the_submission_check_written_as_sql_picks_the_orms_budget(admin_api, running, project_factory):
+    import datetime as dt
+
+    from agents.exceptions import BudgetExhausted
+    from agents.flow_models import Budget
+    from agents.models import Orchestra
+    from agents.services.usage import exhausted_covering
+
+    other = Orchestra.objects.create(name="other", project=running.project, state=Orchestra.State.RUNNING)
+    elsewhere = project_factory()
+    cases = []
+
+    def check(orchestra) -> int | None:
+        expected = exhausted_covering(project_id=orchestra.project_id, orchestra_id=orchestra.pk).first()
+        try:
+            services.budget_check(project_id=orchestra.project_id, orchestra=orchestra)
+        except BudgetExhausted as exc:
+            cases.append(exc.budget.pk)
+            assert expected is not None and exc.budget.pk == expected.pk
+            return exc.budget.pk
+        assert expected is None
+        return None
+
+    with time_machine.travel("2026-03-10 12:00:00Z", tick=False):
+
+        def budget(**fields) -> Budget:
+            fields.setdefault("project", running.project)
+            fields.setdefault("period", "day")
+            fields.setdefault("period_start", dt.date(2026, 3, 10))
+            return Budget.objects.create(created_by=admin_api.user, **fields)
+
+        budget(limit=Decimal("5"), spent=Decimal("4.99"))  # not spent
+        budget(limit=Decimal("5"), spent=Decimal("9"), period_start=dt.date(2026, 3, 9))  # yesterday's
+        budget(limit=Decimal("5"), spent=Decimal("9"), project=elsewhere)  # another project's
+        budget(limit=Decimal("5"), spent=Decimal("9"), orchestra=other)  # another orchestra's
+        assert check(running) is None
+        monthly = budget(limit=Decimal("1"), spent=Decimal("1"), orchestra=running, period="month",
+                         period_start=dt.date(2026, 3, 1))  # fmt: skip
+        assert check(running) == monthly.pk
+        assert check(other) == Budget.objects.get(orchestra=other).pk
+        daily = budget(limit=Decimal("1"), spent=Decimal("2"))  # the project's own, a day: reported first
+        assert check(running) == daily.pk
+    assert len(cases) == 3
