@@ -5,7 +5,9 @@ task it could claim arrives (then claimed and answered at once) or the time runs
 A held claim must not hold a sync gunicorn worker, so it is served like the task streams: by the ASGI
 process (``uvicorn symphony.asgi:application``), where ``agents/urls.py`` routes the claim path to
 ``agent_claim`` below and nginx (and the chart's ingress) send ``/api/v1/agent/claim/`` there. One
-waiting claim costs a coroutine; the database is read on the stream thread pool only to claim.
+waiting claim costs a coroutine and one idle OS thread (Django's ASGI handler runs a request's sync
+middleware in a thread of its own for the request's lifetime; see ``agents/streams.py``), no
+database connection: the database is read on the stream thread pool only to claim.
 gunicorn still answers the same path (``make run`` without nginx, a client that did not switch): it
 never waits, and says so with ``X-Claim-Wait-Seconds: 0`` so the client polls at its own pace.
 

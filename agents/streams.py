@@ -4,8 +4,10 @@ Why this shape: a stream is open for as long as its task runs (minutes, hours), 
 sync gunicorn worker. The stream views are Django async views; in production they are served by a
 dedicated ASGI process (``uvicorn symphony.asgi:application``, ``make run``, Compose ``streams``, the
 chart's ``streams`` deployment) to which nginx routes the ``/stream/`` paths. One open stream there costs
-a coroutine, not a thread or a database connection: the database is read in short queries on a small
-thread pool, only when something changed.
+a coroutine and no database connection: the database is read in short queries on a small thread pool,
+only when something changed. It does hold one idle OS thread: Django's ASGI handler runs a request's
+sync middleware in a thread of its own that lives as long as the request (about 100 KiB of memory per
+open stream or held claim, measured in docs/SCALING.md).
 
 What wakes a stream (``Hub``, one per process):
 
