@@ -5,11 +5,12 @@ import json
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from accounts import services
 from accounts.exceptions import LastSuperAdmin
 from accounts.models import User
+from tests.races import behind_a_held_transaction
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
 
@@ -38,53 +39,18 @@ def test_it_keeps_one_super_admin_when_the_last_two_step_down_together(user_fact
     assert User.objects.filter(roles__name="super_admin").count() == 1
 
 
-def _wait_for_a_lock_wait() -> None:
-    """Return once some backend waits on a row lock (the request under test), at most ~10 s."""
-    import time
-
-    from django.db import connections
-
-    with connections["default"].cursor() as cursor:
-        for _ in range(1000):
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
-            if cursor.fetchone()[0]:
-                return
-            time.sleep(0.01)
-    raise AssertionError("the request never waited for the lock")
-
-
 def test_it_answers_409_when_the_user_is_deleted_while_a_change_waits(client, user_factory, key_for):
     headers = key_for(user_factory(roles=["super_admin"]))
     bob = user_factory(username="bob")
-    deleted, release = threading.Event(), threading.Event()
-    responses = []
 
-    def delete_and_hold() -> None:
-        try:
-            with transaction.atomic():
-                services.user_delete(actor=None, user=User.objects.get(pk=bob.pk))
-                deleted.set()
-                release.wait(10)
-        finally:
-            connection.close()
+    def rename():
+        body = json.dumps({"first_name": "Robert"})
+        return client.patch("/api/v1/users/bob/", body, content_type="application/json", headers=headers)
 
-    def rename() -> None:
-        try:
-            body = json.dumps({"first_name": "Robert"})
-            responses.append(client.patch("/api/v1/users/bob/", body, content_type="application/json", headers=headers))
-        finally:
-            connection.close()
-
-    deleter = threading.Thread(target=delete_and_hold)
-    deleter.start()
-    assert deleted.wait(10)
-    renamer = threading.Thread(target=rename)
-    renamer.start()
-    _wait_for_a_lock_wait()
-    release.set()
-    deleter.join()
-    renamer.join()
-    (response,) = responses
+    response, waited = behind_a_held_transaction(
+        lambda: services.user_delete(actor=None, user=User.objects.get(pk=bob.pk)), rename
+    )
+    assert waited, "the change never waited for the deletion's lock"
     assert response.status_code == 409, response.json()
     assert response.json()["error"]["code"] == "deleted_concurrently"
     assert not User.objects.filter(pk=bob.pk).exists()

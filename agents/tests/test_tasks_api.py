@@ -172,54 +172,18 @@ def test_it_answers_404_for_a_non_numeric_task_id(operator_api):
 def test_a_submission_that_loses_the_idempotency_race_answers_with_the_winners_task(make_api, orchestra):
     """Both submissions pass the "already used?" look-up before either commits: the loser's insert
     waits on the unique index, fails when the winner commits, and answers 200 with the winner's task."""
-    import threading
-    import time
-
-    from django.db import connection, transaction
-
     from agents import services
+    from tests.races import behind_a_held_transaction
 
     api = make_api("operator")
-    holding, release = threading.Event(), threading.Event()
     winner: list[int] = []
 
     def win() -> None:
-        try:
-            with transaction.atomic():
-                task, _ = services.task_submit(submitter=api.user, kind="echo", orchestra=orchestra,
-                                               idempotency_key="order-7")  # fmt: skip
-                winner.append(task.pk)
-                holding.set()
-                release.wait(30)
-        finally:
-            connection.close()
+        task, _ = services.task_submit(submitter=api.user, kind="echo", orchestra=orchestra, idempotency_key="order-7")
+        winner.append(task.pk)
 
-    loser: list = []
-
-    def lose() -> None:
-        try:
-            loser.append(submit(api, orchestra, idempotency_key="order-7"))
-        finally:
-            connection.close()
-
-    first = threading.Thread(target=win)
-    first.start()
-    assert holding.wait(30)
-    second = threading.Thread(target=lose)
-    second.start()
-    deadline, blocked = time.monotonic() + 30, 0
-    with connection.cursor() as cursor:
-        while not blocked and time.monotonic() < deadline:  # the loser's insert waits for the winner
-            time.sleep(0.02)
-            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                           " AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO \"agents_task\"%%'")  # fmt: skip
-            blocked = cursor.fetchone()[0]
-    release.set()
-    first.join(30)
-    second.join(30)
-
-    assert blocked, "the second submission never waited on the first"
-    [response] = loser
+    response, waited = behind_a_held_transaction(win, lambda: submit(api, orchestra, idempotency_key="order-7"))
+    assert waited, "the second submission never waited on the first"
     assert response.status_code == 200, response.content[:300]
     assert response.json()["id"] == winner[0]
     assert Task.objects.filter(idempotency_key="order-7").count() == 1

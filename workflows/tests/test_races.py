@@ -7,12 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from agents import services as agent_services
 from agents.models import Task
 from agents.tests.conftest import Api
 from agents.tests.factories import OrchestraFactory, UserFactory
+from tests.races import behind_a_held_transaction
 from workflows import services
 from workflows.models import WorkflowRun
 
@@ -98,14 +99,6 @@ def test_cancel_racing_a_completion_ends_in_one_consistent_state():
         assert WorkflowRun.objects.get(pk=run.pk).status == "cancelled"
 
 
-def _lock_waiters() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
 def test_a_child_finishing_while_its_parent_completes_is_counted_off():
@@ -119,37 +112,13 @@ def test_a_child_finishing_while_its_parent_completes_is_counted_off():
     )
     (claimed,) = agent_services.task_claim(agent=agent)
     assert claimed.pk == child.pk
-    child_done, release = threading.Event(), threading.Event()
-
-    def finish_child() -> None:
-        try:
-            with transaction.atomic():
-                agent_services.task_complete(task_id=child.pk, agent=agent, attempt=claimed.last_attempt)
-                child_done.set()
-                release.wait(30)  # commit only once the parent's completion is under way
-        finally:
-            connection.close()
-
-    def complete_parent() -> None:
-        try:
-            agent_services.task_complete(
-                task_id=parent.pk, agent=agent, attempt=parent.last_attempt, wait_for_children=True
-            )
-        finally:
-            connection.close()
-
-    first = threading.Thread(target=finish_child)
-    first.start()
-    assert child_done.wait(30)
-    second = threading.Thread(target=complete_parent)
-    second.start()
-    for _ in range(600):  # until the parent's completion waits on the child's lock, or is done
-        if _lock_waiters() or not second.is_alive():
-            break
-        second.join(0.05)
-    release.set()
-    first.join(30)
-    second.join(30)
+    # the child's completion is committed only once the parent's completion waits on its lock
+    behind_a_held_transaction(
+        lambda: agent_services.task_complete(task_id=child.pk, agent=agent, attempt=claimed.last_attempt),
+        lambda: agent_services.task_complete(
+            task_id=parent.pk, agent=agent, attempt=parent.last_attempt, wait_for_children=True
+        ),
+    )
 
     parent.refresh_from_db()
     assert (parent.status, parent.waiting_on) == ("succeeded", 0)
