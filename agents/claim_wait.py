@@ -284,6 +284,7 @@ async def agent_claim(request: HttpRequest) -> HttpResponse:
     if not wait:
         return await _run(_attempt)(view, agent, data, None, True)
     headers = {WAIT_HEADER: str(wait)}
+    await streams.release_request_connections()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     async with hub.waiting(agent=agent, orchestra_ids=orchestra_ids) as waiter:

@@ -45,11 +45,12 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, connections
 from django.db.models import Q
 
 from agents.models import Task, TaskEvent
 from agents.services.notify import NOTIFY_CHANNEL
+from symphony import runtime
 
 log = structlog.get_logger(__name__)
 
@@ -68,6 +69,27 @@ def _run_query(fn: Any) -> Any:
             raise
 
     return sync_to_async(call, thread_sensitive=False)
+
+
+async def release_request_connections() -> None:
+    """Close the database connections of this request's own thread, before a long wait.
+
+    Django's ASGI handler runs a request's sync middleware in a thread of its own that lives as long
+    as the request. A connection the middleware opened there (a key seen for the first time, its
+    last-use time) would stay open for the whole wait: one per held claim or open stream, so a
+    fleet reconnecting after a restart would take as many connections as it has agents. The waits
+    read the database on the shared pool (``_run_query``); this thread needs none. The call is
+    thread-sensitive, so it runs on that very thread. Elsewhere (a stream served by a sync worker or
+    the test client) that thread is the worker's own, whose connection is kept.
+    """
+    if runtime.ASGI:
+        await sync_to_async(_close_idle_connections)()
+
+
+def _close_idle_connections() -> None:
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close()
 
 
 class Hub:
@@ -271,6 +293,7 @@ async def follow(*, task_ids: list[int], cursors: dict[int, int], event_id: Any,
         recheck = max(recheck, heartbeat)  # the poller wakes us; no need to re-read on our own
     seen: dict[int, str] = {}
     yield b"retry: 2000\n\n"
+    await release_request_connections()  # the middleware is done with this request's thread
     last_beat = time.monotonic()
     async with hub.subscribe(task_ids) as wake:
         while True:

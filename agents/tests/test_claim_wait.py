@@ -18,7 +18,7 @@ from django.db import connection
 
 from agents.models import Task
 from agents.tests.factories import OrchestraFactory, TaskFactory
-from agents.tests.test_streams import manage, uvicorn, uvicorn_env
+from agents.tests.test_streams import OWN_CONNECTIONS, POOL, database_backends, manage, uvicorn, uvicorn_env
 from tests.servers import ROOT, app_env, running, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
@@ -128,6 +128,22 @@ def test_two_waiters_and_one_task_exactly_one_gets_it(asgi, make_agent, orchestr
     assert sorted(len(tasks) for tasks in got) == [0, 1]
     loser = claims[[len(tasks) for tasks in got].index(0)]
     assert loser.took >= 4  # it kept waiting after the other took the task, until its own time was up
+
+
+@pytest.mark.postgres
+def test_held_claims_share_a_few_database_connections(asgi, make_agent, orchestra, operator_api):
+    """More held claims than the pool has threads, each with a key the process has never seen (its
+    middleware reads the key from the database on the request's own thread): while they wait, the
+    process holds its pool's connections and its own, not one per claim."""
+    before = database_backends()
+    agents = [make_agent(orchestra=orchestra) for _ in range(POOL + 14)]
+    claims = [Claim(asgi, agent.key, wait_seconds=20) for agent in agents]
+    until(lambda: waiting(asgi) == len(agents))
+    opened = database_backends() - before
+    for n in range(len(agents)):
+        operator_api.post("/api/v1/tasks/", {"orchestra": orchestra.pk, "kind": "echo", "input": {"n": n}})
+    assert sorted(len(claim.tasks()) for claim in claims) == [1] * len(agents)
+    assert opened <= POOL + OWN_CONNECTIONS, f"{opened} connections for {len(agents)} held claims"
 
 
 @pytest.mark.postgres

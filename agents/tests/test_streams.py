@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -52,6 +53,21 @@ def uvicorn(tmp_path: Path, env: dict[str, str]):
     command = [sys.executable, "-m", "uvicorn", "symphony.asgi:application", "--host", "127.0.0.1",
                "--port", str(port), "--no-access-log"]  # fmt: skip
     return port, running(command, env=env, log=tmp_path / "uvicorn.log")
+
+
+#: Threads (each with its own database connection) of the ASGI process's shared pool: asyncio's
+#: default executor, which ``sync_to_async(thread_sensitive=False)`` runs on.
+POOL = min(32, (os.cpu_count() or 1) + 4)
+#: What that process may hold open besides its pool: the LISTEN connection, the audit sealer's, and
+#: one being replaced.
+OWN_CONNECTIONS = 3
+
+
+def database_backends() -> int:
+    """Connections to the test database now, from every process."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
 
 
 @pytest.mark.postgres
@@ -219,3 +235,41 @@ def test_on_sqlite_a_stream_sees_what_another_process_writes_through_the_poller(
     assert "from another process" in next(data for _, event, data in received if event == "log")
     assert '"status":"succeeded"' in [data for _, event, data in received if event == "status"][-1]
     assert kinds[-1] == (None, "end")
+
+
+@pytest.mark.postgres
+def test_open_streams_share_a_few_database_connections(make_agent, orchestra, tmp_path, make_api):
+    """More streams than the pool has threads, each with a key the process has never seen (its
+    middleware reads the key from the database on the request's own thread): while they are open,
+    the process holds its pool's connections and its own, not one per stream."""
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    [claimed] = worker.api.post("/api/v1/agent/claim/", {}).json()["tasks"]
+    readers = [make_api("viewer") for _ in range(POOL + 14)]
+    port, server = uvicorn(tmp_path, uvicorn_env(tmp_path))
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(f"{base}/health/live", timeout=60, process=process) == 200
+        before = database_backends()
+        statuses: list[str] = []
+
+        def read(reader: Any) -> None:
+            url = f"{base}/api/v1/tasks/{task.pk}/stream/"
+            with requests.get(url, headers=reader._headers({}), stream=True, timeout=60) as response:
+                for _, event, data in parse_sse(response.iter_lines()):
+                    if event == "status":
+                        statuses.append(data)
+
+        threads = [threading.Thread(target=read, args=(reader,), daemon=True) for reader in readers]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(statuses) < len(readers) and time.monotonic() < deadline:  # every stream is open
+            time.sleep(0.05)
+        assert len(statuses) == len(readers)
+        opened = database_backends() - before
+        body = {"attempt": claimed["attempt"], "result": {"ok": True}}
+        worker.api.post(f"/api/v1/tasks/{task.pk}/complete/", body)  # ends every stream
+        for thread in threads:
+            thread.join(timeout=30)
+    assert opened <= POOL + OWN_CONNECTIONS, f"{opened} connections for {len(readers)} open streams"
