@@ -41,7 +41,7 @@ from agents.services.notify import (
     tasks_notify,
 )
 from agents.services.tasks import check_json_size
-from agents.services.usage import usage_record
+from agents.services.usage import SPENT_NOW_SQL, current_period_params, usage_record
 from audit import hooks as domain_events
 from symphony.db.rows import Columns
 
@@ -192,7 +192,7 @@ def claim_candidates_queryset(agent: Agent) -> Any:
 #: claim, more than the statement takes to run; this is the same statement with its values bound.
 #: ``agents/tests/test_claim_sql.py`` checks that both pick the same tasks in the same order. Each row
 #: also says whether any lease has expired (``expired_leases``, see ``_expired_leases_first``).
-_CANDIDATES_SQL = """
+_CANDIDATES_SQL = f"""
 SELECT t.*, EXISTS (SELECT 1 FROM agents_task x WHERE x.status = 'running' AND x.lease_expires_at < %(now)s)
     AS expired_leases
 FROM agents_task t
@@ -204,12 +204,12 @@ WHERE t.status = 'pending' AND t.project_id = %(project)s
   AND t.required_capabilities <@ %(capabilities)s::jsonb
   AND NOT EXISTS (
       SELECT 1 FROM agents_budget b
-      WHERE b.project_id = %(project)s AND b.orchestra_id IS NULL AND b.spent >= b."limit"
-        AND ((b.period = 'day' AND b.period_start = %(day)s) OR (b.period = 'month' AND b.period_start = %(month)s)))
+      WHERE b.project_id = %(project)s AND b.orchestra_id IS NULL
+        AND {SPENT_NOW_SQL})
   AND NOT (t.orchestra_id IS NOT NULL AND t.orchestra_id IN (
       SELECT b.orchestra_id FROM agents_budget b
-      WHERE b.project_id = %(project)s AND b.orchestra_id IS NOT NULL AND b.spent >= b."limit"
-        AND ((b.period = 'day' AND b.period_start = %(day)s) OR (b.period = 'month' AND b.period_start = %(month)s))))
+      WHERE b.project_id = %(project)s AND b.orchestra_id IS NOT NULL
+        AND {SPENT_NOW_SQL}))
   AND t.concurrency_key NOT IN (
       SELECT c.key FROM agents_concurrencylimit c
       WHERE c.project_id = %(project)s AND c.max_running <= (
@@ -218,7 +218,7 @@ WHERE t.status = 'pending' AND t.project_id = %(project)s
 ORDER BY t.priority DESC, t.fair_seq ASC, t.created_at ASC, t.id ASC
 LIMIT %(limit)s
 FOR UPDATE OF t SKIP LOCKED
-"""
+"""  # noqa: S608 (the fragment is usage.SPENT_NOW_SQL; every value is bound)
 
 
 def _lock_candidates(agent: Agent, max_tasks: int, now: datetime) -> list[Task]:
@@ -226,14 +226,11 @@ def _lock_candidates(agent: Agent, max_tasks: int, now: datetime) -> list[Task]:
     the whole claim holds the write lock)."""
     if connection.vendor != "postgresql":
         return list(claim_candidates_queryset(agent)[:max_tasks])
-    from agents.services.usage import period_start
-
     params = {
         "project": agent.project_id,
         "agent": agent.pk,
         "capabilities": json.dumps(list(agent.capabilities or [])),
-        "day": period_start("day", now),
-        "month": period_start("month", now),
+        **current_period_params(now),
         "limit": max_tasks,
         "now": now,
     }

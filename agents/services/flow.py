@@ -29,7 +29,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, F, Max, Min, OuterRef, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 
 from agents.flow_models import ConcurrencyLimit
@@ -46,7 +46,7 @@ def fair_seq_next(*, fairness_key: str, priority: int) -> int:
         return 0
     # Turns are global per priority (not per project): claims of one project still see increasing turns.
     # One statement; the second read runs only when the key has no pending turn (COALESCE stops at
-    # the first value on PostgreSQL and SQLite). Its ORM form is ``fair_seq_next_orm``.
+    # the first value on PostgreSQL and SQLite). agents/tests/test_fair_claims.py holds it to its ORM form.
     with connection.cursor() as cursor:
         cursor.execute(_FAIR_SEQ_SQL, [Task.Status.PENDING, priority, fairness_key, Task.Status.PENDING, priority])
         return cursor.fetchone()[0]
@@ -62,16 +62,6 @@ SELECT COALESCE(
     (SELECT MIN(t.fair_seq) FROM {Task._meta.db_table} t WHERE t.status = %s AND t.priority = %s),
     1)
 """  # noqa: S608 (the table name is the model's; every value is bound)
-
-
-def fair_seq_next_orm(*, fairness_key: str, priority: int) -> int:
-    """What ``fair_seq_next`` means, in the ORM (``agents/tests/test_fair_claims.py`` holds them equal)."""
-    pending = Task.objects.filter(status=Task.Status.PENDING, priority=priority)
-    last = pending.filter(fairness_key=fairness_key).aggregate(m=Max("fair_seq"))["m"]
-    if last is not None:
-        return last + 1
-    head = pending.aggregate(m=Min("fair_seq"))["m"]
-    return head if head is not None else 1
 
 
 def _full_keys(project_id: int) -> Any:

@@ -59,21 +59,24 @@ def _covering(*, project_id: int, orchestra_id: int | None) -> Q:
     return Q(project_id=project_id) & (Q(orchestra=None) | Q(orchestra_id=orchestra_id))
 
 
-def exhausted_covering(*, project_id: int, orchestra_id: int | None) -> Any:
-    """The spent budgets that stop a submission into ``orchestra_id`` (or to an agent of the project,
-    None), first the one to report: the definition ``budget_check`` runs."""
-    return (
-        exhausted_budgets().filter(_covering(project_id=project_id, orchestra_id=orchestra_id)).order_by("period", "id")
-    )
+#: ``exhausted_budgets`` as SQL over a budget aliased ``b``, with ``current_period_params``: shared by
+#: the claim's candidate SELECT (``dispatch._CANDIDATES_SQL``) and the submission's check below.
+SPENT_NOW_SQL = """b.spent >= b."limit"
+  AND ((b.period = 'day' AND b.period_start = %(day)s) OR (b.period = 'month' AND b.period_start = %(month)s))"""
 
 
-#: ``exhausted_covering``'s first id, as SQL written once (PostgreSQL and SQLite): every submission
-#: runs it, and the ORM took several times longer to build and compile it than the database takes
-#: to answer. ``agents/tests/test_usage_budgets.py`` checks that both pick the same budget.
+def current_period_params(now: dt.datetime) -> dict[str, Any]:
+    """The ``%(day)s`` and ``%(month)s`` of ``SPENT_NOW_SQL``: the periods ``now`` falls in."""
+    return {p: connection.ops.adapt_datefield_value(period_start(p, now)) for p in ("day", "month")}
+
+
+#: The first spent budget that stops a submission into ``%(orchestra)s`` (or, None, to an agent of the
+#: project), as SQL written once (PostgreSQL and SQLite): every submission runs it, and the ORM took
+#: several times longer to build and compile it than the database takes to answer.
+#: ``agents/tests/test_usage_budgets.py`` holds it to its ORM form.
 _EXHAUSTED_COVERING_SQL = f"""
 SELECT b.id FROM {Budget._meta.db_table} b
-WHERE b.project_id = %s AND (b.orchestra_id IS NULL OR b.orchestra_id = %s) AND b.spent >= b."limit"
-  AND ((b.period = %s AND b.period_start = %s) OR (b.period = %s AND b.period_start = %s))
+WHERE b.project_id = %(project)s AND (b.orchestra_id IS NULL OR b.orchestra_id = %(orchestra)s) AND {SPENT_NOW_SQL}
 ORDER BY b.period, b.id
 LIMIT 1
 """  # noqa: S608 (the table name is the model's; every value is bound)
@@ -82,9 +85,8 @@ LIMIT 1
 def budget_check(*, project_id: int, orchestra: Orchestra | None) -> None:
     """Raise ``BudgetExhausted`` (429, with the reset time) when a budget of the project, or of
     ``orchestra``, is spent."""
-    now = timezone.now()
-    day, month = (connection.ops.adapt_datefield_value(period_start(p, now)) for p in ("day", "month"))
-    params = [project_id, orchestra.pk if orchestra else None, Budget.Period.DAY, day, Budget.Period.MONTH, month]
+    params = {"project": project_id, "orchestra": orchestra.pk if orchestra else None,
+              **current_period_params(timezone.now())}  # fmt: skip
     with connection.cursor() as cursor:
         cursor.execute(_EXHAUSTED_COVERING_SQL, params)
         row = cursor.fetchone()

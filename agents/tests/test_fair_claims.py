@@ -97,9 +97,21 @@ def test_with_fairness_off_claims_are_oldest_first(make_api, make_agent):
     assert _claim_round_robin(_agents(make_agent, orchestra, 1), 5) == ids
 
 
+def fair_seq_next_orm(*, fairness_key: str, priority: int) -> int:
+    """What ``flow.fair_seq_next``'s SQL means, in the ORM."""
+    from django.db.models import Max, Min
+
+    pending = Task.objects.filter(status=Task.Status.PENDING, priority=priority)
+    last = pending.filter(fairness_key=fairness_key).aggregate(m=Max("fair_seq"))["m"]
+    if last is not None:
+        return last + 1
+    head = pending.aggregate(m=Min("fair_seq"))["m"]
+    return head if head is not None else 1
+
+
 @pytest.mark.django_db
 def test_the_next_turn_written_as_sql_is_the_orms(make_api):
-    from agents.services.flow import fair_seq_next, fair_seq_next_orm
+    from agents.services.flow import fair_seq_next
 
     orchestra = OrchestraFactory(state="running")
     submitter = make_api("operator").user

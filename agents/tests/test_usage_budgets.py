@@ -236,7 +236,16 @@ def test_the_submission_check_written_as_sql_picks_the_orms_budget(admin_api, ru
     from agents.exceptions import BudgetExhausted
     from agents.flow_models import Budget
     from agents.models import Orchestra
-    from agents.services.usage import exhausted_covering
+    from agents.services.usage import _covering, exhausted_budgets
+
+    def exhausted_covering(*, project_id: int, orchestra_id: int | None):
+        """What the submission's SQL check means, in the ORM: the spent budgets covering the
+        destination, the one to report first."""
+        return (
+            exhausted_budgets()
+            .filter(_covering(project_id=project_id, orchestra_id=orchestra_id))
+            .order_by("period", "id")
+        )
 
     other = Orchestra.objects.create(name="other", project=running.project, state=Orchestra.State.RUNNING)
     elsewhere = project_factory()
