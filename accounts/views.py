@@ -92,9 +92,13 @@ class MeView(APIView):
             "roles": user_role_names(user),
             "projects": _me_projects(user),
             "permissions": sorted(services.held_codes(user)),
-            "api_key": key,
+            "api_key": None if key is None else {"prefix": key.prefix, "name": key.name, "scopes": key.scopes_codes},
         }
-        return Response(MeSerializer(data).data)
+        # Every value is already what MeSerializer would render (strings, a bool, lists of strings), so
+        # the answer is built directly: the serializer copied each of the caller's codes one field call
+        # at a time, a tenth of this read's CPU. It still documents the answer in the schema, and a
+        # test holds the two equal.
+        return Response(data)
 
 
 def _me_projects(user: User) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ gunicorn, so a change's effect on per-request work shows up without the noise of
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/symphony_perf REDIS_URL=redis://127.0.0.1:6379/9 \\
         python bench/profile_hot_paths.py [-n 300] [--profile agents]   # real services (what counts)
 
-``--profile NAME`` prints the cProfile top functions of one scenario (health, me, agents, orchestras,
+``--profile NAME`` prints the cProfile top functions of one scenario (bare, health, me, agents, orchestras,
 tasks, audit, heartbeat, submit, dispatch, batch), timed in CPU (time spent waiting for the database is not counted);
 ``PROFILE_SORT`` (default ``cumulative``, or ``tottime``) and ``PROFILE_LINES`` (45) shape the listing.
 The database is migrated and seeded with rows named ``perf-*``, which are removed first, so it may
@@ -40,6 +40,7 @@ def configure() -> None:
     os.environ.setdefault("STATICFILES_STORAGE", "django.contrib.staticfiles.storage.StaticFilesStorage")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ.setdefault("SYMPHONY_TRACING", "false")
+    os.environ.setdefault("SYMPHONY_BENCH_VIEWS", "true")  # /bench/constant, the bare baseline
     # The limiter stays on (it is on every API request in production) but never refuses a run.
     os.environ.setdefault("SYMPHONY_RATELIMIT_DEFAULT", "1000000000/15m")
     if not os.environ.get("DATABASE_URL"):
@@ -168,6 +169,7 @@ def main() -> None:
         assert r.status_code == 201, r.content[:300]
 
     scenarios: dict[str, tuple[str, Callable[[], None]]] = {
+        "bare": ("bare Django view (baseline)", get(Client(), "/bench/constant")),
         "health": ("GET /health/live", get(Client(), "/health/live")),
         "me": ("GET /api/v1/me/ (API key)", get(user_client, "/api/v1/me/")),
         "agents": (f"GET /api/v1/agents/ ({AGENTS} agents)", get(user_client, "/api/v1/agents/")),

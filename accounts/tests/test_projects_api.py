@@ -3,6 +3,7 @@ bindings on users (without escalation), project roles on /me/, and the SSO map's
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -123,6 +124,33 @@ def test_me_shows_project_roles(make_api: Any, make_user: Any, alpha: Project) -
     (project,) = me["projects"]
     assert project["project"] == "alpha" and project["roles"] == ["operator"]
     assert "agent:execute" in project["permissions"] and "agent:execute" not in me["permissions"]
+
+
+def test_me_through_a_scoped_key_is_exactly_what_its_schema_serializer_renders(
+    make_api: Any, make_user: Any, alpha: Project
+) -> None:
+    from accounts.serializers import MeSerializer
+
+    user = make_user("viewer", username="vera", email="vera@example.com")
+    bind(user, "operator", alpha)
+    api = make_api(user=user, scopes=["agent:read", "agent:execute"])
+    me = api.get("/api/v1/me/").json()
+    assert me == {
+        "username": "vera",
+        "email": "vera@example.com",
+        "is_superuser": False,
+        "roles": ["viewer"],
+        "projects": [{"project": "alpha", "roles": ["operator"], "permissions": ["agent:execute", "agent:read"]}],
+        "permissions": ["agent:read"],
+        "api_key": {
+            "prefix": me["api_key"]["prefix"],
+            "name": f"test-{user.pk}-0",
+            "scopes": ["agent:execute", "agent:read"],
+        },
+    }
+    assert api.key.startswith(f"sym_{me['api_key']['prefix']}_")
+    as_served = {**me, "api_key": SimpleNamespace(**me["api_key"], scopes_codes=me["api_key"]["scopes"])}
+    assert MeSerializer(as_served).data == me  # the schema's serializer renders these values unchanged
 
 
 def test_the_sso_map_binds_roles_in_projects(settings: Any, user_factory: Any, alpha: Project) -> None:
