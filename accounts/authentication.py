@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 import time
 from dataclasses import dataclass, replace
@@ -10,9 +11,12 @@ from typing import Any
 
 import structlog
 from django.conf import settings
+from django.contrib import auth
 from django.db.models import Q
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
+from django.utils.module_loading import import_string
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
@@ -269,6 +273,25 @@ def _remembered_caller(request: HttpRequest, raw: str, digest: str, remembered: 
         return False
 
     return replace(remembered.caller, confirm=(GENERATION_KEY, confirm))
+
+
+def as_if_new(request: HttpRequest) -> HttpRequest:
+    """A copy of ``request`` whose credentials are checked again, as a new request's would be.
+
+    For a request held open (a claim waiting for work, a stream), to ask whether its caller may still
+    do what it began: its key may have been revoked, its owner deactivated, its session ended since
+    it came in. The key check remembered on the request is left behind, and the session and its user
+    are read again from the session store (so a logout, or a password change, counts).
+    """
+    fresh = copy.copy(request)
+    fresh.__dict__.pop(_CHECKED, None)
+    fresh.__dict__.pop("_cached_user", None)
+    session = getattr(request, "session", None)
+    if session is not None:
+        store = import_string(f"{settings.SESSION_ENGINE}.SessionStore")
+        fresh.session = store(session.session_key)
+        fresh.user = SimpleLazyObject(lambda: auth.get_user(fresh))
+    return fresh
 
 
 _MESSAGES = {

@@ -30,6 +30,9 @@ What wakes a waiting claim (``ClaimHub``, one per process, shared by all its wai
 A client that disconnects cancels its view (Django's ASGI handler): the waiter is removed at once.
 Authentication, the agent-key check, rate limiting and the error shape are the sync API's own: the
 request goes through ``AgentProtocolViewSet``'s ``initial()`` and the same serializer before waiting.
+Each try after a wait runs authentication and the agent-key check again, as a new request would
+(``as_if_new``): a key revoked while its claim waited (its agent deleted, its owner deactivated) gets
+the 401 of its next request, and the task that woke it stays queued for another agent.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import Gauge
 from rest_framework.exceptions import MethodNotAllowed
 
+from accounts.authentication import as_if_new
 from agents import services, streams
 from agents.models import Agent, Orchestra, Task
 from agents.serializers import ClaimSerializer
@@ -75,7 +79,7 @@ POLL_OVERLAP = timedelta(seconds=2)
 class Waiter:
     """One waiting claim: what it could take, and the event that wakes it."""
 
-    __slots__ = ("agent_id", "capabilities", "event", "orchestra_ids", "project_id")
+    __slots__ = ("agent_id", "capabilities", "event", "orchestra_ids", "parked", "project_id")
 
     def __init__(self, *, agent: Agent, orchestra_ids: set[int]) -> None:
         self.project_id = agent.project_id
@@ -83,6 +87,14 @@ class Waiter:
         self.orchestra_ids = frozenset(orchestra_ids)
         self.capabilities = frozenset(agent.capabilities or [])
         self.event = asyncio.Event()
+        self.parked = False
+
+    def park(self) -> None:
+        """Counted in ``symphony_claims_waiting`` from its first wait on: registered before its first
+        try (so nothing slips between), it waits only once that try found nothing."""
+        if not self.parked:
+            self.parked = True
+            CLAIMS_WAITING.inc()
 
 
 class ClaimHub:
@@ -102,12 +114,12 @@ class ClaimHub:
         """Register a waiter (before the claim that found nothing is tried: nothing slips between)."""
         waiter = Waiter(agent=agent, orchestra_ids=orchestra_ids)
         self._waiters.setdefault(waiter.project_id, {})[waiter] = None
-        CLAIMS_WAITING.inc()
         try:
             self._ensure_running()
             yield waiter
         finally:
-            CLAIMS_WAITING.dec()
+            if waiter.parked:
+                CLAIMS_WAITING.dec()
             waiters = self._waiters.get(waiter.project_id)
             if waiters is not None:
                 waiters.pop(waiter, None)
@@ -256,9 +268,26 @@ def _render(view: AgentProtocolViewSet, response: Any) -> HttpResponse:
     return view.finalize_response(view.request, response).render()
 
 
+def _check_again(view: AgentProtocolViewSet, request: HttpRequest) -> tuple[HttpResponse | None, Agent | None]:
+    """(refusal, None) or (None, the agent read again): the request's checks once more, as a new
+    request's would run them (``as_if_new``). While the claim waited its key may have been revoked,
+    its agent deleted or its owner deactivated; a task must not be leased to it then."""
+    view.request = view.initialize_request(as_if_new(request))
+    try:
+        view.initial(view.request)
+        return None, _calling_agent(view.request)
+    except Exception as exc:  # noqa: BLE001 - handed to DRF's handler, which re-raises what it does not know
+        return _render(view, view.handle_exception(exc)), None
+
+
 def _attempt(view: AgentProtocolViewSet, agent: Agent, data: dict[str, Any], headers: dict[str, str] | None,
-             answer_empty: bool) -> HttpResponse | None:  # fmt: skip
-    """Claim once: the answer, or None when nothing was claimable and ``answer_empty`` is false."""
+             answer_empty: bool, waited: HttpRequest | None = None) -> HttpResponse | None:  # fmt: skip
+    """Claim once: the answer, or None when nothing was claimable and ``answer_empty`` is false. After
+    a wait (``waited``: the held request), the caller is checked again first."""
+    if waited is not None:
+        refusal, agent = _check_again(view, waited)
+        if refusal is not None:
+            return refusal
     try:
         tasks = services.task_claim(agent=agent, **data)
         if not tasks and not answer_empty:
@@ -288,14 +317,17 @@ async def agent_claim(request: HttpRequest) -> HttpResponse:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     async with hub.waiting(agent=agent, orchestra_ids=orchestra_ids) as waiter:
+        waited = None  # the first try follows the checks of _prepare at once; later ones follow a wait
         while True:
             waiter.event.clear()
-            response = await _run(_attempt)(view, agent, data, headers, False)
+            response = await _run(_attempt)(view, agent, data, headers, False, waited)
+            waited = request
             if response is not None:
                 return response
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
+            waiter.park()
             try:
                 await asyncio.wait_for(waiter.event.wait(), remaining)
             except TimeoutError:

@@ -16,6 +16,7 @@ from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework.exceptions import ValidationError
 from rest_framework.viewsets import GenericViewSet
 
+from accounts.authentication import as_if_new
 from agents import streams
 from agents.models import Task
 from agents.views import TaskViewSet
@@ -69,6 +70,12 @@ def open_stream(viewset: type[GenericViewSet], request: HttpRequest, pk: int, cu
         return response.render(), None
 
 
+def access(viewset: type[GenericViewSet], request: HttpRequest, pk: int) -> streams.Access:
+    """The checks of ``open_stream`` again, on a copy of ``request`` that is checked as a new request
+    would be (``as_if_new``), for the stream to ask while it lasts (``streams.Access``)."""
+    return streams.Access(lambda: open_stream(viewset, as_if_new(request), pk, lambda _request: None)[0])
+
+
 def streaming(body: Any) -> StreamingHttpResponse:
     """A ``text/event-stream`` response of ``body`` (an async iterator of bytes), never buffered or cached."""
     response = StreamingHttpResponse(body, content_type="text/event-stream")
@@ -90,5 +97,6 @@ async def task_stream(request: HttpRequest, pk: int) -> HttpResponse:
             cursors={pk: after},
             event_id=lambda row: str(row.seq),
             finished=lambda statuses: statuses.get(pk) in Task.FINISHED or pk not in statuses,
+            access=access(TaskViewSet, request, pk),
         )
     )

@@ -26,7 +26,8 @@ What wakes a stream (``Hub``, one per process):
 
 Each stream replays from ``Last-Event-ID`` or ``?after=`` first, then follows; a comment line goes
 out every ``SYMPHONY_STREAM_HEARTBEAT_SECONDS`` so proxies keep it open; after the task has finished
-and every event was sent, an ``end`` event closes it.
+and every event was sent, an ``end`` event closes it. Its viewer's access is checked again while it
+lasts (``Access``): once refused, a ``denied`` event closes it instead.
 
 The same listening connection wakes claims waiting for work (agents/claim_wait.py): payloads that
 are JSON objects go to the listeners registered with ``hub.add_listener``.
@@ -37,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -281,11 +283,72 @@ def sse(*, data: Any, event: str | None = None, id: str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
-async def follow(*, task_ids: list[int], cursors: dict[int, int], event_id: Any, finished: Any) -> AsyncIterator[bytes]:
+#: Not read yet: the stream's own open checks have just run.
+_UNREAD = object()
+
+
+class Access:
+    """Whether a stream's viewer may still see what it opened: ``check`` (its open checks, as a new
+    request would run them) gives the refusal a new request would get, or None.
+
+    A stream outlives its credentials' checks: its key may be revoked, its owner deactivated, its
+    role taken away, its session ended. So the checks run again whenever the permission generation
+    has moved (every such change moves it: ``accounts.backends``), which is read from the cache when
+    there is something to send, before it is sent, and at least every ``SYMPHONY_STREAM_ACCESS_RECHECK_SECONDS`` (60 s)
+    for what moves no generation (a key's expiry, a logout) or while the cache cannot be read. A full
+    check costs a few ms of CPU, so the periodic one is rarer than the heartbeat.
+    """
+
+    def __init__(self, check: Callable[[], Any]) -> None:
+        self._check = check
+        self._generation: Any = _UNREAD
+        # As if last checked at a random point of the past interval: streams opened together (a
+        # console, a fleet reconnecting) spread their periodic checks instead of queueing them at once
+        # on the pool, ahead of the events their viewers wait for.
+        self._checked_at = time.monotonic() - random.uniform(0, settings.SYMPHONY_STREAM_ACCESS_RECHECK_SECONDS)
+
+    def refusal(self, *, sending: bool) -> Any:
+        """Sync (on the stream pool): the refusal (a rendered response) or None. ``sending``: the
+        stream has something to send; with nothing to send only the periodic check is due."""
+        from accounts.backends import permissions_generation
+
+        due = time.monotonic() - self._checked_at >= settings.SYMPHONY_STREAM_ACCESS_RECHECK_SECONDS
+        if not sending and not due:
+            return None
+        generation = permissions_generation()
+        if self._generation is _UNREAD:  # the first batch: the stream's own checks ran just now
+            self._generation = generation
+            return None
+        if not due and generation is not None and generation == self._generation:
+            return None
+        self._generation, self._checked_at = generation, time.monotonic()
+        return self._check()
+
+
+def _checked_snapshot(
+    access: Access, task_ids: list[int], cursors: dict[int, int], seen: dict[int, str]
+) -> tuple[Any, list, dict]:
+    """(refusal, [], {}) when the viewer may no longer see what there is to send, else (None,
+    ``_snapshot``): one trip to the pool for both."""
+    events, statuses = _snapshot(task_ids, cursors)
+    sending = bool(events) or any(seen.get(task_id) != status for task_id, status in statuses.items())
+    refusal = access.refusal(sending=sending)
+    if refusal is not None:
+        return refusal, [], {}
+    return None, events, statuses
+
+
+async def follow(
+    *, task_ids: list[int], cursors: dict[int, int], event_id: Any, finished: Any, access: Access
+) -> AsyncIterator[bytes]:
     """The stream core: replay each task's events after ``cursors[task_id]``, then follow live.
 
     ``event_id(event)`` gives an event's SSE id (what a client sends back as ``Last-Event-ID``);
     ``finished(statuses)`` says when the stream is over. Status changes go out as ``status`` events.
+    Before each batch ``access`` is asked whether the viewer may still see it: when not, a ``denied``
+    event carries the status and error a new request would get (401, 403, 404), and the stream ends;
+    when the check itself failed (503: the database is away), the stream ends without a word, so
+    the client reconnects and its new request is checked in full.
     """
     heartbeat = settings.SYMPHONY_STREAM_HEARTBEAT_SECONDS
     recheck = settings.SYMPHONY_STREAM_RECHECK_SECONDS
@@ -298,7 +361,11 @@ async def follow(*, task_ids: list[int], cursors: dict[int, int], event_id: Any,
     async with hub.subscribe(task_ids) as wake:
         while True:
             wake.clear()
-            events, statuses = await _run_query(_snapshot)(task_ids, cursors)
+            refusal, events, statuses = await _run_query(_checked_snapshot)(access, task_ids, cursors, seen)
+            if refusal is not None:
+                if refusal.status_code < 500:
+                    yield sse(event="denied", data={"status": refusal.status_code, **json.loads(refusal.content)})
+                return
             for row in events:
                 cursors[row.task_id] = row.seq
                 yield sse(

@@ -395,6 +395,9 @@ SYMPHONY_STREAM_POLL_SECONDS = env_float("SYMPHONY_STREAM_POLL_SECONDS", 0.5)
 # PostgreSQL streams re-check the database this often even without a notification (a lost LISTEN
 # connection, a change made outside the services).
 SYMPHONY_STREAM_RECHECK_SECONDS = env_float("SYMPHONY_STREAM_RECHECK_SECONDS", 5.0)
+# An open stream runs its viewer's checks again at once when the permission generation moves, and at
+# least this often for what moves none (a key's expiry, a logout): docs/agents.md "Streams".
+SYMPHONY_STREAM_ACCESS_RECHECK_SECONDS = env_float("SYMPHONY_STREAM_ACCESS_RECHECK_SECONDS", 60.0)
 # Longest a claim may wait for work (``wait_seconds``, docs/agents.md "Waiting for work"); served by the
 # ASGI process, answered at once by gunicorn.
 SYMPHONY_CLAIM_MAX_WAIT_SECONDS = env_int("SYMPHONY_CLAIM_MAX_WAIT_SECONDS", 30, minimum=0)

@@ -19,7 +19,7 @@ from rest_framework.exceptions import ValidationError
 
 from agents import streams
 from agents.models import Task
-from agents.stream_views import last_event_id, open_stream, streaming
+from agents.stream_views import access, last_event_id, open_stream, streaming
 from workflows.views import WorkflowRunViewSet
 
 _POSITION = re.compile(r"^(\d{1,18}:\d{1,9})(,\d{1,18}:\d{1,9})*$")
@@ -56,4 +56,9 @@ async def workflow_stream(request: HttpRequest, pk: int) -> HttpResponse:
     def finished(statuses: dict[int, str]) -> bool:
         return all(statuses.get(task_id, Task.Status.CANCELLED) in Task.FINISHED for task_id in task_ids)
 
-    return streaming(streams.follow(task_ids=task_ids, cursors=cursors, event_id=event_id, finished=finished))
+    return streaming(
+        streams.follow(
+            task_ids=task_ids, cursors=cursors, event_id=event_id, finished=finished,
+            access=access(WorkflowRunViewSet, request, pk),
+        )
+    )  # fmt: skip

@@ -146,6 +146,54 @@ def test_held_claims_share_a_few_database_connections(asgi, make_agent, orchestr
     assert opened <= POOL + OWN_CONNECTIONS, f"{opened} connections for {len(agents)} held claims"
 
 
+def _revoke_the_key(worker: Any) -> None:
+    from accounts.services import api_key_revoke
+
+    api_key_revoke(actor=None, key=worker.agent.api_key)
+
+
+def _delete_the_agent(worker: Any) -> None:
+    from agents import services
+
+    services.agent_delete(agent=worker.agent, actor=None)
+
+
+def _deactivate_the_owner(worker: Any) -> None:
+    owner = worker.agent.owner
+    owner.is_active = False
+    owner.save(update_fields=["is_active"])  # the permission caches are dropped on commit (signals)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis  # the server sees the test's invalidations through the cache they share
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        (_revoke_the_key, "api_key_revoked"),
+        (_delete_the_agent, "api_key_revoked"),
+        (_deactivate_the_owner, "api_key_owner_inactive"),
+    ],
+    ids=["key revoked", "agent deleted", "owner deactivated"],
+)
+def test_a_claim_held_past_the_end_of_its_key_takes_nothing_and_is_refused(
+    asgi, make_agent, orchestra, operator_api, change, code
+):
+    """The key was checked when the claim came in; a task arriving after its revocation (or its
+    agent's deletion, or its owner's deactivation) must not be leased to it: the wait ends with the
+    401 the next request would get, and the task stays queued for another agent."""
+    worker = make_agent(orchestra=orchestra)
+    claim = Claim(asgi, worker.key, wait_seconds=25)
+    until(lambda: waiting(asgi) == 1)
+    change(worker)
+    submitted = operator_api.post("/api/v1/tasks/", {"orchestra": orchestra.pk, "kind": "echo"}).json()["id"]
+    claim.join(timeout=60)
+    assert claim.answer is not None and claim.answer.status_code == 401, claim.answer and claim.answer.text
+    assert claim.answer.json()["error"]["code"] == code
+    assert claim.took < 15  # refused when woken, not at the end of the wait
+    task = Task.objects.get(pk=submitted)
+    assert (task.status, task.agent_id, task.attempts) == (Task.Status.PENDING, None, 0)
+
+
 @pytest.mark.postgres
 def test_a_waiter_is_never_given_another_projects_task(asgi, make_agent, orchestra, operator_api, project_factory):
     worker = make_agent(orchestra=orchestra)

@@ -43,9 +43,16 @@ def parse_sse(lines: Any, until: str = "end") -> Iterator[tuple[str | None, str,
 
 
 def uvicorn_env(tmp_path: Path) -> dict[str, str]:
+    from django.conf import settings
+
     db = connection.settings_dict
     url = f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    return app_env(tmp_path, DATABASE_URL=url, SYMPHONY_STREAM_HEARTBEAT_SECONDS="0.5")
+    env = app_env(tmp_path, DATABASE_URL=url, SYMPHONY_STREAM_HEARTBEAT_SECONDS="0.5")
+    if os.environ.get("REDIS_URL"):
+        # The test's own cache namespace, as an install's processes share one: what the test
+        # invalidates (a key revoked through a service here) the server must see.
+        env["CACHE_KEY_PREFIX"] = settings.CACHES["default"]["KEY_PREFIX"]
+    return env
 
 
 def uvicorn(tmp_path: Path, env: dict[str, str]):
@@ -273,3 +280,110 @@ def test_open_streams_share_a_few_database_connections(make_agent, orchestra, tm
         for thread in threads:
             thread.join(timeout=30)
     assert opened <= POOL + OWN_CONNECTIONS, f"{opened} connections for {len(readers)} open streams"
+
+
+class Watcher(threading.Thread):
+    """Reads one stream on its own thread: every (id, event, data) in ``received``, until it ends."""
+
+    def __init__(self, url: str, **request: Any) -> None:
+        super().__init__(daemon=True)
+        self.url, self.request = url, request
+        self.received: list[tuple[str | None, str, str]] = []
+        self.status = 0
+        self.start()
+
+    def run(self) -> None:
+        with requests.get(self.url, stream=True, timeout=30, **self.request) as response:
+            self.status = response.status_code
+            if response.status_code != 200:
+                self.received.append((None, "refused", response.text))
+                return
+            self.received.extend(parse_sse(response.iter_lines(), until="denied"))
+
+    def following(self) -> None:
+        """Wait until the stream has replayed and follows live (its first ``status`` event is out)."""
+        deadline = time.monotonic() + 20
+        while not any(event == "status" for _, event, _ in self.received):
+            assert time.monotonic() < deadline and self.is_alive(), self.received
+            time.sleep(0.05)
+
+    def ended(self) -> list[tuple[str | None, str, str]]:
+        self.join(timeout=30)
+        assert not self.is_alive(), "the stream did not end"
+        return self.received
+
+
+def _revoke_its_key(reader: Any) -> None:
+    from accounts.models import ApiKey
+    from accounts.services import api_key_revoke
+
+    api_key_revoke(actor=None, key=ApiKey.objects.get(prefix=reader.key.split("_")[1]))
+
+
+def _take_its_role(reader: Any) -> None:
+    reader.user.roles.clear()  # the permission caches are dropped on commit (signals)
+
+
+@pytest.mark.postgres
+@pytest.mark.redis  # the server sees the test's invalidations through the cache they share
+@pytest.mark.parametrize(
+    ("change", "status", "code"),
+    [(_revoke_its_key, 401, "api_key_revoked"), (_take_its_role, 404, "not_found")],
+    ids=["key revoked", "role taken"],
+)
+def test_a_stream_ends_with_denied_once_its_viewer_may_no_longer_see_it(
+    make_agent, orchestra, tmp_path, make_api, change, status, code
+):
+    """The checks a stream was opened with run again while it lasts: the first event after the
+    viewer lost its right is not sent; a ``denied`` event says why, as a new request would be told."""
+    worker = make_agent(orchestra=orchestra)
+    reader = make_api("viewer")
+    task = TaskFactory(orchestra=orchestra)
+    [claimed] = worker.api.post("/api/v1/agent/claim/", {}).json()["tasks"]
+    events = f"/api/v1/tasks/{task.pk}/events/"
+    env = uvicorn_env(tmp_path)
+    env["SYMPHONY_STREAM_ACCESS_RECHECK_SECONDS"] = "600"  # only the generation's move can end it in time
+    port, server = uvicorn(tmp_path, env)
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(f"{base}/health/live", timeout=60, process=process) == 200
+        watcher = Watcher(f"{base}/api/v1/tasks/{task.pk}/stream/", headers=reader._headers({}))
+        watcher.following()
+        worker.api.post(events, {"attempt": claimed["attempt"], "type": "log", "data": {"message": "before"}})
+        change(reader)
+        worker.api.post(events, {"attempt": claimed["attempt"], "type": "log", "data": {"message": "after"}})
+        received = watcher.ended()
+    assert [event for _, event, _ in received][-1] == "denied"
+    denied = json.loads(received[-1][2])
+    assert (denied["status"], denied["error"]["code"]) == (status, code)
+    assert "after" not in " ".join(data for _, _, data in received)
+
+
+@pytest.mark.postgres
+def test_a_session_stream_ends_with_denied_once_the_session_is_logged_out(make_agent, orchestra, tmp_path, make_user):
+    """A logout moves no permission generation: the stream's periodic check ends it."""
+    from django.conf import settings
+    from django.test import Client
+
+    worker = make_agent(orchestra=orchestra)
+    task = TaskFactory(orchestra=orchestra)
+    worker.api.post("/api/v1/agent/claim/", {})
+    browser = Client()
+    browser.force_login(make_user("viewer"))
+    cookie = {"sessionid": browser.cookies["sessionid"].value}
+    env = uvicorn_env(tmp_path)
+    env["SECRET_KEY"] = settings.SECRET_KEY  # a session's user is verified with the install's key
+    env["SYMPHONY_STREAM_ACCESS_RECHECK_SECONDS"] = "0.5"
+    port, server = uvicorn(tmp_path, env)
+    with server as process:
+        base = f"http://127.0.0.1:{port}"
+        assert wait_for(f"{base}/health/live", timeout=60, process=process) == 200
+        watcher = Watcher(f"{base}/api/v1/tasks/{task.pk}/stream/", cookies=cookie)
+        watcher.following()
+        time.sleep(1.5)  # a few periodic checks: a logged-in session passes them and stays open
+        assert watcher.is_alive()
+        browser.logout()
+        received = watcher.ended()
+    denied = json.loads(received[-1][2])
+    assert received[-1][1] == "denied" and denied["status"] in (401, 403), received[-1]
+    assert denied["error"]["code"] == "not_authenticated"
