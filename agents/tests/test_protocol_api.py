@@ -136,6 +136,27 @@ def test_a_heartbeat_merges_its_metrics_into_the_metadata_and_keeps_the_rest(mak
     assert worker.agent.metadata["last_metrics"] == {"load": 0.5, "nested": {"gpu": [1, 2]}}  # no metrics: kept
 
 
+@pytest.mark.postgres
+def test_a_heartbeat_relaxes_only_a_commit_of_its_own(make_agent):
+    """Its own transaction commits without waiting for the WAL flush; an enclosing one (here the test's,
+    still open after the request) keeps its durability, and nothing leaks to the next statement."""
+    from django.db import connection, transaction
+
+    from agents import services
+
+    worker = make_agent()
+    assert worker.api.post("/api/v1/agent/heartbeat/", {"status": "busy"}).status_code == 200
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)
+    with transaction.atomic():
+        beat = services.heartbeat_for_key(api_key=worker.agent.api_key, status="idle")
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone() == ("on",)
+    assert beat.status == "idle"
+
+
 def test_a_heartbeat_that_is_no_agents_is_refused_before_its_body_is_judged(operator_api, make_agent):
     r = operator_api.post("/api/v1/agent/heartbeat/", {"status": "nonsense"})
     assert (r.status_code, r.json()["error"]["code"]) == (403, "agent_key_required")
