@@ -195,6 +195,42 @@ def test_it_lists_agents_exactly_as_the_agent_serializer_shows_them(fleet):
     assert by_name["keyless-one"]["api_key_prefix"] is None and by_name["never-seen"]["project"] == "beta"
 
 
+@pytest.mark.postgres
+def test_postgresql_builds_the_list_entries_as_the_agent_serializer_shows_them(fleet):
+    import json
+
+    from agents import selectors
+    from agents.serializers import AgentSerializer
+
+    Agent.objects.filter(name="busy-one").update(
+        metadata={"ünï": '\u2028 "quoted" \\', "big": 2**62, "float": 1.5, "nested": [{"a": None}]}
+    )
+    agents = list(selectors.agent_list())
+    texts = selectors.agent_list_json(
+        [agent.pk for agent in reversed(agents)] + [10**12]
+    )  # order kept, unknown dropped
+    assert [json.loads(text) for text in texts] == list(reversed(AgentSerializer(agents, many=True).data))
+
+
+@pytest.mark.postgres
+def test_the_list_body_escapes_line_separators_as_drf_does(admin_api, fleet):
+    Agent.objects.filter(name="busy-one").update(metadata={"note": "a\u2028b\u2029c"})
+    r = admin_api.get("/api/v1/agents/")
+    assert b"a\\u2028b\\u2029c" in r.content and "\u2028".encode() not in r.content
+    assert r.json()["results"][0]["metadata"] == {"note": "a\u2028b\u2029c"}
+
+
+@pytest.mark.parametrize("accept", ["application/json; indent=2", "text/html"])
+def test_the_list_asked_for_indented_or_browsable_shows_the_same_entries(admin_api, fleet, accept):
+    plain = admin_api.get("/api/v1/agents/").json()
+    r = admin_api.get("/api/v1/agents/", Accept=accept)
+    assert r.status_code == 200
+    if accept.startswith("application/json"):
+        assert r.content.startswith(b'{\n  "count": 4') and r.json() == plain
+    else:
+        assert b"busy-one" in r.content and r["Content-Type"].startswith("text/html")
+
+
 @pytest.mark.parametrize(
     ("params", "names"),
     [
